@@ -1,0 +1,19 @@
+# The two commands of the README's quick start, and a few more.
+PY := .venv/bin/python
+
+.PHONY: setup monitor test bench clean
+
+setup:
+	bash scripts/setup
+
+monitor: setup
+	$(PY) -m cbpf
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) benchmarks/bench_fetch.py
+
+clean:
+	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info

@@ -1,0 +1,61 @@
+"""cbpf: load eBPF programs into the Linux kernel and read their maps fast.
+
+    import cbpf
+    cbpf.boot("counter.bpf.o")     # load every map and program, attach every program by its section name
+    cbpf.fetch("counts", 1234)     # -> int, or None when the key is absent
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, LoadError, Map, Object, fetch, libbpf_version
+from cbpf._cbpf import _booted_maps
+
+__all__ = [
+    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "LoadError", "Map", "Object",
+    "boot", "booted", "fetch", "include_dir", "libbpf_version", "shutdown",
+]
+
+__version__ = "0.1.0"
+
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+
+_booted: list[Object] = []
+
+
+def boot(source: Source, *, name: str | None = None) -> Object:
+    """Loads every map and program of a BPF ELF object and attaches every program by its section name.
+
+    The object stays loaded for the life of the process (or until its close()). Its maps become reachable by
+    name through fetch(); a name that several booted objects share must be read through Object.maps instead.
+    """
+    obj = Object(source, name=name)
+    _booted.append(obj)
+    for map_name, m in obj.maps.items():
+        seen = _booted_maps.get(map_name)
+        if seen is None:
+            _booted_maps[map_name] = m
+        elif isinstance(seen, tuple):
+            _booted_maps[map_name] = seen + (obj.name,)
+        else:
+            _booted_maps[map_name] = (seen.object.name, obj.name)
+    return obj
+
+
+def booted() -> tuple[Object, ...]:
+    """The objects boot() has loaded, oldest first."""
+    return tuple(_booted)
+
+
+def shutdown() -> None:
+    """Closes every object boot() loaded (detaching their programs) and forgets their map names."""
+    while _booted:
+        _booted.pop().close()
+    _booted_maps.clear()
+
+
+def include_dir() -> str:
+    """The directory holding libbpf's headers for BPF C (bpf/bpf_helpers.h, ...): pass it to clang with -I."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")

@@ -1,0 +1,138 @@
+"""Build of cbpf: libbpf from source (static, -fPIC, hidden symbols) linked into cbpf._cbpf, and the bundled BPF
+programs compiled with clang.
+
+Environment switches:
+  CBPF_DEBUG=1     -O0 -g, for debuggers
+  CBPF_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (libbpf included)
+  CBPF_WERROR=1    warnings are errors
+  CBPF_CLANG=path  the clang that compiles BPF C (default: clang)
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+LIBBPF_SRC = ROOT / "libbpf"
+BUILD = ROOT / "build" / "libbpf"
+
+
+def flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def c_flags():
+    flags = ["-fPIC", "-fvisibility=hidden"]
+    if flag("CBPF_DEBUG"):
+        flags += ["-O0", "-g"]
+    else:
+        flags += ["-O2"]
+    if flag("CBPF_SANITIZE"):
+        flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+    return flags
+
+
+def ensure_libbpf_source():
+    if not (LIBBPF_SRC / "src" / "libbpf.c").exists():
+        subprocess.check_call(["bash", str(ROOT / "scripts" / "fetch-libbpf")])
+
+
+def build_libbpf():
+    """Builds libbpf.a with its own Makefile into build/libbpf/{lib,include}."""
+    ensure_libbpf_source()
+    cflags = " ".join(c_flags())
+    stamp = BUILD / "cflags"
+    if (BUILD / "lib" / "libbpf.a").exists() and stamp.exists() and stamp.read_text() == cflags:
+        return
+    if BUILD.exists():
+        shutil.rmtree(BUILD)
+    BUILD.mkdir(parents=True)
+    subprocess.check_call(
+        [
+            "make", "-C", str(LIBBPF_SRC / "src"), f"-j{os.cpu_count() or 1}",
+            "BUILD_STATIC_ONLY=1", f"OBJDIR={BUILD / 'obj'}", f"DESTDIR={BUILD}",
+            "INCLUDEDIR=/include", "LIBDIR=/lib", "UAPIDIR=/include", f"EXTRA_CFLAGS={cflags}",
+            "install", "install_uapi_headers",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    stamp.write_text(cflags)
+
+
+BPF_SIDE_HEADERS = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_core_read.h", "bpf_endian.h",
+                    "usdt.bpf.h"]
+
+
+def bpf_include_flags():
+    """Headers for BPF C: libbpf's bpf_helpers.h and the UAPI headers it ships; asm/ from the host's multiarch dir."""
+    flags = ["-I", str(BUILD / "include")]
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    if multiarch and Path(f"/usr/include/{multiarch}").is_dir():
+        flags += ["-idirafter", f"/usr/include/{multiarch}"]
+    return flags
+
+
+def compile_bpf(source, output):
+    clang = os.environ.get("CBPF_CLANG", "clang")
+    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    cmd = [clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", *bpf_include_flags(),
+           "-c", str(source), "-o", str(output)]
+    subprocess.check_call(cmd)
+
+
+class BuildExt(build_ext):
+    def run(self):
+        build_libbpf()
+        for ext in self.extensions:
+            ext.extra_objects = [str(BUILD / "lib" / "libbpf.a")]
+        super().run()
+
+
+class BuildPy(build_py):
+    """Compiles the bundled BPF programs (cbpf/bpf/*.bpf.c) into the .bpf.o files shipped with the package."""
+
+    def run(self):
+        build_libbpf()
+        # libbpf's headers for BPF C ship inside the package (cbpf.include_dir()), so users and the tests
+        # compile against the same bpf_helpers.h as the bundled programs.
+        include = ROOT / "cbpf" / "include" / "bpf"
+        include.mkdir(parents=True, exist_ok=True)
+        for header in BPF_SIDE_HEADERS:
+            shutil.copy2(BUILD / "include" / "bpf" / header, include / header)
+        for source in sorted((ROOT / "cbpf" / "bpf").glob("*.bpf.c")):
+            output = source.with_suffix(".o")
+            if not output.exists() or output.stat().st_mtime < source.stat().st_mtime:
+                compile_bpf(source, output)
+        super().run()
+
+
+extra_compile_args = c_flags() + ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                  "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
+if flag("CBPF_WERROR"):
+    extra_compile_args.append("-Werror")
+extra_link_args = ["-Wl,--exclude-libs,ALL"]
+if flag("CBPF_SANITIZE"):
+    extra_link_args.append("-fsanitize=address,undefined")
+
+ext = Extension(
+    "cbpf._cbpf",
+    sources=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.c")),
+    depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")],
+    include_dirs=[str(BUILD / "include"), "src"],
+    libraries=["elf", "z"],
+    extra_compile_args=extra_compile_args,
+    extra_link_args=extra_link_args,
+)
+
+setup(
+    ext_modules=[ext],
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
+    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
+)

@@ -1,0 +1,105 @@
+/* cbpf: shared declarations of the C extension cbpf._cbpf. */
+#ifndef CBPF_H
+#define CBPF_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+/* Compatibility with CPython 3.9. */
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *cbpf_newref(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#define Py_NewRef(o) cbpf_newref((PyObject *)(o))
+static inline int cbpf_add_object_ref(PyObject *m, const char *name, PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(m, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    return 0;
+}
+#define PyModule_AddObjectRef cbpf_add_object_ref
+#define CBPF_HAVE_DISALLOW_INSTANTIATION 0
+#define CBPF_TPFLAGS_NO_INSTANCES 0
+#else
+#define CBPF_HAVE_DISALLOW_INSTANTIATION 1
+#define CBPF_TPFLAGS_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
+#endif
+
+#define PyUnicode_EqualToUTF8Compat(u, s) (PyUnicode_CompareWithASCIIString((u), (s)) == 0)
+
+typedef struct {
+    PyTypeObject *Object_type;
+    PyTypeObject *Map_type;
+    PyObject *LoadError;     /* OSError subclass carrying the verifier log */
+    PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
+    PyObject *logger;        /* logging.getLogger("cbpf.libbpf"), imported on first use */
+    PyObject *str_log;       /* interned "log" */
+} cbpf_state;
+
+/* One loaded BPF object: libbpf's bpf_object plus the links its programs were attached with. */
+typedef struct {
+    PyObject_HEAD
+    struct bpf_object *obj;
+    struct bpf_link **links;
+    Py_ssize_t nlinks;
+    PyObject *maps;          /* dict name -> Map, filled when the object is opened */
+    PyObject *name;          /* str: the object's name (file name or the name given) */
+    PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
+    bool loaded;
+    bool closed;
+} ObjectObject;
+
+typedef struct {
+    PyObject_HEAD
+    ObjectObject *owner;     /* strong reference; NULL for a map not owned by an object */
+    struct bpf_map *map;     /* libbpf's map, NULL once closed or when not from libbpf */
+    PyObject *name;
+    int fd;                  /* -1 until loaded and after close */
+    uint32_t type;
+    uint32_t key_size;
+    uint32_t value_size;
+    uint32_t max_entries;
+    uint32_t flags;
+    uint32_t ncpus;          /* number of values a lookup returns: possible CPUs for per-CPU maps, else 1 */
+    uint32_t value_stride;   /* bytes between per-CPU values (value_size rounded up to 8) */
+} MapObject;
+
+extern PyType_Spec cbpf_object_spec;
+extern PyType_Spec cbpf_map_spec;
+
+static inline cbpf_state *cbpf_get_state(PyObject *module)
+{
+    return (cbpf_state *)PyModule_GetState(module);
+}
+
+cbpf_state *cbpf_state_from_type(PyTypeObject *tp);
+
+/* errors.c: every errno or libbpf error becomes a Python exception here. */
+void cbpf_log_begin(void);
+char *cbpf_log_end(cbpf_state *st);
+void cbpf_log_emit_pending(cbpf_state *st);
+int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
+PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
+PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
+
+/* map.c */
+MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map);
+void cbpf_map_refresh(MapObject *self);
+void cbpf_map_invalidate(MapObject *self);
+PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
+int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
+                 const void **out);
+
+#endif

@@ -1,0 +1,247 @@
+/* Errors and libbpf's log.
+ *
+ * libbpf reports through a process-wide print callback and returns negative errno codes. The callback may run
+ * while the GIL is released (object load), so it never touches Python: it appends to a per-thread buffer, and the
+ * caller hands the buffer to Python's logging (logger "cbpf.libbpf") once it holds the GIL again. The same buffer
+ * gives the verifier log that a LoadError carries.
+ */
+#include "cbpf.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define LOG_CAP (16u << 20) /* a verifier log can reach megabytes; past this, records are dropped */
+
+/* Records: one byte of libbpf level, the text, a NUL. */
+typedef struct {
+    char *buf;
+    size_t len;
+    size_t cap;
+} logbuf;
+
+static _Thread_local logbuf tl_log;
+
+int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    va_list copy;
+    va_copy(copy, ap);
+    int n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0) {
+        return 0;
+    }
+    size_t need = tl_log.len + (size_t)n + 2;
+    if (need > LOG_CAP) {
+        return 0;
+    }
+    if (need > tl_log.cap) {
+        size_t cap = tl_log.cap ? tl_log.cap : 4096;
+        while (cap < need) {
+            cap *= 2;
+        }
+        char *grown = realloc(tl_log.buf, cap);
+        if (grown == NULL) {
+            return 0;
+        }
+        tl_log.buf = grown;
+        tl_log.cap = cap;
+    }
+    tl_log.buf[tl_log.len++] = (char)level;
+    vsnprintf(tl_log.buf + tl_log.len, (size_t)n + 1, fmt, ap);
+    tl_log.len += (size_t)n + 1;
+    return n;
+}
+
+void cbpf_log_begin(void)
+{
+    tl_log.len = 0;
+}
+
+static PyObject *get_logger(cbpf_state *st)
+{
+    if (st->logger == NULL) {
+        PyObject *logging = PyImport_ImportModule("logging");
+        if (logging == NULL) {
+            return NULL;
+        }
+        st->logger = PyObject_CallMethod(logging, "getLogger", "s", "cbpf.libbpf");
+        Py_DECREF(logging);
+    }
+    return st->logger;
+}
+
+/* Sends what libbpf printed on this thread to Python's logging and returns the warnings as one string (malloc'd,
+ * caller frees; NULL when there were none or memory ran out). Keeps any exception already set. */
+char *cbpf_log_end(cbpf_state *st)
+{
+    char *warnings = NULL;
+    size_t wlen = 0;
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+
+    PyObject *logger = tl_log.len ? get_logger(st) : NULL;
+    for (size_t off = 0; off < tl_log.len;) {
+        int level = tl_log.buf[off];
+        const char *text = tl_log.buf + off + 1;
+        size_t n = strlen(text);
+        off += n + 2;
+        if (level == LIBBPF_WARN) {
+            char *grown = realloc(warnings, wlen + n + 1);
+            if (grown != NULL) {
+                memcpy(grown + wlen, text, n);
+                wlen += n;
+                grown[wlen] = '\0';
+                warnings = grown;
+            }
+        }
+        if (logger == NULL) {
+            continue;
+        }
+        int pylevel = level == LIBBPF_WARN ? 30 : level == LIBBPF_INFO ? 20 : 10;
+        size_t shown = n;
+        while (shown && text[shown - 1] == '\n') {
+            shown--;
+        }
+        PyObject *r = PyObject_CallMethod(logger, "log", "is#", pylevel, text, (Py_ssize_t)shown);
+        if (r == NULL) {
+            PyErr_Clear(); /* a broken logging handler must not turn a successful load into a failure */
+        }
+        Py_XDECREF(r);
+    }
+    if (logger == NULL && tl_log.len) {
+        PyErr_Clear();
+    }
+    tl_log.len = 0;
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return warnings;
+}
+
+static const char *hint_for(int err)
+{
+    switch (err) {
+    case EPERM:
+    case EACCES:
+        return " (run as root, or grant CAP_BPF and CAP_PERFMON)";
+    case ENOMEM:
+        return " (out of memory, or the locked-memory limit is too low)";
+    default:
+        return "";
+    }
+}
+
+/* Raises the OSError subclass that matches err (so EPERM gives PermissionError, ENOENT FileNotFoundError) with
+ * a message of its own. err may be given negative, as libbpf returns it. Always returns NULL. */
+PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...)
+{
+    (void)st;
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (err < 0) {
+        err = -err;
+    }
+    if (err == 0) {
+        err = EINVAL;
+    }
+    char reason[128];
+    if (err >= LIBBPF_ERRNO__LIBELF) {
+        /* libbpf's own codes (bad ELF, relocation...) are not errno values: keep the text, report EINVAL */
+        libbpf_strerror(err, reason, sizeof(reason));
+        err = EINVAL;
+    }
+    else {
+        snprintf(reason, sizeof(reason), "%s", strerror(err));
+    }
+    PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what, reason, hint_for(err));
+    if (msg == NULL) {
+        return NULL;
+    }
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, msg);
+    Py_DECREF(msg);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* The verifier's own words sit between libbpf's BEGIN/END markers; without them, every warning is kept. */
+static PyObject *extract_verifier_log(const char *log)
+{
+    static const char begin[] = "-- BEGIN PROG LOAD LOG --\n";
+    static const char end[] = "-- END PROG LOAD LOG --";
+    if (log == NULL) {
+        return PyUnicode_FromString("");
+    }
+    const char *b = strstr(log, begin);
+    if (b != NULL) {
+        b += sizeof(begin) - 1;
+        const char *e = strstr(b, end);
+        return PyUnicode_DecodeUTF8(b, e ? (Py_ssize_t)(e - b) : (Py_ssize_t)strlen(b), "replace");
+    }
+    return PyUnicode_DecodeUTF8(log, (Py_ssize_t)strlen(log), "replace");
+}
+
+/* A failed load: LoadError(errno, message) whose .log holds the verifier log and whose message ends with the log's
+ * last lines. A load refused for lack of privilege stays a PermissionError. Always returns NULL. */
+PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log)
+{
+    PyObject *text = NULL, *lines = NULL, *tail = NULL, *msg = NULL, *exc = NULL;
+    if (err < 0) {
+        err = -err;
+    }
+    if (err == EPERM && (log == NULL || strstr(log, "PROG LOAD LOG") == NULL)) {
+        return cbpf_set_error(st, err, "%s", what);
+    }
+    text = extract_verifier_log(log);
+    if (text == NULL) {
+        goto done;
+    }
+    lines = PyUnicode_Splitlines(text, 0);
+    if (lines == NULL) {
+        goto done;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    Py_ssize_t from = n > 8 ? n - 8 : 0;
+    PyObject *last = PyList_GetSlice(lines, from, n);
+    if (last == NULL) {
+        goto done;
+    }
+    PyObject *sep = PyUnicode_FromString("\n  ");
+    if (sep == NULL) {
+        Py_DECREF(last);
+        goto done;
+    }
+    tail = PyUnicode_Join(sep, last);
+    Py_DECREF(sep);
+    Py_DECREF(last);
+    if (tail == NULL) {
+        goto done;
+    }
+    if (n) {
+        msg = PyUnicode_FromFormat("%s: %s; last lines of the log:\n  %U", what, strerror(err ? err : EINVAL), tail);
+    }
+    else {
+        msg = PyUnicode_FromFormat("%s: %s", what, strerror(err ? err : EINVAL));
+    }
+    if (msg == NULL) {
+        goto done;
+    }
+    exc = PyObject_CallFunction(st->LoadError, "iO", err ? err : EINVAL, msg);
+    if (exc == NULL) {
+        goto done;
+    }
+    if (PyObject_SetAttr(exc, st->str_log, text) < 0) {
+        goto done;
+    }
+    PyErr_SetObject(st->LoadError, exc);
+done:
+    Py_XDECREF(text);
+    Py_XDECREF(lines);
+    Py_XDECREF(tail);
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
+    return NULL;
+}

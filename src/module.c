@@ -1,0 +1,195 @@
+/* cbpf._cbpf: module init, state and the module-level fast path. */
+#include "cbpf.h"
+
+cbpf_state *cbpf_state_from_type(PyTypeObject *tp)
+{
+    return (cbpf_state *)PyType_GetModuleState(tp);
+}
+
+static PyObject *booted_names(cbpf_state *st)
+{
+    PyObject *keys = PyDict_Keys(st->booted_maps);
+    if (keys == NULL || PyList_Sort(keys) < 0) {
+        Py_XDECREF(keys);
+        return NULL;
+    }
+    PyObject *sep = PyUnicode_FromString(", ");
+    PyObject *joined = sep ? PyUnicode_Join(sep, keys) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(keys);
+    return joined;
+}
+
+/* fetch(map, key): map is a Map or the name of a map of a booted object. */
+static PyObject *module_fetch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    cbpf_state *st = cbpf_get_state(module);
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "fetch() takes exactly 2 arguments (%zd given)", nargs);
+    }
+    PyObject *target = args[0];
+    if (PyUnicode_Check(target)) {
+        PyObject *found = PyDict_GetItemWithError(st->booted_maps, target);
+        if (found == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            PyObject *names = booted_names(st);
+            if (names == NULL) {
+                return NULL;
+            }
+            PyObject *msg = PyUnicode_FromFormat("no booted object has a map named %R; booted maps: %s%U", target,
+                                                 PyUnicode_GET_LENGTH(names) ? "" : "(none)", names);
+            Py_DECREF(names);
+            if (msg != NULL) {
+                PyErr_SetObject(PyExc_KeyError, msg);
+                Py_DECREF(msg);
+            }
+            return NULL;
+        }
+        if (PyTuple_Check(found)) {
+            PyObject *sep = PyUnicode_FromString(", ");
+            PyObject *where = sep ? PyUnicode_Join(sep, found) : NULL;
+            Py_XDECREF(sep);
+            if (where == NULL) {
+                return NULL;
+            }
+            PyObject *msg = PyUnicode_FromFormat(
+                "map name %R is ambiguous: booted objects %U all have it; use Object.maps[name]", target, where);
+            Py_DECREF(where);
+            if (msg != NULL) {
+                PyErr_SetObject(PyExc_KeyError, msg);
+                Py_DECREF(msg);
+            }
+            return NULL;
+        }
+        target = found;
+    }
+    if (!PyObject_TypeCheck(target, st->Map_type)) {
+        return PyErr_Format(PyExc_TypeError, "fetch() takes a Map or a map name, not %.100s",
+                            Py_TYPE(target)->tp_name);
+    }
+    return cbpf_map_fetch(st, (MapObject *)target, args[1]);
+}
+
+static PyObject *module_libbpf_version(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return PyUnicode_FromString(libbpf_version_string());
+}
+
+static PyObject *module_num_possible_cpus(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    int n = libbpf_num_possible_cpus();
+    if (n < 0) {
+        return cbpf_set_error(cbpf_get_state(module), n, "reading /sys/devices/system/cpu/possible");
+    }
+    return PyLong_FromLong(n);
+}
+
+static PyMethodDef module_methods[] = {
+    {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
+     "fetch(map, key, /)\n--\n\nThe value of key in map (a Map, or the name of a map of a booted object) as an "
+     "int, or None when the key is absent. Keys are ints (packed to the map's key size) or buffers of exactly "
+     "key_size bytes; values must be 1, 2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."},
+    {"libbpf_version", module_libbpf_version, METH_NOARGS,
+     "libbpf_version()\n--\n\nThe version of the libbpf linked into cbpf."},
+    {"num_possible_cpus", module_num_possible_cpus, METH_NOARGS,
+     "num_possible_cpus()\n--\n\nHow many values a per-CPU map holds per key."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **slot)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    if (*slot == NULL) {
+        return -1;
+    }
+#if !CBPF_HAVE_DISALLOW_INSTANTIATION
+    if (spec == &cbpf_map_spec) {
+        (*slot)->tp_new = NULL;
+    }
+#endif
+    return PyModule_AddType(module, *slot);
+}
+
+static int module_exec(PyObject *module)
+{
+    cbpf_state *st = cbpf_get_state(module);
+    if (add_type(module, &cbpf_object_spec, &st->Object_type) < 0 ||
+        add_type(module, &cbpf_map_spec, &st->Map_type) < 0) {
+        return -1;
+    }
+    st->LoadError = PyErr_NewExceptionWithDoc(
+        "cbpf.LoadError",
+        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log.",
+        PyExc_OSError, NULL);
+    if (st->LoadError == NULL || PyModule_AddObjectRef(module, "LoadError", st->LoadError) < 0) {
+        return -1;
+    }
+    st->booted_maps = PyDict_New();
+    if (st->booted_maps == NULL || PyModule_AddObjectRef(module, "_booted_maps", st->booted_maps) < 0) {
+        return -1;
+    }
+    st->str_log = PyUnicode_InternFromString("log");
+    if (st->str_log == NULL) {
+        return -1;
+    }
+    if (PyModule_AddIntConstant(module, "BPF_ANY", BPF_ANY) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_NOEXIST", BPF_NOEXIST) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_EXIST", BPF_EXIST) < 0) {
+        return -1;
+    }
+    libbpf_set_print(cbpf_libbpf_print);
+    return 0;
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    cbpf_state *st = cbpf_get_state(module);
+    Py_VISIT(st->Object_type);
+    Py_VISIT(st->Map_type);
+    Py_VISIT(st->LoadError);
+    Py_VISIT(st->booted_maps);
+    Py_VISIT(st->logger);
+    return 0;
+}
+
+static int module_clear(PyObject *module)
+{
+    cbpf_state *st = cbpf_get_state(module);
+    Py_CLEAR(st->Object_type);
+    Py_CLEAR(st->Map_type);
+    Py_CLEAR(st->LoadError);
+    Py_CLEAR(st->booted_maps);
+    Py_CLEAR(st->logger);
+    Py_CLEAR(st->str_log);
+    return 0;
+}
+
+static void module_free(void *module)
+{
+    module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef cbpf_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "cbpf._cbpf",
+    .m_doc = "The C core of cbpf: BPF objects and maps through a statically linked libbpf.",
+    .m_size = sizeof(cbpf_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__cbpf(void)
+{
+    return PyModuleDef_Init(&cbpf_module);
+}

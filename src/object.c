@@ -1,0 +1,530 @@
+/* cbpf.Object: a BPF ELF object opened, loaded and attached through libbpf. */
+#include "cbpf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Reads a whole file into a new bytes object. */
+static PyObject *read_file(PyObject *path)
+{
+    PyObject *encoded = NULL, *data = NULL;
+    int fd = -1;
+    if (!PyUnicode_FSConverter(path, &encoded)) {
+        return NULL;
+    }
+    fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        goto done;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        errno = EISDIR;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        PyErr_Format(PyExc_ValueError, "%R is not a regular file", path);
+        goto done;
+    }
+    data = PyBytes_FromStringAndSize(NULL, sb.st_size);
+    if (data == NULL) {
+        goto done;
+    }
+    char *p = PyBytes_AS_STRING(data);
+    Py_ssize_t got = 0;
+    while (got < sb.st_size) {
+        ssize_t n = read(fd, p + got, (size_t)(sb.st_size - got));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (n == 0) {
+                errno = EIO; /* the file shrank under us */
+            }
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+            Py_CLEAR(data);
+            goto done;
+        }
+        got += n;
+    }
+done:
+    if (fd >= 0) {
+        close(fd);
+    }
+    Py_XDECREF(encoded);
+    return data;
+}
+
+/* "dir/counter.bpf.o" -> "counter" as libbpf names objects, so map names like "counter.bss" read the same. */
+static PyObject *name_from_path(PyObject *path)
+{
+    PyObject *fs = PyOS_FSPath(path);
+    if (fs == NULL) {
+        return NULL;
+    }
+    PyObject *str = PyUnicode_Check(fs) ? Py_NewRef(fs) : PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(fs),
+                                                                                           PyBytes_GET_SIZE(fs));
+    Py_DECREF(fs);
+    if (str == NULL) {
+        return NULL;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(str);
+    Py_ssize_t slash = PyUnicode_FindChar(str, '/', 0, len, -1);
+    Py_ssize_t start = slash < 0 ? 0 : slash + 1;
+    Py_ssize_t dot = PyUnicode_FindChar(str, '.', start, len, 1);
+    PyObject *name = PyUnicode_Substring(str, start, dot > start ? dot : len);
+    Py_DECREF(str);
+    return name;
+}
+
+static void destroy_links(ObjectObject *self)
+{
+    for (Py_ssize_t i = 0; i < self->nlinks; i++) {
+        bpf_link__destroy(self->links[i]);
+    }
+    PyMem_Free(self->links);
+    self->links = NULL;
+    self->nlinks = 0;
+}
+
+static void close_object(ObjectObject *self)
+{
+    if (self->closed) {
+        return;
+    }
+    self->closed = true;
+    destroy_links(self);
+    if (self->maps != NULL) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(self->maps, &pos, &key, &value)) {
+            cbpf_map_invalidate((MapObject *)value);
+        }
+    }
+    bpf_object__close(self->obj);
+    self->obj = NULL;
+    Py_CLEAR(self->elf);
+}
+
+static int check_usable(ObjectObject *self)
+{
+    if (self->closed) {
+        PyErr_Format(PyExc_ValueError, "Object '%U' is closed", self->name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *do_load(cbpf_state *st, ObjectObject *self)
+{
+    int err;
+    char *log;
+    if (check_usable(self) < 0) {
+        return NULL;
+    }
+    if (self->loaded) {
+        return PyErr_Format(PyExc_ValueError, "Object '%U' is already loaded", self->name);
+    }
+    cbpf_log_begin();
+    Py_BEGIN_ALLOW_THREADS
+    err = bpf_object__load(self->obj);
+    Py_END_ALLOW_THREADS
+    log = cbpf_log_end(st);
+    if (err != 0) {
+        char what[256];
+        snprintf(what, sizeof(what), "loading BPF object '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_load_error(st, err, what, log);
+        free(log);
+        /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
+        close_object(self);
+        return NULL;
+    }
+    free(log);
+    self->loaded = true;
+    Py_CLEAR(self->elf);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->maps, &pos, &key, &value)) {
+        cbpf_map_refresh((MapObject *)value);
+    }
+    Py_RETURN_NONE;
+}
+
+/* tracepoints need tracefs; mount it when it is missing (root can), or say what is missing. */
+static int ensure_tracefs(cbpf_state *st)
+{
+    if (access("/sys/kernel/tracing/events", F_OK) == 0 || access("/sys/kernel/debug/tracing/events", F_OK) == 0) {
+        return 0;
+    }
+    if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) != 0) {
+        cbpf_set_error(st, errno, "tracefs is not mounted at /sys/kernel/tracing and mounting it failed "
+                                  "(mount -t tracefs tracefs /sys/kernel/tracing)");
+        return -1;
+    }
+    return 0;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Checks what the kernel must offer before libbpf tries, so the error names the missing feature. */
+static int check_attach_prerequisites(cbpf_state *st, struct bpf_program *prog)
+{
+    const char *sec = bpf_program__section_name(prog);
+    if (starts_with(sec, "kprobe") || starts_with(sec, "kretprobe") || starts_with(sec, "ksyscall") ||
+        starts_with(sec, "kretsyscall")) {
+        if (access("/sys/bus/event_source/devices/kprobe", F_OK) != 0 && access("/sys/kernel/tracing/kprobe_events", F_OK) != 0) {
+            cbpf_set_error(st, EOPNOTSUPP,
+                           "cannot attach program '%s' (section '%s'): this kernel has no kprobes "
+                           "(built without CONFIG_KPROBES)",
+                           bpf_program__name(prog), sec);
+            return -1;
+        }
+    }
+    if (starts_with(sec, "tracepoint/") || starts_with(sec, "tp/") || starts_with(sec, "kprobe") ||
+        starts_with(sec, "kretprobe") || starts_with(sec, "uprobe") || starts_with(sec, "uretprobe") ||
+        starts_with(sec, "usdt")) {
+        return ensure_tracefs(st);
+    }
+    return 0;
+}
+
+static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
+{
+    struct bpf_program *prog;
+    PyObject *result = NULL;
+    Py_ssize_t count = 0, first_new = self->nlinks;
+    if (check_usable(self) < 0) {
+        return NULL;
+    }
+    if (!self->loaded) {
+        return PyErr_Format(PyExc_ValueError, "Object '%U' is not loaded: call load() first", self->name);
+    }
+    if (self->nlinks) {
+        return PyErr_Format(PyExc_ValueError, "Object '%U' is already attached", self->name);
+    }
+    bpf_object__for_each_program(prog, self->obj) {
+        count++;
+    }
+    struct bpf_link **links = PyMem_Calloc(count ? (size_t)count : 1, sizeof(*links));
+    if (links == NULL) {
+        return PyErr_NoMemory();
+    }
+    self->links = links;
+    cbpf_log_begin();
+    bpf_object__for_each_program(prog, self->obj) {
+        if (!bpf_program__autoload(prog) || !bpf_program__autoattach(prog)) {
+            continue;
+        }
+        if (check_attach_prerequisites(st, prog) < 0) {
+            goto done;
+        }
+        struct bpf_link *link = bpf_program__attach(prog);
+        if (link == NULL) {
+            int err = errno;
+            if (err == EOPNOTSUPP) {
+                continue; /* its section names no target (xdp, tc, socket...): attach it explicitly */
+            }
+            cbpf_set_error(st, err, "cannot attach program '%s' (section '%s')", bpf_program__name(prog),
+                           bpf_program__section_name(prog));
+            goto done;
+        }
+        self->links[self->nlinks++] = link;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    free(cbpf_log_end(st));
+    if (result == NULL) {
+        /* all or nothing: undo this call's links */
+        while (self->nlinks > first_new) {
+            bpf_link__destroy(self->links[--self->nlinks]);
+        }
+    }
+    if (self->nlinks == 0) {
+        PyMem_Free(self->links);
+        self->links = NULL;
+    }
+    return result;
+}
+
+/* The last non-empty line of libbpf's warnings, with a closing parenthesis, for a one-line message. */
+static void last_line(const char *log, char *out, size_t size)
+{
+    if (log == NULL) {
+        return;
+    }
+    const char *end = log + strlen(log);
+    while (end > log && end[-1] == '\n') {
+        end--;
+    }
+    const char *start = end;
+    while (start > log && start[-1] != '\n') {
+        start--;
+    }
+    if (end > start) {
+        snprintf(out, size, "%.*s)", (int)(end - start), start);
+    }
+}
+
+static bool looks_legacy(const char *log)
+{
+    return log != NULL && strstr(log, "legacy map definitions") != NULL;
+}
+
+static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"source", "name", "load", "attach", NULL};
+    PyObject *source = NULL, *name = Py_None;
+    int load = 1, attach = 1;
+    cbpf_state *st = cbpf_state_from_type(type);
+    ObjectObject *self = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Opp:Object", kwlist, &source, &name, &load, &attach)) {
+        return NULL;
+    }
+    if (name != Py_None && !PyUnicode_Check(name)) {
+        return PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
+    }
+    self = (ObjectObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->closed = true; /* until there is something to close */
+    if (PyObject_CheckBuffer(source)) {
+        Py_buffer view = {0};
+        if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) < 0) {
+            goto error;
+        }
+        self->elf = PyBytes_FromStringAndSize(view.buf, view.len);
+        PyBuffer_Release(&view);
+        self->name = name != Py_None ? Py_NewRef(name) : PyUnicode_FromString("object");
+    }
+    else if (PyUnicode_Check(source) || PyObject_HasAttrString(source, "__fspath__")) {
+        self->elf = read_file(source);
+        if (self->elf == NULL) {
+            goto error;
+        }
+        self->name = name != Py_None ? Py_NewRef(name) : name_from_path(source);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "Object() takes a path or the ELF as bytes, not %.100s",
+                     Py_TYPE(source)->tp_name);
+        goto error;
+    }
+    if (self->elf == NULL || self->name == NULL) {
+        goto error;
+    }
+    const char *cname = PyUnicode_AsUTF8(self->name);
+    if (cname == NULL) {
+        goto error;
+    }
+
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname);
+    cbpf_log_begin();
+    self->obj = bpf_object__open_mem(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), &opts);
+    int err = self->obj == NULL ? errno : 0;
+    char *log = cbpf_log_end(st);
+    if (self->obj == NULL) {
+        if (err == EOPNOTSUPP && looks_legacy(log)) {
+            cbpf_set_error(st, err,
+                           "BPF object '%s' uses the legacy map format (struct bpf_map_def in a section named "
+                           "\"maps\"), which this version of cbpf does not load yet",
+                           cname);
+        }
+        else {
+            char what[256];
+            snprintf(what, sizeof(what), "opening BPF object '%s'", cname);
+            if (err >= LIBBPF_ERRNO__LIBELF || err == EINVAL || err == ENOEXEC || err == EPROTO ||
+                err == ENOENT || err == E2BIG) {
+                char reason[200] = "";
+                last_line(log, reason, sizeof(reason));
+                cbpf_set_error(st, err, "%s: not a valid BPF ELF object%s%s", what, reason[0] ? " (libbpf: " : "",
+                               reason[0] ? reason : "");
+            }
+            else {
+                cbpf_set_error(st, err, "%s", what);
+            }
+        }
+        free(log);
+        goto error;
+    }
+    free(log);
+    self->closed = false;
+
+    self->maps = PyDict_New();
+    if (self->maps == NULL) {
+        goto error;
+    }
+    struct bpf_map *map;
+    bpf_object__for_each_map(map, self->obj) {
+        MapObject *m = cbpf_map_from_libbpf(st, self, map);
+        if (m == NULL) {
+            goto error;
+        }
+        int rc = PyDict_SetItem(self->maps, m->name, (PyObject *)m);
+        Py_DECREF(m);
+        if (rc < 0) {
+            goto error;
+        }
+    }
+    if (load) {
+        PyObject *r = do_load(st, self);
+        if (r == NULL) {
+            goto error;
+        }
+        Py_DECREF(r);
+        if (attach) {
+            r = do_attach(st, self);
+            if (r == NULL) {
+                goto error;
+            }
+            Py_DECREF(r);
+        }
+    }
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyObject *Object_load(ObjectObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return do_load(cbpf_state_from_type(Py_TYPE(self)), self);
+}
+
+static PyObject *Object_attach(ObjectObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return do_attach(cbpf_state_from_type(Py_TYPE(self)), self);
+}
+
+static PyObject *Object_close(ObjectObject *self, PyObject *Py_UNUSED(ignored))
+{
+    close_object(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Object_enter(ObjectObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_usable(self) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    (void)nargs;
+    close_object(self);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Object_get_maps(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    if (self->maps == NULL) {
+        return PyErr_Format(PyExc_ValueError, "Object has no maps: it was never opened");
+    }
+    return PyDictProxy_New(self->maps);
+}
+
+static PyObject *Object_get_name(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->name ? self->name : Py_None);
+}
+
+static PyObject *Object_get_loaded(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->loaded && !self->closed);
+}
+
+static PyObject *Object_get_closed(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *Object_get_nlinks(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->nlinks);
+}
+
+static PyObject *Object_repr(ObjectObject *self)
+{
+    return PyUnicode_FromFormat("<cbpf.Object '%U'%s>", self->name ? self->name : Py_None,
+                                self->closed ? " (closed)" : self->loaded ? "" : " (not loaded)");
+}
+
+static int Object_traverse(ObjectObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->maps);
+    return 0;
+}
+
+static int Object_clear(ObjectObject *self)
+{
+    /* The maps die with the object: close first so none keeps a stale fd. */
+    close_object(self);
+    Py_CLEAR(self->maps);
+    return 0;
+}
+
+static void Object_dealloc(ObjectObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Object_clear(self);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->elf);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef Object_methods[] = {
+    {"load", (PyCFunction)Object_load, METH_NOARGS,
+     "load($self, /)\n--\n\nCreates the maps and loads the programs into the kernel."},
+    {"attach", (PyCFunction)Object_attach, METH_NOARGS,
+     "attach($self, /)\n--\n\nAttaches every program whose section name says where (kprobe/..., tracepoint/..., "
+     "raw_tracepoint/..., ...). Programs whose section names no target (xdp, tc, socket) are left detached."},
+    {"close", (PyCFunction)Object_close, METH_NOARGS,
+     "close($self, /)\n--\n\nDetaches the programs and frees the maps and programs. Safe to call twice."},
+    {"__enter__", (PyCFunction)Object_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Object_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Object_getset[] = {
+    {"maps", (getter)Object_get_maps, NULL, "The object's maps by name (read-only mapping of Map).", NULL},
+    {"name", (getter)Object_get_name, NULL, "The object's name.", NULL},
+    {"loaded", (getter)Object_get_loaded, NULL, "True while loaded in the kernel.", NULL},
+    {"closed", (getter)Object_get_closed, NULL, "True once closed.", NULL},
+    {"attached_count", (getter)Object_get_nlinks, NULL, "How many programs are attached.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Object_slots[] = {
+    {Py_tp_doc, "Object(source, *, name=None, load=True, attach=True)\n--\n\n"
+                "A BPF ELF object (a path, or the ELF as bytes): opened, loaded and attached by default. "
+                "close() (or leaving a with block, or garbage collection) detaches and frees everything."},
+    {Py_tp_new, Object_new},
+    {Py_tp_methods, Object_methods},
+    {Py_tp_getset, Object_getset},
+    {Py_tp_repr, Object_repr},
+    {Py_tp_traverse, Object_traverse},
+    {Py_tp_clear, Object_clear},
+    {Py_tp_dealloc, Object_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec cbpf_object_spec = {
+    .name = "cbpf.Object",
+    .basicsize = sizeof(ObjectObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = Object_slots,
+};

@@ -1,0 +1,97 @@
+"""Shared fixtures: BPF test programs compiled from tests/bpf/*.bpf.c, and the kernel-test rule.
+
+A test marked `kernel` needs a live kernel with BPF and root. Outside CI it skips, naming what is missing; with
+CI=true a kernel test that would skip fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import cbpf
+
+TESTS = Path(__file__).resolve().parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def kernel_missing() -> str | None:
+    """What keeps kernel tests from running here, or None."""
+    if os.geteuid() != 0:
+        return "kernel tests need root (CAP_BPF, CAP_PERFMON)"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    for tool in ("clang", "bpftool"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install clang bpftool)"
+    return None
+
+
+def skip_or_fail(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"kernel test could not run in CI (CI=true): {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _kernel_rule(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("kernel") is not None:
+        reason = kernel_missing()
+        if reason is not None:
+            skip_or_fail(reason)
+
+
+@pytest.fixture(scope="session")
+def bpf_build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding vmlinux.h made from the running kernel's BTF."""
+    reason = kernel_missing()
+    if reason is not None:
+        skip_or_fail(reason)
+    out = tmp_path_factory.mktemp("bpf")
+    with open(out / "vmlinux.h", "w") as f:
+        subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
+                       stdout=f, check=True)
+    return out
+
+
+def compile_bpf(source: Path, out_dir: Path, extra: tuple[str, ...] = ()) -> Path:
+    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    output = out_dir / (source.name[: -len(".c")] + ".o")
+    cmd = ["clang", "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", "-I", str(out_dir),
+           "-I", cbpf.include_dir()]
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    if multiarch and Path(f"/usr/include/{multiarch}").is_dir():
+        cmd += ["-idirafter", f"/usr/include/{multiarch}"]
+    cmd += [*extra, "-c", str(source), "-o", str(output)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return output
+
+
+@pytest.fixture(scope="session")
+def bpf_objects(bpf_build_dir: Path) -> dict[str, Path]:
+    """Every tests/bpf/NAME.bpf.c compiled once per session, by NAME."""
+    return {src.name[: -len(".bpf.c")]: compile_bpf(src, bpf_build_dir)
+            for src in sorted((TESTS / "bpf").glob("*.bpf.c"))}
+
+
+@pytest.fixture
+def booted_clean():
+    """boot() keeps objects for the life of the process; this gives each test a clean slate."""
+    cbpf.shutdown()
+    yield
+    cbpf.shutdown()
+
+
+def open_fds() -> dict[int, str]:
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the fd of the listing itself
+    return fds
