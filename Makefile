@@ -14,6 +14,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_fetch.py
+	$(PY) benchmarks/bench_maps.py
 
 clean:
 	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info

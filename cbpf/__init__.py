@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from typing import Union
 
-from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, LoadError, Map, Object, fetch, libbpf_version
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, LoadError, fetch, libbpf_version, num_possible_cpus
 from cbpf._cbpf import _booted_maps
+from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "LoadError", "Map", "Object",
-    "boot", "booted", "fetch", "include_dir", "libbpf_version", "shutdown",
+    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Globals", "LoadError", "Map", "MapFlag", "MapType", "Object",
+    "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
 ]
 
 __version__ = "0.1.0"

@@ -32,14 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cbpf {cbpf.__version__} (libbpf {cbpf.libbpf_version()}): counting system calls for "
           f"{args.duration:g} s ...", flush=True)
     time.sleep(args.duration)
-    counts = obj.maps["syscalls"]
-    rows = []
-    for key in counts.keys():
-        pid = int.from_bytes(key, sys.byteorder)
-        n = cbpf.fetch("syscalls", key)  # the fast path, by map name
-        if n is not None:
-            rows.append((n, pid))
-    rows.sort(reverse=True)
+    # the whole map in one batch pass: {tgid: system calls}
+    rows = sorted(((n, pid) for pid, n in obj.maps["syscalls"].to_dict().items()), reverse=True)
     total = sum(n for n, _ in rows)
     print(f"{'PID':>8}  {'COMM':<16} {'SYSCALLS':>10} {'PER SEC':>10}")
     for n, pid in rows[: args.top]:

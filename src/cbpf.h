@@ -42,6 +42,8 @@ static inline int cbpf_add_object_ref(PyObject *m, const char *name, PyObject *v
 typedef struct {
     PyTypeObject *Object_type;
     PyTypeObject *Map_type;
+    PyTypeObject *Region_type;
+    PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
     PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
     PyObject *logger;        /* logging.getLogger("cbpf.libbpf"), imported on first use */
@@ -63,21 +65,37 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    void *addr;
+    size_t size;
+    bool writable;
+    Py_ssize_t exports;
+} RegionObject;
+
+typedef struct {
+    PyObject_HEAD
     ObjectObject *owner;     /* strong reference; NULL for a map not owned by an object */
     struct bpf_map *map;     /* libbpf's map, NULL once closed or when not from libbpf */
     PyObject *name;
+    PyObject *pin_path;      /* str once pinned by pin() */
+    RegionObject *region;    /* the map's memory when mmapped (BPF_F_MMAPABLE arrays) */
+    const unsigned char *mm; /* region->addr while the map is open: fetch() reads it without a syscall */
     int fd;                  /* -1 until loaded and after close */
+    bool owns_fd;            /* a map made by Map.create() or from_pinned(): close() closes the fd */
     uint32_t type;
     uint32_t key_size;
     uint32_t value_size;
     uint32_t max_entries;
     uint32_t flags;
+    uint32_t id;             /* the kernel's map id, 0 when unknown */
+    uint32_t btf_key_type_id;
+    uint32_t btf_value_type_id;
     uint32_t ncpus;          /* number of values a lookup returns: possible CPUs for per-CPU maps, else 1 */
-    uint32_t value_stride;   /* bytes between per-CPU values (value_size rounded up to 8) */
+    uint32_t value_stride;   /* bytes between per-CPU values and between mmapped array elements (8-aligned) */
 } MapObject;
 
 extern PyType_Spec cbpf_object_spec;
 extern PyType_Spec cbpf_map_spec;
+extern PyType_Spec cbpf_region_spec;
 
 static inline cbpf_state *cbpf_get_state(PyObject *module)
 {
@@ -94,9 +112,12 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
 
+/* region.c */
+PyObject *cbpf_region_new(cbpf_state *st, int fd, size_t size, bool *writable);
+
 /* map.c */
 MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map);
-void cbpf_map_refresh(MapObject *self);
+int cbpf_map_refresh(cbpf_state *st, MapObject *self);
 void cbpf_map_invalidate(MapObject *self);
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,

@@ -2,7 +2,12 @@
 #include "cbpf.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
 #include <time.h>
 
 static bool is_percpu(uint32_t type)
@@ -11,12 +16,42 @@ static bool is_percpu(uint32_t type)
            type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
 }
 
-/* Reads the definition back from libbpf: sizes may change between open and load. */
-void cbpf_map_refresh(MapObject *self)
+static void set_layout(MapObject *self)
+{
+    self->value_stride = self->value_size;
+    self->ncpus = 1;
+    if (is_percpu(self->type)) {
+        int n = libbpf_num_possible_cpus();
+        self->ncpus = n > 0 ? (uint32_t)n : 1;
+        self->value_stride = (self->value_size + 7) & ~7u;
+    }
+}
+
+/* Maps BPF_F_MMAPABLE arrays (and so the object's .bss/.data/.rodata) so that fetch() and memoryview() read the
+ * kernel's memory directly. A map that cannot be mapped simply goes through the syscalls. */
+static int setup_mmap(cbpf_state *st, MapObject *self)
+{
+    if (self->type != BPF_MAP_TYPE_ARRAY || !(self->flags & BPF_F_MMAPABLE) || self->fd < 0 ||
+        self->region != NULL) {
+        return 0;
+    }
+    size_t size = (size_t)((self->value_size + 7) & ~7u) * self->max_entries;
+    bool writable;
+    PyObject *region = cbpf_region_new(st, self->fd, size ? size : 1, &writable);
+    if (region == NULL) {
+        return -1;
+    }
+    self->region = (RegionObject *)region;
+    self->mm = self->region->addr;
+    return 0;
+}
+
+/* Reads the definition back from libbpf once the object is loaded: sizes may change between open and load. */
+int cbpf_map_refresh(cbpf_state *st, MapObject *self)
 {
     struct bpf_map *m = self->map;
     if (m == NULL) {
-        return;
+        return 0;
     }
     self->fd = bpf_map__fd(m);
     if (self->fd < 0) {
@@ -27,46 +62,108 @@ void cbpf_map_refresh(MapObject *self)
     self->value_size = bpf_map__value_size(m);
     self->max_entries = bpf_map__max_entries(m);
     self->flags = bpf_map__map_flags(m);
-    self->value_stride = self->value_size;
-    self->ncpus = 1;
-    if (is_percpu(self->type)) {
-        int n = libbpf_num_possible_cpus();
-        self->ncpus = n > 0 ? (uint32_t)n : 1;
-        self->value_stride = (self->value_size + 7) & ~7u;
+    self->btf_key_type_id = bpf_map__btf_key_type_id(m);
+    self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    set_layout(self);
+    if (self->fd >= 0) {
+        struct bpf_map_info info = {0};
+        __u32 len = sizeof(info);
+        if (bpf_map_get_info_by_fd(self->fd, &info, &len) == 0) {
+            self->id = info.id;
+        }
     }
+    return setup_mmap(st, self);
 }
 
-/* The owning object closes the fd (libbpf owns it); the map only forgets it. */
+/* Forgets the fd (closing it when the map owns it) and the mapping; memoryviews keep the region alive. */
 void cbpf_map_invalidate(MapObject *self)
 {
+    if (self->owns_fd && self->fd >= 0) {
+        close(self->fd);
+    }
+    self->owns_fd = false;
     self->fd = -1;
     self->map = NULL;
+    self->mm = NULL;
+    Py_CLEAR(self->region);
 }
 
-MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map)
+static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *name)
 {
-    MapObject *self = PyObject_GC_New(MapObject, st->Map_type);
+    PyTypeObject *tp = st->map_class ? st->map_class : st->Map_type;
+    MapObject *self = (MapObject *)tp->tp_alloc(tp, 0);
     if (self == NULL) {
         return NULL;
     }
-    self->owner = (ObjectObject *)Py_NewRef(owner);
-    self->map = map;
+    self->owner = owner ? (ObjectObject *)Py_NewRef(owner) : NULL;
     self->fd = -1;
-    self->name = PyUnicode_FromString(bpf_map__name(map));
+    self->name = PyUnicode_FromString(name);
     if (self->name == NULL) {
         Py_DECREF(self);
         return NULL;
     }
-    cbpf_map_refresh(self);
-    self->fd = -1; /* a map is usable only once its object is loaded */
-    PyObject_GC_Track(self);
     return self;
+}
+
+MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map)
+{
+    MapObject *self = map_alloc(st, owner, bpf_map__name(map));
+    if (self == NULL) {
+        return NULL;
+    }
+    self->map = map;
+    self->type = bpf_map__type(map);
+    self->key_size = bpf_map__key_size(map);
+    self->value_size = bpf_map__value_size(map);
+    self->max_entries = bpf_map__max_entries(map);
+    self->flags = bpf_map__map_flags(map);
+    self->btf_key_type_id = bpf_map__btf_key_type_id(map);
+    self->btf_value_type_id = bpf_map__btf_value_type_id(map);
+    set_layout(self);
+    return self; /* usable once its object is loaded (cbpf_map_refresh) */
+}
+
+/* A map the Map object owns, from an fd it now owns: Map.create(), Map.from_pinned(). */
+static PyObject *map_from_owned_fd(cbpf_state *st, int fd)
+{
+    struct bpf_map_info info = {0};
+    __u32 len = sizeof(info);
+    if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
+        int err = errno;
+        close(fd);
+        return cbpf_set_error(st, err, "reading the map's info");
+    }
+    MapObject *self = map_alloc(st, NULL, info.name);
+    if (self == NULL) {
+        close(fd);
+        return NULL;
+    }
+    self->fd = fd;
+    self->owns_fd = true;
+    self->type = info.type;
+    self->key_size = info.key_size;
+    self->value_size = info.value_size;
+    self->max_entries = info.max_entries;
+    self->flags = info.map_flags;
+    self->id = info.id;
+    self->btf_key_type_id = info.btf_key_type_id;
+    self->btf_value_type_id = info.btf_value_type_id;
+    set_layout(self);
+    if (setup_mmap(st, self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
 }
 
 static int check_open(MapObject *self)
 {
     if (self->fd >= 0) {
         return 0;
+    }
+    if (self->owner == NULL) {
+        PyErr_Format(PyExc_ValueError, "map '%U' is closed", self->name);
+        return -1;
     }
     if (self->owner != NULL && self->owner->closed) {
         PyErr_Format(PyExc_ValueError, "map '%U' is closed: its Object was closed", self->name);
@@ -180,7 +277,64 @@ static size_t full_value_size(MapObject *self)
     return (size_t)self->value_stride * self->ncpus;
 }
 
-/* The fast path. Per-CPU maps give the sum of every CPU's value. */
+static bool holds_fds(uint32_t type)
+{
+    return type == BPF_MAP_TYPE_PROG_ARRAY || type == BPF_MAP_TYPE_ARRAY_OF_MAPS ||
+           type == BPF_MAP_TYPE_HASH_OF_MAPS || type == BPF_MAP_TYPE_PERF_EVENT_ARRAY;
+}
+
+/* A value for update(): maps of maps and program arrays also take the Map (or Program) itself, by its fd. */
+static int value_bytes(MapObject *self, PyObject *value, uint64_t *scratch, Py_buffer *view, const void **out)
+{
+    if (holds_fds(self->type) && !PyIndex_Check(value) && !PyObject_CheckBuffer(value)) {
+        PyObject *fd = PyObject_GetAttrString(value, "fd");
+        if (fd == NULL) {
+            return -1;
+        }
+        int rc = to_bytes(fd, self->value_size, "value", self->name, scratch, view, out);
+        Py_DECREF(fd);
+        return rc;
+    }
+    return to_bytes(value, self->value_size, "value", self->name, scratch, view, out);
+}
+
+/* Parses "positional arguments, then optional flags (by position or keyword)" for update-like calls. */
+static int parse_flags(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t npos,
+                       const char *usage, unsigned long long *flags)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    *flags = BPF_ANY;
+    if (nargs < npos || nargs + nkw > npos + 1 ||
+        (nkw == 1 && !PyUnicode_EqualToUTF8Compat(PyTuple_GET_ITEM(kwnames, 0), "flags"))) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (nargs + nkw == npos + 1) {
+        *flags = PyLong_AsUnsignedLongLong(args[npos]);
+        if (*flags == (unsigned long long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A 1, 2, 4 or 8-byte value as an integer; per-CPU maps: the sum over every CPU's value. */
+static uint64_t value_sum(MapObject *self, const unsigned char *value)
+{
+    uint64_t sum = 0;
+    for (uint32_t cpu = 0; cpu < self->ncpus; cpu++) {
+        const unsigned char *p = value + (size_t)cpu * self->value_stride;
+        switch (self->value_size) {
+        case 1: sum += *p; break;
+        case 2: sum += *(const uint16_t *)p; break;
+        case 4: sum += *(const uint32_t *)p; break;
+        default: sum += *(const uint64_t *)p; break;
+        }
+    }
+    return sum;
+}
+
+/* The fast path. Per-CPU maps give the sum of every CPU's value. st may be NULL (found when needed). */
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
 {
     uint64_t scratch = 0;
@@ -190,10 +344,30 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
     void *value = stackbuf;
     PyObject *result = NULL;
 
+    uint32_t vs = self->value_size;
+    if (self->mm != NULL && (vs == 1 || vs == 2 || vs == 4 || vs == 8)) {
+        /* a mmapped array: read the kernel's memory, no syscall */
+        if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
+            return NULL;
+        }
+        uint32_t index = *(const uint32_t *)k;
+        if (view.obj != NULL) {
+            PyBuffer_Release(&view);
+        }
+        if (index >= self->max_entries) {
+            Py_RETURN_NONE;
+        }
+        const unsigned char *p = self->mm + (size_t)index * ((vs + 7) & ~7u);
+        switch (vs) {
+        case 1: return PyLong_FromUnsignedLong(*(const volatile uint8_t *)p);
+        case 2: return PyLong_FromUnsignedLong(*(const volatile uint16_t *)p);
+        case 4: return PyLong_FromUnsignedLong(*(const volatile uint32_t *)p);
+        default: return PyLong_FromUnsignedLongLong(*(const volatile uint64_t *)p);
+        }
+    }
     if (check_open(self) < 0) {
         return NULL;
     }
-    uint32_t vs = self->value_size;
     if (vs != 1 && vs != 2 && vs != 4 && vs != 8) {
         return PyErr_Format(PyExc_TypeError,
                             "map '%U' has %u-byte values; fetch() reads 1, 2, 4 or 8-byte values as ints: "
@@ -216,21 +390,12 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
             result = Py_NewRef(Py_None);
         }
         else {
-            cbpf_set_error(st, err, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
+            cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), err, "lookup in map '%s'",
+                           PyUnicode_AsUTF8(self->name));
         }
         goto done;
     }
-    uint64_t sum = 0;
-    for (uint32_t cpu = 0; cpu < self->ncpus; cpu++) {
-        const unsigned char *p = (const unsigned char *)value + (size_t)cpu * self->value_stride;
-        switch (vs) {
-        case 1: sum += *(const uint8_t *)p; break;
-        case 2: sum += *(const uint16_t *)p; break;
-        case 4: sum += *(const uint32_t *)p; break;
-        default: sum += *(const uint64_t *)p; break;
-        }
-    }
-    result = PyLong_FromUnsignedLongLong(sum);
+    result = PyLong_FromUnsignedLongLong(value_sum(self, value));
 done:
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
@@ -246,7 +411,7 @@ static PyObject *Map_fetch(MapObject *self, PyObject *const *args, Py_ssize_t na
     if (nargs != 1) {
         return PyErr_Format(PyExc_TypeError, "fetch() takes exactly one argument (%zd given)", nargs);
     }
-    return cbpf_map_fetch(cbpf_state_from_type(Py_TYPE(self)), self, args[0]);
+    return cbpf_map_fetch(NULL, self, args[0]); /* the state is looked up only to report an error */
 }
 
 /* Per-CPU maps give a list of one bytes object per possible CPU. */
@@ -316,21 +481,10 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     Py_buffer kview = {0}, vview = {0};
     const void *k = NULL, *v = NULL;
     PyObject *result = NULL;
-    unsigned long long flags = BPF_ANY;
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    unsigned long long flags;
 
-    if (nargs + nkw < 2 || nargs + nkw > 3 || nargs < 2) {
-        return PyErr_Format(PyExc_TypeError, "update() takes a key, a value and optional flags");
-    }
-    if (nargs + nkw == 3) {
-        if (nkw && !PyUnicode_EqualToUTF8Compat(PyTuple_GET_ITEM(kwnames, 0), "flags")) {
-            return PyErr_Format(PyExc_TypeError, "update() got an unexpected keyword argument %R",
-                                PyTuple_GET_ITEM(kwnames, 0));
-        }
-        flags = PyLong_AsUnsignedLongLong(args[2]);
-        if (flags == (unsigned long long)-1 && PyErr_Occurred()) {
-            return NULL;
-        }
+    if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
+        return NULL;
     }
     if (check_open(self) < 0) {
         return NULL;
@@ -339,7 +493,7 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
         goto done;
     }
     if (self->ncpus == 1) {
-        if (to_bytes(args[1], self->value_size, "value", self->name, &vscratch, &vview, &v) < 0) {
+        if (value_bytes(self, args[1], &vscratch, &vview, &v) < 0) {
             goto done;
         }
     }
@@ -391,89 +545,847 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     return result;
 }
 
-/* A get_next_key walk into a list of (key, value) bytes pairs, or keys only. Bounded by max_entries so that a
- * map being rewritten under the walk cannot keep it going forever. */
-static PyObject *walk(MapObject *self, bool with_values)
+/* ---- reading many entries: batch lookups, with a get_next_key walk where the map has no batch operations ---- */
+
+#ifndef ENOTSUPP
+#define ENOTSUPP 524 /* the kernel's own "not supported", seen by user space as is */
+#endif
+
+/* Where a multi-call read stands; kept in a bytes object between Python calls. */
+typedef struct {
+    uint8_t mode;    /* 0: not started, 'B': batch, 'W': walk, 'E': ended */
+    uint8_t pad[7];
+    uint64_t budget; /* walk: entries left before it stops (a map rewritten under a walk can restart it) */
+    unsigned char token[]; /* batch: the kernel's batch token; walk: the last key read */
+} cursor;
+
+static size_t token_size(MapObject *self)
+{
+    return self->key_size > 8 ? self->key_size : 8;
+}
+
+typedef struct {
+    unsigned char *keys;
+    unsigned char *values;
+    size_t len; /* entries held */
+    size_t cap;
+} entries;
+
+/* Raw allocators: these run without the GIL. */
+static int entries_reserve(MapObject *self, entries *e, size_t more)
+{
+    if (e->len + more <= e->cap) {
+        return 0;
+    }
+    size_t cap = e->cap ? e->cap : 1024;
+    while (cap < e->len + more) {
+        cap *= 2;
+    }
+    size_t vs = full_value_size(self);
+    unsigned char *k = PyMem_RawRealloc(e->keys, cap * (self->key_size ? self->key_size : 1));
+    if (k == NULL) {
+        return -ENOMEM;
+    }
+    e->keys = k;
+    unsigned char *v = PyMem_RawRealloc(e->values, cap * (vs ? vs : 1));
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    e->values = v;
+    e->cap = cap;
+    return 0;
+}
+
+static void entries_free(entries *e)
+{
+    PyMem_RawFree(e->keys);
+    PyMem_RawFree(e->values);
+    e->keys = e->values = NULL;
+    e->len = e->cap = 0;
+}
+
+/* Appends up to n entries to e. Returns 0 (c->mode becomes 'E' at the end) or a negative errno. Touches no Python
+ * object: callers may release the GIL around it, on a dup of the map's fd. */
+static int read_chunk(MapObject *self, int fd, cursor *c, entries *e, uint32_t n)
+{
+    size_t ks = self->key_size, vs = full_value_size(self), ts = token_size(self);
+    int rc = entries_reserve(self, e, n);
+    if (rc < 0) {
+        return rc;
+    }
+    if (c->mode == 0 || c->mode == 'B') {
+        unsigned char out_token[ts];
+        __u32 count = n;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        int err = bpf_map_lookup_batch(fd, c->mode == 0 ? NULL : c->token, out_token, e->keys + e->len * ks,
+                                       e->values + e->len * vs, &count, &opts);
+        err = err ? errno : 0;
+        if (err == 0 || err == ENOENT) {
+            e->len += count;
+            memcpy(c->token, out_token, ts);
+            c->mode = err == ENOENT ? 'E' : 'B';
+            return 0;
+        }
+        if (err == ENOSPC && count == 0) {
+            /* one hash bucket holds more than n entries: ask again for more at once */
+            return read_chunk(self, fd, c, e, n * 2);
+        }
+        if (c->mode != 0 || (err != EINVAL && err != ENOTSUPP && err != EOPNOTSUPP)) {
+            return -err;
+        }
+        c->mode = 'W'; /* this map type has no batch lookups */
+        c->budget = (uint64_t)self->max_entries;
+        return read_chunk(self, fd, c, e, n);
+    }
+    if (c->mode != 'W') {
+        return 0;
+    }
+    bool first = e->len == 0 && c->budget == self->max_entries;
+    for (uint32_t i = 0; i < n; i++) {
+        if (c->budget == 0) {
+            c->mode = 'E';
+            return 0;
+        }
+        unsigned char *key = e->keys + e->len * ks;
+        if (bpf_map_get_next_key(fd, first ? NULL : c->token, key) != 0) {
+            if (errno == ENOENT) {
+                c->mode = 'E';
+                return 0;
+            }
+            return -errno;
+        }
+        first = false;
+        memcpy(c->token, key, ks);
+        c->budget--;
+        if (bpf_map_lookup_elem(fd, key, e->values + e->len * vs) != 0) {
+            if (errno == ENOENT) {
+                continue; /* deleted between the two calls */
+            }
+            return -errno;
+        }
+        e->len++;
+    }
+    return 0;
+}
+
+/* Reads the whole map with the GIL released (on a dup of the fd, so that a close elsewhere cannot hand the
+ * number to another file meanwhile). */
+static int read_all(cbpf_state *st, MapObject *self, entries *e)
+{
+    size_t csize = sizeof(cursor) + token_size(self);
+    cursor *c = PyMem_Calloc(1, csize);
+    if (c == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int fd = dup(self->fd);
+    if (fd < 0) {
+        PyMem_Free(c);
+        cbpf_set_error(st, errno, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    uint32_t n = self->max_entries < 8192 ? (self->max_entries ? self->max_entries : 1) : 8192;
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (rc == 0 && c->mode != 'E') {
+        rc = read_chunk(self, fd, c, e, n);
+    }
+    Py_END_ALLOW_THREADS
+    close(fd);
+    PyMem_Free(c);
+    if (rc < 0) {
+        cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *entries_to_tuple(MapObject *self, entries *e)
+{
+    return Py_BuildValue("(y#y#n)", (const char *)e->keys, (Py_ssize_t)(e->len * self->key_size),
+                         (const char *)e->values, (Py_ssize_t)(e->len * full_value_size(self)), (Py_ssize_t)e->len);
+}
+
+static PyObject *Map_dump_raw(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    unsigned char *keys = NULL, *value = NULL;
-    PyObject *list = NULL, *result = NULL;
-
+    entries e = {0};
+    PyObject *result = NULL;
     if (check_open(self) < 0) {
         return NULL;
     }
-    size_t ks = self->key_size ? self->key_size : 1;
-    keys = PyMem_Malloc(2 * ks);
-    value = PyMem_Malloc(full_value_size(self) ? full_value_size(self) : 1);
-    list = PyList_New(0);
-    if (keys == NULL || value == NULL || list == NULL) {
-        if (list != NULL) {
+    if (read_all(st, self, &e) == 0) {
+        result = entries_to_tuple(self, &e);
+    }
+    entries_free(&e);
+    return result;
+}
+
+static PyObject *int_at(const unsigned char *p, uint32_t size)
+{
+    switch (size) {
+    case 1: return PyLong_FromUnsignedLong(*p);
+    case 2: return PyLong_FromUnsignedLong(*(const uint16_t *)p);
+    case 4: return PyLong_FromUnsignedLong(*(const uint32_t *)p);
+    default: return PyLong_FromUnsignedLongLong(*(const uint64_t *)p);
+    }
+}
+
+static bool int_sized(uint32_t size)
+{
+    return size == 1 || size == 2 || size == 4 || size == 8;
+}
+
+/* to_dict() overlaps the kernel's work with Python's: a reader thread fetches the next chunk with batch lookups
+ * (no Python object, no GIL) while this thread turns the previous chunk into dict entries. */
+typedef struct {
+    MapObject *self; /* only its C fields are read on the reader thread */
+    int fd;
+    cursor *c;
+    uint32_t n;
+    entries buf[2];
+    int rc[2];
+    bool last[2];
+    bool cancel;
+    sem_t filled[2], empty[2];
+} pipeline;
+
+static void *pipeline_reader(void *arg)
+{
+    pipeline *p = arg;
+    for (int i = 0;; i ^= 1) {
+        sem_wait(&p->empty[i]);
+        p->buf[i].len = 0;
+        p->rc[i] = p->cancel ? -ECANCELED : read_chunk(p->self, p->fd, p->c, &p->buf[i], p->n);
+        p->last[i] = p->rc[i] < 0 || p->c->mode == 'E';
+        bool stop = p->last[i];
+        sem_post(&p->filled[i]);
+        if (stop) {
+            return NULL;
+        }
+    }
+}
+
+static int add_entries(MapObject *self, PyObject *dict, entries *e)
+{
+    size_t vs = full_value_size(self);
+    for (size_t i = 0; i < e->len; i++) {
+        PyObject *k = int_at(e->keys + i * self->key_size, self->key_size);
+        PyObject *v = self->ncpus == 1 ? int_at(e->values + i * vs, self->value_size)
+                                       : PyLong_FromUnsignedLongLong(value_sum(self, e->values + i * vs));
+        int rc = (k && v) ? PyDict_SetItem(dict, k, v) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The whole map as {int: int} for 1/2/4/8-byte keys and values (per-CPU values summed), with no intermediate
+ * objects. Other layouts are left to the Python layer (NotImplemented). */
+static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    pipeline p = {0};
+    PyObject *dict = NULL, *result = NULL;
+    bool sems = false;
+    p.fd = -1;
+    int err = 0;
+    if (!int_sized(self->key_size) || !int_sized(self->value_size)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    dict = PyDict_New();
+    p.c = PyMem_Calloc(1, sizeof(cursor) + token_size(self));
+    if (dict == NULL || p.c == NULL) {
+        if (dict != NULL) {
             PyErr_NoMemory();
         }
         goto done;
     }
-    unsigned char *cur = keys, *next = keys + ks;
-    const void *prev = NULL;
-    for (uint64_t n = 0; n <= self->max_entries; n++) {
-        if (bpf_map_get_next_key(self->fd, prev, next) != 0) {
-            if (errno == ENOENT) {
-                break;
-            }
-            cbpf_set_error(st, errno, "iteration of map '%s'", PyUnicode_AsUTF8(self->name));
-            goto done;
+    p.self = self;
+    p.n = self->max_entries < 16384 ? (self->max_entries ? self->max_entries : 1) : 16384;
+    p.fd = dup(self->fd);
+    if (p.fd < 0) {
+        cbpf_set_error(st, errno, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        goto done;
+    }
+    for (int i = 0; i < 2; i++) {
+        sem_init(&p.filled[i], 0, 0);
+        sem_init(&p.empty[i], 0, 1);
+    }
+    sems = true;
+    pthread_t reader;
+    if ((err = pthread_create(&reader, NULL, pipeline_reader, &p)) != 0) {
+        cbpf_set_error(st, err, "starting a reader thread");
+        goto done;
+    }
+    for (int i = 0;; i ^= 1) {
+        Py_BEGIN_ALLOW_THREADS
+        sem_wait(&p.filled[i]);
+        Py_END_ALLOW_THREADS
+        if (p.rc[i] < 0) {
+            err = -p.rc[i];
+            break;
         }
-        unsigned char *t = cur;
-        cur = next;
-        next = t;
-        prev = cur;
-        PyObject *k = PyBytes_FromStringAndSize((const char *)cur, self->key_size);
-        if (k == NULL) {
-            goto done;
+        if (add_entries(self, dict, &p.buf[i]) < 0) {
+            p.cancel = true;
+            if (!p.last[i]) {
+                sem_post(&p.empty[i]); /* let the reader see the cancel and stop */
+            }
+            break;
         }
-        PyObject *item = k;
-        if (with_values) {
-            if (bpf_map_lookup_elem(self->fd, cur, value) != 0) {
-                Py_DECREF(k);
-                if (errno == ENOENT) {
-                    continue; /* deleted between the two calls */
-                }
-                cbpf_set_error(st, errno, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
-                goto done;
-            }
-            PyObject *v = value_to_python(self, value);
-            if (v == NULL) {
-                Py_DECREF(k);
-                goto done;
-            }
-            item = PyTuple_Pack(2, k, v);
-            Py_DECREF(k);
-            Py_DECREF(v);
-            if (item == NULL) {
-                goto done;
-            }
+        if (p.last[i]) {
+            break;
         }
-        int rc = PyList_Append(list, item);
-        Py_DECREF(item);
-        if (rc < 0) {
-            goto done;
+        sem_post(&p.empty[i]);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(reader, NULL);
+    Py_END_ALLOW_THREADS
+    if (err) {
+        cbpf_set_error(st, err, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+    }
+    else if (!PyErr_Occurred()) {
+        result = Py_NewRef(dict);
+    }
+done:
+    if (p.fd >= 0) {
+        close(p.fd);
+    }
+    if (sems) {
+        for (int i = 0; i < 2; i++) {
+            sem_destroy(&p.filled[i]);
+            sem_destroy(&p.empty[i]);
+            entries_free(&p.buf[i]);
         }
     }
-    result = Py_NewRef(list);
-done:
-    Py_XDECREF(list);
-    PyMem_Free(keys);
-    PyMem_Free(value);
+    PyMem_Free(p.c);
+    Py_XDECREF(dict);
     return result;
 }
 
-static PyObject *Map_keys(MapObject *self, PyObject *Py_UNUSED(ignored))
+/* _read_chunk(cursor_or_None, n) -> (keys, values, count, cursor_or_None): one step of an iteration. */
+static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return walk(self, false);
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    entries e = {0};
+    PyObject *state = NULL, *result = NULL;
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "_read_chunk(cursor, n)");
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n <= 0 || n > (1 << 20)) {
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "chunk size out of range");
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    size_t csize = sizeof(cursor) + token_size(self);
+    if (args[0] == Py_None) {
+        state = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)csize);
+        if (state == NULL) {
+            return NULL;
+        }
+        memset(PyBytes_AS_STRING(state), 0, csize);
+    }
+    else if (PyBytes_Check(args[0]) && (size_t)PyBytes_GET_SIZE(args[0]) == csize) {
+        state = PyBytes_FromStringAndSize(PyBytes_AS_STRING(args[0]), (Py_ssize_t)csize);
+        if (state == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        return PyErr_Format(PyExc_ValueError, "not a cursor of map '%U'", self->name);
+    }
+    cursor *c = (cursor *)PyBytes_AS_STRING(state);
+    int rc = read_chunk(self, self->fd, c, &e, (uint32_t)n);
+    if (rc < 0) {
+        cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        goto done;
+    }
+    result = Py_BuildValue("(y#y#nO)", (const char *)e.keys, (Py_ssize_t)(e.len * self->key_size),
+                           (const char *)e.values, (Py_ssize_t)(e.len * full_value_size(self)), (Py_ssize_t)e.len,
+                           c->mode == 'E' ? Py_None : state);
+done:
+    Py_XDECREF(state);
+    entries_free(&e);
+    return result;
 }
 
-static PyObject *Map_items(MapObject *self, PyObject *Py_UNUSED(ignored))
+/* Counts the entries (a whole read: the kernel keeps no count). */
+static Py_ssize_t Map_length(MapObject *self)
 {
-    return walk(self, true);
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    entries e = {0};
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    if (self->key_size == 0) {
+        PyErr_Format(PyExc_TypeError, "map '%U' has no keys (a queue, stack or bloom filter): len() does not "
+                     "apply", self->name);
+        return -1;
+    }
+    Py_ssize_t n = read_all(st, self, &e) == 0 ? (Py_ssize_t)e.len : -1;
+    entries_free(&e);
+    return n;
+}
+
+/* Checks a buffer of whole records: returns the record count or -1. */
+static Py_ssize_t records(MapObject *self, Py_buffer *view, size_t size, const char *what)
+{
+    if (size == 0 || view->len % (Py_ssize_t)size != 0) {
+        PyErr_Format(PyExc_ValueError, "map '%U' takes %s as a buffer of whole %zu-byte records, got %zd bytes",
+                     self->name, what, size, view->len);
+        return -1;
+    }
+    return view->len / (Py_ssize_t)size;
+}
+
+static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    Py_buffer kv = {0}, vv = {0};
+    PyObject *result = NULL;
+    unsigned long long flags;
+    if (parse_flags(args, nargs, kwnames, 2, "update_batch() takes keys, values and optional flags", &flags) < 0) {
+        return NULL;
+    }
+    if (check_open(self) < 0 || PyObject_GetBuffer(args[0], &kv, PyBUF_C_CONTIGUOUS) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &vv, PyBUF_C_CONTIGUOUS) < 0) {
+        goto done;
+    }
+    Py_ssize_t nk = records(self, &kv, self->key_size, "keys");
+    Py_ssize_t nv = nk < 0 ? -1 : records(self, &vv, full_value_size(self), "values");
+    if (nv < 0) {
+        goto done;
+    }
+    if (nk != nv) {
+        PyErr_Format(PyExc_ValueError, "update_batch(): %zd keys but %zd values", nk, nv);
+        goto done;
+    }
+    __u32 count = (__u32)nk;
+    int err = 0;
+    if (count) {
+        LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+        Py_BEGIN_ALLOW_THREADS
+        err = bpf_map_update_batch(self->fd, kv.buf, vv.buf, &count, &opts) ? errno : 0;
+        Py_END_ALLOW_THREADS
+    }
+    if (err) {
+        cbpf_set_error(st, err, "update_batch of map '%s' (%u of %zd entries written)",
+                       PyUnicode_AsUTF8(self->name), count, nk);
+        goto done;
+    }
+    result = PyLong_FromSsize_t(nk);
+done:
+    if (kv.obj) {
+        PyBuffer_Release(&kv);
+    }
+    if (vv.obj) {
+        PyBuffer_Release(&vv);
+    }
+    return result;
+}
+
+/* Deletes the keys; keys that are absent are passed over. Returns how many were deleted. */
+static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    Py_buffer kv = {0};
+    PyObject *result = NULL;
+    if (check_open(self) < 0 || PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = records(self, &kv, self->key_size, "keys");
+    if (n < 0) {
+        goto done;
+    }
+    Py_ssize_t deleted = 0, at = 0;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (at < n) {
+        __u32 count = (__u32)(n - at);
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        if (bpf_map_delete_batch(self->fd, (const unsigned char *)kv.buf + (size_t)at * self->key_size, &count,
+                                 &opts) == 0) {
+            deleted += count;
+            break;
+        }
+        err = errno;
+        deleted += count;
+        at += count;
+        if (err != ENOENT) {
+            break;
+        }
+        err = 0;
+        at++; /* the kernel stopped at an absent key: step over it */
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        cbpf_set_error(st, err, "delete_batch of map '%s'", PyUnicode_AsUTF8(self->name));
+        goto done;
+    }
+    result = PyLong_FromSsize_t(deleted);
+done:
+    PyBuffer_Release(&kv);
+    return result;
+}
+
+static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    uint64_t scratch = 0;
+    Py_buffer kview = {0}, out = {0};
+    const void *k = NULL;
+    PyObject *result = NULL;
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "lookup_into() takes a key and a writable buffer");
+    }
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        return NULL;
+    }
+    if ((size_t)out.len != full_value_size(self)) {
+        PyErr_Format(PyExc_ValueError, "map '%U' needs an output buffer of %zu bytes, got %zd", self->name,
+                     full_value_size(self), out.len);
+        goto done;
+    }
+    if (cbpf_map_key(st, self, args[0], &scratch, &kview, &k) < 0) {
+        goto done;
+    }
+    if (bpf_map_lookup_elem(self->fd, k, out.buf) == 0) {
+        result = Py_NewRef(Py_True);
+    }
+    else if (errno == ENOENT) {
+        result = Py_NewRef(Py_False);
+    }
+    else {
+        cbpf_set_error(st, errno, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
+    }
+done:
+    if (kview.obj) {
+        PyBuffer_Release(&kview);
+    }
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* Queues, stacks and bloom filters: values without keys. pop() and peek() give None when empty. */
+static PyObject *keyless_read(MapObject *self, bool remove)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
+    if (value == NULL) {
+        return NULL;
+    }
+    int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, PyBytes_AS_STRING(value))
+                    : bpf_map_lookup_elem(self->fd, NULL, PyBytes_AS_STRING(value));
+    if (rc == 0) {
+        return value;
+    }
+    Py_DECREF(value);
+    if (errno == ENOENT) {
+        Py_RETURN_NONE;
+    }
+    return cbpf_set_error(st, errno, "%s of map '%s'", remove ? "pop" : "peek", PyUnicode_AsUTF8(self->name));
+}
+
+static PyObject *Map_pop(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return keyless_read(self, true);
+}
+
+static PyObject *Map_peek(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return keyless_read(self, false);
+}
+
+/* push(value, flags=0): onto a queue or stack (BPF_EXIST overwrites the oldest when full), or into a bloom filter. */
+static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    uint64_t scratch = 0;
+    Py_buffer view = {0};
+    const void *v = NULL;
+    unsigned long long flags;
+    if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
+        return NULL;
+    }
+    if (check_open(self) < 0 || to_bytes(args[0], self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+        return NULL;
+    }
+    int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
+    int err = errno;
+    if (view.obj) {
+        PyBuffer_Release(&view);
+    }
+    if (rc != 0) {
+        return cbpf_set_error(st, err, "push to map '%s'", PyUnicode_AsUTF8(self->name));
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- the mapping protocol ---- */
+
+static PyObject *Map_subscript(MapObject *self, PyObject *key)
+{
+    PyObject *value = Map_lookup(self, key);
+    if (value == Py_None) {
+        Py_DECREF(value);
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    return value;
+}
+
+static int Map_ass_subscript(MapObject *self, PyObject *key, PyObject *value)
+{
+    PyObject *r;
+    if (value == NULL) {
+        r = Map_delete(self, key);
+        if (r == Py_False) {
+            Py_DECREF(r);
+            PyErr_SetObject(PyExc_KeyError, key);
+            return -1;
+        }
+    }
+    else {
+        PyObject *args[2] = {key, value};
+        r = Map_update(self, args, 2, NULL);
+    }
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+static int Map_contains(MapObject *self, PyObject *key)
+{
+    if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
+        /* a bloom filter is asked about a value: "maybe there" or "surely not" */
+        uint64_t scratch = 0;
+        Py_buffer view = {0};
+        const void *v = NULL;
+        if (check_open(self) < 0 || to_bytes(key, self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+            return -1;
+        }
+        int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)v);
+        int err = errno;
+        if (view.obj) {
+            PyBuffer_Release(&view);
+        }
+        if (rc == 0 || err == ENOENT) {
+            return rc == 0;
+        }
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "lookup in bloom filter '%s'",
+                       PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    PyObject *value = Map_lookup(self, key);
+    if (value == NULL) {
+        return -1;
+    }
+    int found = value != Py_None;
+    Py_DECREF(value);
+    return found;
+}
+
+/* ---- maps of their own: create, pin, open pinned ---- */
+
+static bool starts_with_bpffs(const char *path)
+{
+    return strncmp(path, "/sys/fs/bpf/", 12) == 0;
+}
+
+/* Pins need bpffs at /sys/fs/bpf: mount it when root can, or say it is missing. */
+static int ensure_bpffs(cbpf_state *st, const char *path)
+{
+    if (!starts_with_bpffs(path) || access("/sys/fs/bpf", F_OK) != 0) {
+        return 0; /* elsewhere: the kernel says whether it is a bpffs */
+    }
+    FILE *mounts = fopen("/proc/self/mounts", "r");
+    bool mounted = false;
+    if (mounts != NULL) {
+        char line[512];
+        while (fgets(line, sizeof(line), mounts)) {
+            if (strstr(line, " /sys/fs/bpf bpf ") != NULL) {
+                mounted = true;
+                break;
+            }
+        }
+        fclose(mounts);
+    }
+    if (!mounted && mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL) != 0) {
+        cbpf_set_error(st, errno, "bpffs is not mounted at /sys/fs/bpf and mounting it failed "
+                                  "(mount -t bpf bpf /sys/fs/bpf)");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Map_pin(MapObject *self, PyObject *path)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    PyObject *encoded = NULL;
+    if (check_open(self) < 0 || !PyUnicode_FSConverter(path, &encoded)) {
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(encoded);
+    PyObject *result = NULL;
+    if (ensure_bpffs(st, p) < 0) {
+        goto done;
+    }
+    if (bpf_obj_pin(self->fd, p) != 0) {
+        cbpf_set_error(st, errno, "pinning map '%s' at %s", PyUnicode_AsUTF8(self->name), p);
+        goto done;
+    }
+    Py_XSETREF(self->pin_path, PyUnicode_DecodeFSDefault(p));
+    if (self->pin_path == NULL) {
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(encoded);
+    return result;
+}
+
+static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->pin_path == NULL) {
+        return PyErr_Format(PyExc_ValueError, "map '%U' is not pinned", self->name);
+    }
+    PyObject *encoded = NULL;
+    if (!PyUnicode_FSConverter(self->pin_path, &encoded)) {
+        return NULL;
+    }
+    int rc = unlink(PyBytes_AS_STRING(encoded));
+    Py_DECREF(encoded);
+    if (rc != 0 && errno != ENOENT) {
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->pin_path);
+    }
+    Py_CLEAR(self->pin_path);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Map_from_pinned(PyTypeObject *cls, PyObject *path)
+{
+    cbpf_state *st = cbpf_state_from_type(cls);
+    PyObject *encoded = NULL;
+    if (!PyUnicode_FSConverter(path, &encoded)) {
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(encoded);
+    if (ensure_bpffs(st, p) < 0) {
+        Py_DECREF(encoded);
+        return NULL;
+    }
+    int fd = bpf_obj_get(p);
+    if (fd < 0) {
+        int err = errno;
+        cbpf_set_error(st, err, "opening the pinned map %s", p);
+        Py_DECREF(encoded);
+        return NULL;
+    }
+    Py_DECREF(encoded);
+    return map_from_owned_fd(st, fd);
+}
+
+/* create(type, key_size, value_size, max_entries, flags=0, name=None, inner_map=None): a map of its own. */
+static PyObject *Map_create(PyTypeObject *cls, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"type", "key_size", "value_size", "max_entries", "flags", "name", "inner_map",
+                             "map_extra", NULL};
+    cbpf_state *st = cbpf_state_from_type(cls);
+    unsigned int type, key_size, value_size, max_entries, flags = 0;
+    unsigned long long map_extra = 0;
+    const char *name = NULL;
+    PyObject *inner = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IIII|IzOK:create", kwlist, &type, &key_size, &value_size,
+                                     &max_entries, &flags, &name, &inner, &map_extra)) {
+        return NULL;
+    }
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags, .map_extra = map_extra);
+    if (inner != Py_None) {
+        if (!PyObject_TypeCheck(inner, st->Map_type) || ((MapObject *)inner)->fd < 0) {
+            return PyErr_Format(PyExc_TypeError, "inner_map must be an open Map");
+        }
+        opts.inner_map_fd = (__u32)((MapObject *)inner)->fd;
+    }
+    int fd = bpf_map_create((enum bpf_map_type)type, name, key_size, value_size, max_entries, &opts);
+    if (fd < 0) {
+        return cbpf_set_error(st, errno, "creating a map of type %u (key %u, value %u bytes, %u entries)", type,
+                              key_size, value_size, max_entries);
+    }
+    return map_from_owned_fd(st, fd);
+}
+
+static PyObject *Map_close(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->owner != NULL) {
+        return PyErr_Format(PyExc_ValueError, "map '%U' belongs to an Object: close the Object", self->name);
+    }
+    cbpf_map_invalidate(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Map_memoryview(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    if (self->region == NULL) {
+        return PyErr_Format(PyExc_TypeError,
+                            "map '%U' is not mmapped: only arrays created with BPF_F_MMAPABLE (and an object's "
+                            ".bss/.data/.rodata) are",
+                            self->name);
+    }
+    return PyMemoryView_FromObject((PyObject *)self->region);
+}
+
+/* Before load, the initial contents of .data/.rodata/.bss as libbpf holds them: read or write a range. */
+static PyObject *Map_initial_value(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        return PyErr_Format(PyExc_TypeError, "_initial_value(offset, size[, data])");
+    }
+    Py_ssize_t off = PyLong_AsSsize_t(args[0]), size = PyLong_AsSsize_t(args[1]);
+    if ((off == -1 || size == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    size_t total = 0;
+    void *base = self->map ? bpf_map__initial_value(self->map, &total) : NULL;
+    if (base == NULL || self->fd >= 0) {
+        return PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)",
+                            self->name);
+    }
+    if (off < 0 || size < 0 || (size_t)off + (size_t)size > total) {
+        return PyErr_Format(PyExc_ValueError, "range %zd+%zd is outside map '%U' (%zu bytes)", off, size,
+                            self->name, total);
+    }
+    if (nargs == 2) {
+        return PyBytes_FromStringAndSize((const char *)base + off, size);
+    }
+    Py_buffer data = {0};
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (data.len != size) {
+        PyBuffer_Release(&data);
+        return PyErr_Format(PyExc_ValueError, "expected %zd bytes, got %zd", size, data.len);
+    }
+    memcpy((char *)base + off, data.buf, (size_t)size);
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
 }
 
 /* Runs n lookups of one key from C: the baseline the benchmarks compare fetch() against. Returns seconds. */
@@ -516,6 +1428,49 @@ done:
     return result;
 }
 
+/* Benchmark baseline: the whole map read with batch lookups into reused buffers, from C. Returns (seconds, n). */
+static PyObject *Map_c_batch_loop(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    uint32_t chunk = 8192;
+    size_t ts = token_size(self);
+    unsigned char *keys = PyMem_RawMalloc((size_t)chunk * self->key_size + 2 * ts);
+    unsigned char *values = PyMem_RawMalloc((size_t)chunk * full_value_size(self));
+    if (keys == NULL || values == NULL) {
+        PyMem_RawFree(keys);
+        PyMem_RawFree(values);
+        return PyErr_NoMemory();
+    }
+    unsigned char *in = keys + (size_t)chunk * self->key_size, *out = in + ts;
+    size_t total = 0;
+    int err = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (bool first = true;; first = false) {
+        __u32 count = chunk;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        int rc = bpf_map_lookup_batch(self->fd, first ? NULL : in, out, keys, values, &count, &opts);
+        total += count;
+        if (rc != 0) {
+            err = errno == ENOENT ? 0 : errno;
+            break;
+        }
+        memcpy(in, out, ts);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    PyMem_RawFree(keys);
+    PyMem_RawFree(values);
+    if (err) {
+        return cbpf_set_error(st, err, "batch lookup");
+    }
+    return Py_BuildValue("(dn)",
+                         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9,
+                         (Py_ssize_t)total);
+}
+
 static PyObject *Map_get_fd(MapObject *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromLong(self->fd);
@@ -529,6 +1484,37 @@ static PyObject *Map_get_closed(MapObject *self, void *Py_UNUSED(closure))
 static PyObject *Map_get_object(MapObject *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(self->owner ? (PyObject *)self->owner : Py_None);
+}
+
+static PyObject *Map_get_pin_path(MapObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->pin_path ? self->pin_path : Py_None);
+}
+
+static PyObject *Map_get_mmapped(MapObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->region != NULL);
+}
+
+static PyObject *Map_get_writable(MapObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->region == NULL || self->region->writable);
+}
+
+static PyObject *Map_get_ncpus(MapObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLong(self->ncpus);
+}
+
+static PyObject *Map_get_value_stride(MapObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLong(self->value_stride);
+}
+
+static int Map_bool(MapObject *self)
+{
+    (void)self;
+    return 1; /* a Map is always true: truth must not count the entries, as len() would */
 }
 
 static PyObject *Map_repr(MapObject *self)
@@ -545,7 +1531,7 @@ static int Map_traverse(MapObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-static int Map_clear(MapObject *self)
+static int Map_clear_refs(MapObject *self)
 {
     Py_CLEAR(self->owner);
     return 0;
@@ -555,28 +1541,71 @@ static void Map_dealloc(MapObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
-    Map_clear(self);
+    if (self->owns_fd) {
+        cbpf_map_invalidate(self);
+    }
+    Py_CLEAR(self->region);
+    Map_clear_refs(self);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->pin_path);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
 
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f)
+
 static PyMethodDef Map_methods[] = {
-    {"fetch", (PyCFunction)(void (*)(void))Map_fetch, METH_FASTCALL,
+    {"fetch", FASTCALL(Map_fetch), METH_FASTCALL,
      "fetch($self, key, /)\n--\n\nThe value for key as an int (1, 2, 4 or 8-byte values; per-CPU maps give the "
-     "sum over CPUs), or None when the key is absent."},
+     "sum over CPUs), or None when the key is absent. Mmapped arrays are read without a system call."},
     {"lookup", (PyCFunction)Map_lookup, METH_O,
      "lookup($self, key, /)\n--\n\nThe value for key as bytes (a list of bytes, one per possible CPU, for per-CPU "
      "maps), or None when the key is absent."},
-    {"update", (PyCFunction)(void (*)(void))Map_update, METH_FASTCALL | METH_KEYWORDS,
-     "update($self, key, value, /, flags=0)\n--\n\nSets key to value (int or buffer of value_size bytes)."},
+    {"lookup_into", FASTCALL(Map_lookup_into), METH_FASTCALL,
+     "lookup_into($self, key, out, /)\n--\n\nReads the value for key into the writable buffer out (value_size "
+     "bytes; ncpus * value_stride for per-CPU maps). True if found, False if absent."},
+    {"update", FASTCALL(Map_update), METH_FASTCALL | METH_KEYWORDS,
+     "update($self, key, value, /, flags=0)\n--\n\nSets key to value (an int or a buffer of value_size bytes; a "
+     "Map or Program for maps of maps and program arrays)."},
     {"delete", (PyCFunction)Map_delete, METH_O,
      "delete($self, key, /)\n--\n\nRemoves key; True if it was there, False if it was absent."},
-    {"keys", (PyCFunction)Map_keys, METH_NOARGS, "keys($self, /)\n--\n\nThe keys, as a list of bytes."},
-    {"items", (PyCFunction)Map_items, METH_NOARGS,
-     "items($self, /)\n--\n\nThe entries, as a list of (key bytes, value) pairs."},
-    {"_c_lookup_loop", (PyCFunction)(void (*)(void))Map_c_lookup_loop, METH_FASTCALL,
+    {"pop", (PyCFunction)Map_pop, METH_NOARGS,
+     "pop($self, /)\n--\n\nRemoves and returns the next value of a queue or stack (bytes), None when empty."},
+    {"peek", (PyCFunction)Map_peek, METH_NOARGS,
+     "peek($self, /)\n--\n\nThe next value of a queue or stack without removing it (bytes), None when empty."},
+    {"push", FASTCALL(Map_push), METH_FASTCALL | METH_KEYWORDS,
+     "push($self, value, /, flags=0)\n--\n\nAdds value to a queue, stack or bloom filter."},
+    {"update_batch", FASTCALL(Map_update_batch), METH_FASTCALL | METH_KEYWORDS,
+     "update_batch($self, keys, values, /, flags=0)\n--\n\nWrites many entries in one call: keys and values are "
+     "contiguous buffers (numpy arrays, bytes) of whole records. Returns the count written."},
+    {"delete_batch", (PyCFunction)Map_delete_batch, METH_O,
+     "delete_batch($self, keys, /)\n--\n\nDeletes many keys in one call (absent keys are passed over); returns "
+     "how many were deleted."},
+    {"_dump_raw", (PyCFunction)Map_dump_raw, METH_NOARGS,
+     "_dump_raw($self, /)\n--\n\nThe whole map as (keys bytes, values bytes, count), read with batch lookups."},
+    {"_dump_dict", (PyCFunction)Map_dump_dict, METH_NOARGS,
+     "_dump_dict($self, /)\n--\n\nThe whole map as {int: int}, or NotImplemented for other layouts."},
+    {"_read_chunk", FASTCALL(Map_read_chunk), METH_FASTCALL,
+     "_read_chunk($self, cursor, n, /)\n--\n\nOne step of an iteration: (keys, values, count, next cursor)."},
+    {"pin", (PyCFunction)Map_pin, METH_O,
+     "pin($self, path, /)\n--\n\nPins the map in bpffs (mounted at /sys/fs/bpf when missing)."},
+    {"unpin", (PyCFunction)Map_unpin, METH_NOARGS, "unpin($self, /)\n--\n\nRemoves the pin made by pin()."},
+    {"from_pinned", (PyCFunction)Map_from_pinned, METH_O | METH_CLASS,
+     "from_pinned($type, path, /)\n--\n\nOpens a map pinned in bpffs."},
+    {"create", (PyCFunction)(void (*)(void))Map_create, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "create($type, /, type, key_size, value_size, max_entries, flags=0, name=None, inner_map=None, "
+     "map_extra=0)\n--\n\nCreates a map of its own (not part of an object); close() frees it."},
+    {"close", (PyCFunction)Map_close, METH_NOARGS,
+     "close($self, /)\n--\n\nCloses a map made by create() or from_pinned()."},
+    {"memoryview", (PyCFunction)Map_memoryview, METH_NOARGS,
+     "memoryview($self, /)\n--\n\nThe kernel memory of an mmapped array (BPF_F_MMAPABLE, .bss, .data, .rodata), "
+     "element i at i * value_stride; valid as long as the view exists."},
+    {"_initial_value", FASTCALL(Map_initial_value), METH_FASTCALL,
+     "_initial_value($self, offset, size, data=None, /)\n--\n\nBefore load: reads or writes a global section."},
+    {"_c_lookup_loop", FASTCALL(Map_c_lookup_loop), METH_FASTCALL,
      "_c_lookup_loop($self, key, n, /)\n--\n\nBenchmark baseline: n lookups from a C loop; returns seconds."},
+    {"_c_batch_loop", (PyCFunction)Map_c_batch_loop, METH_NOARGS,
+     "_c_batch_loop($self, /)\n--\n\nBenchmark baseline: the whole map by batch lookups from C; (seconds, n)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -587,31 +1616,45 @@ static PyMemberDef Map_members[] = {
     {"value_size", T_UINT, offsetof(MapObject, value_size), READONLY, "Bytes in a value (per CPU)."},
     {"max_entries", T_UINT, offsetof(MapObject, max_entries), READONLY, "Capacity."},
     {"flags", T_UINT, offsetof(MapObject, flags), READONLY, "The map's creation flags."},
+    {"id", T_UINT, offsetof(MapObject, id), READONLY, "The kernel's id of the map (0 before load)."},
+    {"btf_key_type_id", T_UINT, offsetof(MapObject, btf_key_type_id), READONLY, "BTF type id of the key."},
+    {"btf_value_type_id", T_UINT, offsetof(MapObject, btf_value_type_id), READONLY, "BTF type id of the value."},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef Map_getset[] = {
     {"fd", (getter)Map_get_fd, NULL, "The map's file descriptor (-1 when not open).", NULL},
-    {"closed", (getter)Map_get_closed, NULL, "True once the owning object is closed.", NULL},
-    {"object", (getter)Map_get_object, NULL, "The Object the map belongs to.", NULL},
+    {"closed", (getter)Map_get_closed, NULL, "True once closed (or once its Object is).", NULL},
+    {"object", (getter)Map_get_object, NULL, "The Object the map belongs to, or None.", NULL},
+    {"pin_path", (getter)Map_get_pin_path, NULL, "Where pin() pinned the map, or None.", NULL},
+    {"mmapped", (getter)Map_get_mmapped, NULL, "True when the map's memory is mapped into the process.", NULL},
+    {"writable", (getter)Map_get_writable, NULL, "False for mmapped memory the kernel froze (.rodata).", NULL},
+    {"ncpus", (getter)Map_get_ncpus, NULL, "Values per key: possible CPUs for per-CPU maps, else 1.", NULL},
+    {"value_stride", (getter)Map_get_value_stride, NULL,
+     "Bytes between per-CPU values (value_size rounded up to 8 on per-CPU maps).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot Map_slots[] = {
-    {Py_tp_doc, "A BPF map of a loaded Object."},
+    {Py_tp_doc, "A BPF map: of a loaded Object, made with Map.create(), or opened with Map.from_pinned()."},
     {Py_tp_methods, Map_methods},
     {Py_tp_members, Map_members},
     {Py_tp_getset, Map_getset},
     {Py_tp_repr, Map_repr},
     {Py_tp_traverse, Map_traverse},
-    {Py_tp_clear, Map_clear},
+    {Py_tp_clear, Map_clear_refs},
     {Py_tp_dealloc, Map_dealloc},
+    {Py_mp_subscript, Map_subscript},
+    {Py_mp_ass_subscript, Map_ass_subscript},
+    {Py_mp_length, Map_length},
+    {Py_sq_contains, Map_contains},
+    {Py_nb_bool, Map_bool},
     {0, NULL},
 };
 
 PyType_Spec cbpf_map_spec = {
-    .name = "cbpf.Map",
+    .name = "cbpf._cbpf.Map",
     .basicsize = sizeof(MapObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | CBPF_TPFLAGS_NO_INSTANCES,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE | CBPF_TPFLAGS_NO_INSTANCES,
     .slots = Map_slots,
 };

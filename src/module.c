@@ -1,9 +1,20 @@
 /* cbpf._cbpf: module init, state and the module-level fast path. */
 #include "cbpf.h"
 
+static struct PyModuleDef cbpf_module;
+
+/* The module state behind a type of ours or a Python subclass of one (cbpf.Map subclasses the C Map). */
 cbpf_state *cbpf_state_from_type(PyTypeObject *tp)
 {
-    return (cbpf_state *)PyType_GetModuleState(tp);
+    for (PyTypeObject *t = tp; t != NULL; t = t->tp_base) {
+        if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+            PyObject *module = ((PyHeapTypeObject *)t)->ht_module;
+            if (module != NULL && PyModule_GetDef(module) == &cbpf_module) {
+                return (cbpf_state *)PyModule_GetState(module);
+            }
+        }
+    }
+    Py_FatalError("cbpf: a type without cbpf's module state");
 }
 
 static PyObject *booted_names(cbpf_state *st)
@@ -87,7 +98,46 @@ static PyObject *module_num_possible_cpus(PyObject *module, PyObject *Py_UNUSED(
     return PyLong_FromLong(n);
 }
 
+/* The Python package subclasses Map to add its conveniences; C then creates Maps of that class. */
+static PyObject *module_register_map_class(PyObject *module, PyObject *cls)
+{
+    cbpf_state *st = cbpf_get_state(module);
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, st->Map_type)) {
+        return PyErr_Format(PyExc_TypeError, "expected a subclass of Map");
+    }
+    Py_XSETREF(st->map_class, (PyTypeObject *)Py_NewRef(cls));
+    Py_RETURN_NONE;
+}
+
+/* {name: number} of the map types this libbpf knows, from libbpf itself: the Python enum is built from it. */
+static PyObject *module_map_types(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+    for (int t = 0;; t++) {
+        const char *name = libbpf_bpf_map_type_str((enum bpf_map_type)t);
+        if (name == NULL) {
+            break;
+        }
+        PyObject *v = PyLong_FromLong(t);
+        if (v == NULL || PyDict_SetItemString(d, name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_map_types", module_map_types, METH_NOARGS,
+     "_map_types()\n--\n\n{name: number} of the BPF map types libbpf knows."},
+    {"_register_map_class", module_register_map_class, METH_O,
+     "_register_map_class(cls, /)\n--\n\nMaps are created as instances of cls from now on."},
     {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
      "fetch(map, key, /)\n--\n\nThe value of key in map (a Map, or the name of a map of a booted object) as an "
      "int, or None when the key is absent. Keys are ints (packed to the map's key size) or buffers of exactly "
@@ -106,7 +156,7 @@ static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **slot)
         return -1;
     }
 #if !CBPF_HAVE_DISALLOW_INSTANTIATION
-    if (spec == &cbpf_map_spec) {
+    if (spec == &cbpf_map_spec || spec == &cbpf_region_spec) {
         (*slot)->tp_new = NULL;
     }
 #endif
@@ -117,7 +167,8 @@ static int module_exec(PyObject *module)
 {
     cbpf_state *st = cbpf_get_state(module);
     if (add_type(module, &cbpf_object_spec, &st->Object_type) < 0 ||
-        add_type(module, &cbpf_map_spec, &st->Map_type) < 0) {
+        add_type(module, &cbpf_map_spec, &st->Map_type) < 0 ||
+        add_type(module, &cbpf_region_spec, &st->Region_type) < 0) {
         return -1;
     }
     st->LoadError = PyErr_NewExceptionWithDoc(
@@ -135,7 +186,13 @@ static int module_exec(PyObject *module)
     if (st->str_log == NULL) {
         return -1;
     }
-    if (PyModule_AddIntConstant(module, "BPF_ANY", BPF_ANY) < 0 ||
+    if (PyModule_AddIntConstant(module, "BPF_F_NO_PREALLOC", BPF_F_NO_PREALLOC) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_F_MMAPABLE", BPF_F_MMAPABLE) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_F_RDONLY_PROG", BPF_F_RDONLY_PROG) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_F_WRONLY_PROG", BPF_F_WRONLY_PROG) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_F_NO_COMMON_LRU", BPF_F_NO_COMMON_LRU) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_F_LOCK", BPF_F_LOCK) < 0 ||
+        PyModule_AddIntConstant(module, "BPF_ANY", BPF_ANY) < 0 ||
         PyModule_AddIntConstant(module, "BPF_NOEXIST", BPF_NOEXIST) < 0 ||
         PyModule_AddIntConstant(module, "BPF_EXIST", BPF_EXIST) < 0) {
         return -1;
@@ -149,6 +206,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     cbpf_state *st = cbpf_get_state(module);
     Py_VISIT(st->Object_type);
     Py_VISIT(st->Map_type);
+    Py_VISIT(st->Region_type);
+    Py_VISIT(st->map_class);
     Py_VISIT(st->LoadError);
     Py_VISIT(st->booted_maps);
     Py_VISIT(st->logger);
@@ -160,6 +219,8 @@ static int module_clear(PyObject *module)
     cbpf_state *st = cbpf_get_state(module);
     Py_CLEAR(st->Object_type);
     Py_CLEAR(st->Map_type);
+    Py_CLEAR(st->Region_type);
+    Py_CLEAR(st->map_class);
     Py_CLEAR(st->LoadError);
     Py_CLEAR(st->booted_maps);
     Py_CLEAR(st->logger);

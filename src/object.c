@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bpf/btf.h>
+
 /* Reads a whole file into a new bytes object. */
 static PyObject *read_file(PyObject *path)
 {
@@ -150,7 +152,9 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(self->maps, &pos, &key, &value)) {
-        cbpf_map_refresh((MapObject *)value);
+        if (cbpf_map_refresh(st, (MapObject *)value) < 0) {
+            return NULL;
+        }
     }
     Py_RETURN_NONE;
 }
@@ -426,6 +430,97 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
+/* A BTF type as plain tuples, for the Python layer to build decoders and numpy dtypes from:
+ *   ("int", size, signed)  ("float", size)  ("bytes", size)  ("array", elem, count)
+ *   ("struct" | "union", size, [(name, byte_offset, bitfield_bits, type), ...])
+ *   ("datasec", size, [(name, byte_offset, size, type), ...])
+ * typedefs, const, volatile and type tags are looked through; enums are ints, pointers 8-byte ints. */
+static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
+{
+    if (depth > 64) {
+        return PyErr_Format(PyExc_ValueError, "BTF type %u nests too deep", id);
+    }
+    const struct btf_type *t = btf__type_by_id(btf, id);
+    while (t != NULL && (btf_is_mod(t) || btf_is_typedef(t))) {
+        id = t->type;
+        t = btf__type_by_id(btf, id);
+    }
+    if (t == NULL) {
+        return PyErr_Format(PyExc_ValueError, "no BTF type %u", id);
+    }
+    if (btf_is_int(t)) {
+        return Py_BuildValue("(sIO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False);
+    }
+    if (btf_is_any_enum(t)) {
+        return Py_BuildValue("(sIO)", "int", t->size, btf_kflag(t) ? Py_True : Py_False);
+    }
+    if (btf_is_ptr(t)) {
+        return Py_BuildValue("(sIO)", "int", (unsigned)sizeof(void *), Py_False);
+    }
+    if (btf_is_float(t)) {
+        return Py_BuildValue("(sI)", "float", t->size);
+    }
+    if (btf_is_array(t)) {
+        const struct btf_array *a = btf_array(t);
+        PyObject *elem = describe_btf(btf, a->type, depth + 1);
+        return elem ? Py_BuildValue("(sNI)", "array", elem, a->nelems) : NULL;
+    }
+    if (btf_is_composite(t) || btf_is_datasec(t)) {
+        bool sec = btf_is_datasec(t);
+        __u16 n = btf_vlen(t);
+        PyObject *fields = PyList_New(n);
+        if (fields == NULL) {
+            return NULL;
+        }
+        for (__u16 i = 0; i < n; i++) {
+            PyObject *field;
+            if (sec) {
+                const struct btf_var_secinfo *v = btf_var_secinfos(t) + i;
+                const struct btf_type *var = btf__type_by_id(btf, v->type);
+                if (var == NULL || !btf_is_var(var)) {
+                    Py_DECREF(fields);
+                    return PyErr_Format(PyExc_ValueError, "BTF datasec %u: entry %u is not a variable", id, i);
+                }
+                PyObject *type = describe_btf(btf, var->type, depth + 1);
+                field = type ? Py_BuildValue("(sIIN)", btf__name_by_offset(btf, var->name_off), v->offset,
+                                             v->size, type)
+                             : NULL;
+            }
+            else {
+                const struct btf_member *m = btf_members(t) + i;
+                PyObject *type = describe_btf(btf, m->type, depth + 1);
+                field = type ? Py_BuildValue("(sIIN)", btf__name_by_offset(btf, m->name_off),
+                                             btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type)
+                             : NULL;
+            }
+            if (field == NULL) {
+                Py_DECREF(fields);
+                return NULL;
+            }
+            PyList_SET_ITEM(fields, i, field);
+        }
+        return Py_BuildValue("(sIN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields);
+    }
+    __s64 size = btf__resolve_size(btf, id);
+    return Py_BuildValue("(sL)", "bytes", (long long)(size < 0 ? 0 : size));
+}
+
+static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
+{
+    unsigned long id = PyLong_AsUnsignedLong(arg);
+    if (id == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (check_usable(self) < 0) {
+        return NULL;
+    }
+    const struct btf *btf = bpf_object__btf(self->obj);
+    if (btf == NULL || id == 0) {
+        Py_RETURN_NONE;
+    }
+    return describe_btf(btf, (__u32)id, 0);
+}
+
 static PyObject *Object_get_maps(ObjectObject *self, void *Py_UNUSED(closure))
 {
     if (self->maps == NULL) {
@@ -494,6 +589,8 @@ static PyMethodDef Object_methods[] = {
      "raw_tracepoint/..., ...). Programs whose section names no target (xdp, tc, socket) are left detached."},
     {"close", (PyCFunction)Object_close, METH_NOARGS,
      "close($self, /)\n--\n\nDetaches the programs and frees the maps and programs. Safe to call twice."},
+    {"_btf_describe", (PyCFunction)Object_btf_describe, METH_O,
+     "_btf_describe($self, type_id, /)\n--\n\nA BTF type of the object as nested tuples, or None without BTF."},
     {"__enter__", (PyCFunction)Object_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Object_exit, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
@@ -523,8 +620,8 @@ static PyType_Slot Object_slots[] = {
 };
 
 PyType_Spec cbpf_object_spec = {
-    .name = "cbpf.Object",
+    .name = "cbpf._cbpf.Object",
     .basicsize = sizeof(ObjectObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = Object_slots,
 };

@@ -68,7 +68,9 @@ def compile_bpf(source: Path, out_dir: Path, extra: tuple[str, ...] = ()) -> Pat
     if multiarch and Path(f"/usr/include/{multiarch}").is_dir():
         cmd += ["-idirafter", f"/usr/include/{multiarch}"]
     cmd += [*extra, "-c", str(source), "-o", str(output)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"clang failed on {source.name}:\n{r.stderr}")
     return output
 
 

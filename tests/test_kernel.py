@@ -225,7 +225,9 @@ def test_closed_object_raises(bpf_objects, booted_clean):
     with pytest.raises(ValueError, match="closed"):
         counts.lookup(1)
     with pytest.raises(ValueError, match="closed"):
-        counts.items()
+        list(counts.items())
+    with pytest.raises(ValueError, match="closed"):
+        len(counts)
     with pytest.raises(ValueError, match="is closed"):
         obj.load()
     with pytest.raises(ValueError, match="is closed"):

@@ -1,0 +1,108 @@
+"""Whole-map reads and mmapped fetches, against C loops over the same maps in the same run.
+
+    python benchmarks/bench_maps.py [--entries N] [--rounds R]
+
+- dump of an N-entry hash map (default 1M): the C batch-lookup loop (Map._c_batch_loop: the kernel's cost and
+  nothing else) against Map.to_numpy() and Map.to_dict(); targets <= 1.10x and <= 1.5x per entry.
+- fetch on a BPF_F_MMAPABLE array: read from memory, no system call; target <= 60 ns a call (a Python loop
+  calling a C function that does nothing is printed beside it: it is the floor).
+- bcc's Python front end on the same operations where it is installed (Debian's python3-bpfcc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import cbpf
+from cbpf import Map, MapFlag
+
+
+def per_entry(seconds: float, n: int) -> float:
+    return seconds / n * 1e9
+
+
+def bench_dump(n: int, rounds: int) -> None:
+    with Map.create("hash", 4, 8, n) as m:
+        keys = np.arange(n, dtype=np.uint32)
+        m.update_batch(keys, keys.astype(np.uint64))
+        rows: dict[str, list[float]] = {"C batch loop": [], "to_numpy()": [], "to_dict()": []}
+        for _ in range(rounds):
+            secs, got = m._c_batch_loop()
+            assert got == n
+            rows["C batch loop"].append(per_entry(secs, n))
+            t = time.perf_counter()
+            k, v = m.to_numpy()
+            rows["to_numpy()"].append(per_entry(time.perf_counter() - t, n))
+            assert len(k) == n
+            t = time.perf_counter()
+            d = m.to_dict()
+            rows["to_dict()"].append(per_entry(time.perf_counter() - t, n))
+            assert len(d) == n
+            del k, v, d
+        base = statistics.median(rows["C batch loop"])
+        print(f"dump of a {n}-entry hash map (u32 -> u64), {rounds} rounds, medians per entry")
+        for name, samples in rows.items():
+            med = statistics.median(samples)
+            print(f"  {name:<28} {med:7.1f} ns/entry   ratio {med / base:5.3f}x")
+        bench_bcc_dump(n, base)
+
+
+def bench_bcc_dump(n: int, base: float) -> None:
+    try:
+        from bcc import BPF  # type: ignore[import-not-found]
+    except ImportError:
+        print("  bcc                          not installed (Debian python3-bpfcc): skipped")
+        return
+    try:
+        b = BPF(text=f"BPF_HASH(counts, u32, u64, {n});")
+        table = b["counts"]
+        keys = (table.Key * n)(*range(n))
+        values = (table.Leaf * n)(*range(n))
+        table.items_update_batch(keys, values)
+        t = time.perf_counter()
+        got = len(dict(table.items_lookup_batch()))
+        med = per_entry(time.perf_counter() - t, n)
+        assert got == n
+        print(f"  {'bcc items_lookup_batch()':<28} {med:7.1f} ns/entry   ratio {med / base:5.3f}x")
+    except Exception as e:  # bcc needs kernel headers; say why it did not run
+        print(f"  bcc                          could not run: {e}")
+
+
+def bench_mmap_fetch(calls: int, rounds: int) -> None:
+    with Map.create("array", 4, 8, 1024, flags=MapFlag.MMAPABLE) as m:
+        m[7] = 1234
+        fetch = m.fetch
+        noop = id
+        fetched, floor = [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(calls):
+                fetch(7)
+            fetched.append(per_entry(time.perf_counter() - t, calls))
+            t = time.perf_counter()
+            for _ in range(calls):
+                noop(7)
+            floor.append(per_entry(time.perf_counter() - t, calls))
+        syscall = statistics.median(m._c_lookup_loop(7, calls) / calls * 1e9 for _ in range(3))
+        print(f"fetch on a mmapped array, {calls} calls x {rounds} rounds (medians)")
+        print(f"  {'Map.fetch(int), mmapped':<28} {statistics.median(fetched):7.1f} ns/call  (target <= 60 ns)")
+        print(f"  {'Python loop floor (id(x))':<28} {statistics.median(floor):7.1f} ns/call")
+        print(f"  {'C syscall lookup, same map':<28} {syscall:7.1f} ns/call")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(f"cbpf {cbpf.__version__}, libbpf {cbpf.libbpf_version()}")
+    bench_dump(args.entries, args.rounds)
+    bench_mmap_fetch(1_000_000, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
