@@ -61,6 +61,7 @@ typedef struct {
     PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
     bool loaded;
     bool closed;
+    bool busy;               /* loading with the GIL released: close() must wait for it */
 } ObjectObject;
 
 typedef struct {

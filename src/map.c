@@ -974,8 +974,14 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
     int err = 0;
     if (count) {
         LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+        int fd = dup(self->fd); /* the GIL is released: a close elsewhere must not hand the number on */
+        if (fd < 0) {
+            cbpf_set_error(st, errno, "update_batch of map '%s'", PyUnicode_AsUTF8(self->name));
+            goto done;
+        }
         Py_BEGIN_ALLOW_THREADS
-        err = bpf_map_update_batch(self->fd, kv.buf, vv.buf, &count, &opts) ? errno : 0;
+        err = bpf_map_update_batch(fd, kv.buf, vv.buf, &count, &opts) ? errno : 0;
+        close(fd);
         Py_END_ALLOW_THREADS
     }
     if (err) {
@@ -1009,11 +1015,16 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     }
     Py_ssize_t deleted = 0, at = 0;
     int err = 0;
+    int fd = dup(self->fd); /* the GIL is released: a close elsewhere must not hand the number on */
+    if (fd < 0) {
+        cbpf_set_error(st, errno, "delete_batch of map '%s'", PyUnicode_AsUTF8(self->name));
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
     while (at < n) {
         __u32 count = (__u32)(n - at);
         LIBBPF_OPTS(bpf_map_batch_opts, opts);
-        if (bpf_map_delete_batch(self->fd, (const unsigned char *)kv.buf + (size_t)at * self->key_size, &count,
+        if (bpf_map_delete_batch(fd, (const unsigned char *)kv.buf + (size_t)at * self->key_size, &count,
                                  &opts) == 0) {
             deleted += count;
             break;
@@ -1027,6 +1038,7 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
         err = 0;
         at++; /* the kernel stopped at an absent key: step over it */
     }
+    close(fd);
     Py_END_ALLOW_THREADS
     if (err) {
         cbpf_set_error(st, err, "delete_batch of map '%s'", PyUnicode_AsUTF8(self->name));

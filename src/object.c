@@ -129,13 +129,16 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     if (check_usable(self) < 0) {
         return NULL;
     }
-    if (self->loaded) {
-        return PyErr_Format(PyExc_ValueError, "Object '%U' is already loaded", self->name);
+    if (self->loaded || self->busy) {
+        return PyErr_Format(PyExc_ValueError, "Object '%U' is already %s", self->name,
+                            self->busy ? "being loaded by another thread" : "loaded");
     }
     cbpf_log_begin();
+    self->busy = true;
     Py_BEGIN_ALLOW_THREADS
     err = bpf_object__load(self->obj);
     Py_END_ALLOW_THREADS
+    self->busy = false;
     log = cbpf_log_end(st);
     if (err != 0) {
         char what[256];
@@ -410,6 +413,10 @@ static PyObject *Object_attach(ObjectObject *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *Object_close(ObjectObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->busy) {
+        return PyErr_Format(PyExc_RuntimeError, "Object '%U' is being loaded by another thread: close it after",
+                            self->name);
+    }
     close_object(self);
     Py_RETURN_NONE;
 }
@@ -426,7 +433,11 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
 {
     (void)args;
     (void)nargs;
-    close_object(self);
+    PyObject *r = Object_close(self, NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
     Py_RETURN_FALSE;
 }
 

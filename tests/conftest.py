@@ -6,6 +6,7 @@ CI=true a kernel test that would skip fails instead.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -44,6 +45,20 @@ def _kernel_rule(request: pytest.FixtureRequest) -> None:
         reason = kernel_missing()
         if reason is not None:
             skip_or_fail(reason)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_fd_leaks_per_module():
+    """Every test module must give back every fd it opened (maps, programs, links, perf events...)."""
+    gc.collect()
+    before = open_fds()
+    yield
+    cbpf.shutdown()
+    gc.collect()
+    leaked = {fd: target for fd, target in open_fds().items() if before.get(fd) != target}
+    if leaked:
+        pytest.fail("fds leaked by this module: " + ", ".join(f"{fd} -> {t}" for fd, t in sorted(leaked.items())),
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
