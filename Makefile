@@ -1,7 +1,7 @@
 # The two commands of the README's quick start, and a few more.
 PY := .venv/bin/python
 
-.PHONY: setup monitor test bench clean
+.PHONY: setup monitor test test-sanitizers bench clean
 
 setup:
 	bash scripts/setup
@@ -11,6 +11,9 @@ monitor: setup
 
 test: setup
 	$(PY) -m pytest tests
+
+test-sanitizers: setup
+	bash scripts/test-sanitizers
 
 bench: setup
 	$(PY) benchmarks/bench_fetch.py

@@ -21,7 +21,10 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 LIBBPF_SRC = ROOT / "libbpf"
-BUILD = ROOT / "build" / "libbpf"
+# one libbpf build per flavour, so that a sanitizer build does not replace the everyday one
+_FLAVOUR = "-".join(f for f, var in (("asan", "CBPF_SANITIZE"), ("debug", "CBPF_DEBUG"))
+                    if os.environ.get(var, "") not in ("", "0"))
+BUILD = ROOT / "build" / ("libbpf-" + _FLAVOUR if _FLAVOUR else "libbpf")
 
 
 def flag(name):

@@ -21,6 +21,10 @@ from conftest import open_fds
 
 pytestmark = pytest.mark.kernel
 
+# Under AddressSanitizer freed memory sits in quarantine, so RSS grows whatever the code does: the RSS checks mean
+# nothing there (ASan reports real misuse itself); fds and tracemalloc are still checked.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
 
 def rss_kib() -> int:
     with open("/proc/self/statm") as f:
@@ -40,7 +44,8 @@ def test_ten_thousand_load_close_cycles_leak_no_fd(bpf_objects):
             rss0 = rss_kib()
     gc.collect()
     assert open_fds() == before
-    assert rss_kib() - rss0 < 8 * 1024  # KiB: flat after the first thousand (allocator noise aside)
+    if not UNDER_ASAN:
+        assert rss_kib() - rss0 < 8 * 1024  # KiB: flat after the first thousand (allocator noise aside)
 
 
 def test_memory_is_flat_over_a_million_fetches_and_many_updates():
@@ -74,7 +79,8 @@ def test_memory_is_flat_over_a_thousand_full_iterations():
             assert sum(1 for _ in m.items()) == 2000
             m.to_numpy()
         gc.collect()
-        assert rss_kib() - rss0 < 4 * 1024
+        if not UNDER_ASAN:
+            assert rss_kib() - rss0 < 4 * 1024
 
 
 def test_threads_hammer_a_map_while_its_object_closes(bpf_objects):
