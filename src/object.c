@@ -84,23 +84,14 @@ static PyObject *name_from_path(PyObject *path)
     return name;
 }
 
-static void destroy_links(ObjectObject *self)
-{
-    for (Py_ssize_t i = 0; i < self->nlinks; i++) {
-        bpf_link__destroy(self->links[i]);
-    }
-    PyMem_Free(self->links);
-    self->links = NULL;
-    self->nlinks = 0;
-}
-
+/* Detaching a tracepoint or perf event waits for an RCU grace period in the kernel (tens of ms here): the links and
+ * the libbpf object are freed with the GIL released, once the Python side no longer points at them. */
 static void close_object(ObjectObject *self)
 {
     if (self->closed) {
         return;
     }
     self->closed = true;
-    destroy_links(self);
     if (self->maps != NULL) {
         PyObject *key, *value;
         Py_ssize_t pos = 0;
@@ -108,9 +99,20 @@ static void close_object(ObjectObject *self)
             cbpf_map_invalidate((MapObject *)value);
         }
     }
-    bpf_object__close(self->obj);
+    struct bpf_link **links = self->links;
+    Py_ssize_t nlinks = self->nlinks;
+    struct bpf_object *obj = self->obj;
+    self->links = NULL;
+    self->nlinks = 0;
     self->obj = NULL;
     Py_CLEAR(self->elf);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nlinks; i++) {
+        bpf_link__destroy(links[i]);
+    }
+    bpf_object__close(obj);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(links);
 }
 
 static int check_usable(ObjectObject *self)
