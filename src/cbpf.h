@@ -5,6 +5,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#if PY_VERSION_HEX < 0x030B0000
+#include <longintrepr.h> /* ob_digit, for reading small ints without a call (3.11+ has it in Python.h) */
+#endif
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>

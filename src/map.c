@@ -177,6 +177,28 @@ static int check_open(MapObject *self)
     return -1;
 }
 
+/* An exact int of at most one internal digit (30 bits and a sign), read without a call. */
+static inline bool compact_int(PyObject *obj, long *v)
+{
+    if (!PyLong_CheckExact(obj)) {
+        return false;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)obj)) {
+        return false;
+    }
+    *v = (long)PyUnstable_Long_CompactValue((PyLongObject *)obj);
+    return true;
+#else
+    Py_ssize_t n = Py_SIZE(obj);
+    if (n < -1 || n > 1) {
+        return false;
+    }
+    *v = n * (long)((PyLongObject *)obj)->ob_digit[0];
+    return true;
+#endif
+}
+
 /* Turns a key or value into bytes of exactly `size`: a Python int is packed in native byte order for sizes
  * 1, 2, 4 and 8; anything with the buffer protocol must have that many bytes. `scratch` holds 8 bytes. On
  * success *out points at the bytes and, for a buffer, `view` must be released by the caller. */
@@ -196,18 +218,12 @@ static int to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *ma
         *out = view->buf;
         return 0;
     }
-    if (PyLong_CheckExact(obj) && size == 4) {
+    long small;
+    if (size == 4 && compact_int(obj, &small)) {
         /* the common key (a pid, an index): no detour through PyNumber_Index */
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
-        if (!overflow && v >= INT32_MIN && v <= (long long)UINT32_MAX) {
-            *(uint32_t *)scratch = (uint32_t)v;
-            *out = scratch;
-            return 0;
-        }
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        *(uint32_t *)scratch = (uint32_t)small;
+        *out = scratch;
+        return 0;
     }
     if (!PyIndex_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "map '%U' takes a %s as an int or a buffer of %u bytes, not %.100s", mapname,
@@ -335,17 +351,52 @@ static uint64_t value_sum(MapObject *self, const unsigned char *value)
 }
 
 /* The fast path. Per-CPU maps give the sum of every CPU's value. st may be NULL (found when needed). */
+static inline PyObject *int_result(uint64_t v)
+{
+    /* PyLong_FromLong has the short path for the small and medium values that counters hold */
+    return v <= (uint64_t)LONG_MAX ? PyLong_FromLong((long)v) : PyLong_FromUnsignedLongLong(v);
+}
+
+/* Per-CPU maps, and values too large for the fast path's stack: a lookup into a buffer of the full size. */
+static PyObject *fetch_slow(cbpf_state *st, MapObject *self, const void *k)
+{
+    void *value = PyMem_Malloc(full_value_size(self));
+    if (value == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *result = NULL;
+    if (bpf_map_lookup_elem(self->fd, k, value) == 0) {
+        result = int_result(value_sum(self, value));
+    }
+    else if (errno == ENOENT) {
+        result = Py_NewRef(Py_None);
+    }
+    else {
+        cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), errno, "lookup in map '%s'",
+                       PyUnicode_AsUTF8(self->name));
+    }
+    PyMem_Free(value);
+    return result;
+}
+
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
 {
-    uint64_t scratch = 0;
-    uint64_t stackbuf[64]; /* fits 8-byte values of 64 CPUs; larger machines take the heap */
+    uint64_t scratch = 0, value = 0;
     Py_buffer view = {0};
     const void *k = NULL;
-    void *value = stackbuf;
     PyObject *result = NULL;
 
     uint32_t vs = self->value_size;
-    if (self->mm != NULL && (vs == 1 || vs == 2 || vs == 4 || vs == 8)) {
+    if (vs != 1 && vs != 2 && vs != 4 && vs != 8) {
+        if (check_open(self) < 0) {
+            return NULL;
+        }
+        return PyErr_Format(PyExc_TypeError,
+                            "map '%U' has %u-byte values; fetch() reads 1, 2, 4 or 8-byte values as ints: "
+                            "use Map.lookup() for the bytes",
+                            self->name, vs);
+    }
+    if (self->mm != NULL) {
         /* a mmapped array: read the kernel's memory, no syscall */
         if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
             return NULL;
@@ -359,49 +410,30 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
         }
         const unsigned char *p = self->mm + (size_t)index * ((vs + 7) & ~7u);
         switch (vs) {
-        case 1: return PyLong_FromUnsignedLong(*(const volatile uint8_t *)p);
-        case 2: return PyLong_FromUnsignedLong(*(const volatile uint16_t *)p);
-        case 4: return PyLong_FromUnsignedLong(*(const volatile uint32_t *)p);
-        default: return PyLong_FromUnsignedLongLong(*(const volatile uint64_t *)p);
+        case 1: return PyLong_FromLong(*(const volatile uint8_t *)p);
+        case 2: return PyLong_FromLong(*(const volatile uint16_t *)p);
+        case 4: return PyLong_FromLong((long)*(const volatile uint32_t *)p);
+        default: return int_result(*(const volatile uint64_t *)p);
         }
     }
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
         return NULL;
     }
-    if (vs != 1 && vs != 2 && vs != 4 && vs != 8) {
-        return PyErr_Format(PyExc_TypeError,
-                            "map '%U' has %u-byte values; fetch() reads 1, 2, 4 or 8-byte values as ints: "
-                            "use Map.lookup() for the bytes",
-                            self->name, vs);
+    if (self->ncpus != 1) {
+        result = fetch_slow(st, self, k);
     }
-    size_t total = full_value_size(self);
-    if (total > sizeof(stackbuf)) {
-        value = PyMem_Malloc(total);
-        if (value == NULL) {
-            return PyErr_NoMemory();
-        }
+    else if (bpf_map_lookup_elem(self->fd, k, &value) == 0) {
+        result = int_result(value_sum(self, (const unsigned char *)&value));
     }
-    if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
-        goto done;
+    else if (errno == ENOENT) {
+        result = Py_NewRef(Py_None);
     }
-    if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
-        int err = errno;
-        if (err == ENOENT) {
-            result = Py_NewRef(Py_None);
-        }
-        else {
-            cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), err, "lookup in map '%s'",
-                           PyUnicode_AsUTF8(self->name));
-        }
-        goto done;
+    else {
+        cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), errno, "lookup in map '%s'",
+                       PyUnicode_AsUTF8(self->name));
     }
-    result = PyLong_FromUnsignedLongLong(value_sum(self, value));
-done:
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
-    }
-    if (value != stackbuf) {
-        PyMem_Free(value);
     }
     return result;
 }
