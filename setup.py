@@ -4,6 +4,7 @@ programs compiled with clang.
 Environment switches:
   CBPF_DEBUG=1     -O0 -g, for debuggers
   CBPF_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (libbpf included)
+  CBPF_FUZZ=1      clang with libFuzzer coverage and ASan (libbpf included), for atheris (scripts/fuzz)
   CBPF_WERROR=1    warnings are errors
   CBPF_CLANG=path  the clang that compiles BPF C (default: clang)
 """
@@ -22,8 +23,10 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 LIBBPF_SRC = ROOT / "libbpf"
 # one libbpf build per flavour, so that a sanitizer build does not replace the everyday one
-_FLAVOUR = "-".join(f for f, var in (("asan", "CBPF_SANITIZE"), ("debug", "CBPF_DEBUG"))
+_FLAVOUR = "-".join(f for f, var in (("asan", "CBPF_SANITIZE"), ("debug", "CBPF_DEBUG"), ("fuzz", "CBPF_FUZZ"))
                     if os.environ.get(var, "") not in ("", "0"))
+if _FLAVOUR and "fuzz" in _FLAVOUR:
+    os.environ.setdefault("CC", "clang")  # libFuzzer's coverage instrumentation is clang's
 BUILD = ROOT / "build" / ("libbpf-" + _FLAVOUR if _FLAVOUR else "libbpf")
 
 
@@ -39,6 +42,8 @@ def c_flags():
         flags += ["-O2"]
     if flag("CBPF_SANITIZE"):
         flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+    if flag("CBPF_FUZZ"):
+        flags += ["-fsanitize=fuzzer-no-link,address", "-fno-omit-frame-pointer", "-g"]
     return flags
 
 
@@ -62,7 +67,7 @@ def build_libbpf():
             "make", "-C", str(LIBBPF_SRC / "src"), f"-j{os.cpu_count() or 1}",
             "BUILD_STATIC_ONLY=1", f"OBJDIR={BUILD / 'obj'}", f"DESTDIR={BUILD}",
             "INCLUDEDIR=/include", "LIBDIR=/lib", "UAPIDIR=/include", f"EXTRA_CFLAGS={cflags}",
-            "install", "install_uapi_headers",
+            "install", "install_uapi_headers", f"CC={os.environ.get('CC', 'cc')}",
         ],
         stdout=subprocess.DEVNULL,
     )

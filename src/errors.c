@@ -65,7 +65,17 @@ static PyObject *get_logger(cbpf_state *st)
             return NULL;
         }
         st->logger = PyObject_CallMethod(logging, "getLogger", "s", "cbpf.libbpf");
+        /* a library's logger stays silent until the application configures logging (no lastResort on stderr) */
+        PyObject *parent = st->logger ? PyObject_CallMethod(logging, "getLogger", "s", "cbpf") : NULL;
+        PyObject *null = parent ? PyObject_CallMethod(logging, "NullHandler", NULL) : NULL;
+        PyObject *r = null ? PyObject_CallMethod(parent, "addHandler", "O", null) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(null);
+        Py_XDECREF(parent);
         Py_DECREF(logging);
+        if (r == NULL) {
+            Py_CLEAR(st->logger);
+        }
     }
     return st->logger;
 }
