@@ -399,6 +399,8 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
     return (PyObject *)self;
 error:
+    /* the maps point back at the object: without this, the fds would wait for the garbage collector */
+    close_object(self);
     Py_DECREF(self);
     return NULL;
 }
