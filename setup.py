@@ -22,6 +22,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
 LIBBPF_SRC = ROOT / "libbpf"
@@ -160,6 +161,14 @@ class BuildPy(build_py):
         super().run()
 
 
+class Sdist(sdist):
+    """The sdist carries libbpf's source (MANIFEST.in), so that it builds offline: fetch it first if missing."""
+
+    def run(self):
+        ensure_libbpf_source()
+        super().run()
+
+
 extra_compile_args = c_flags() + ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                   "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
 if flag("CBPF_WERROR"):
@@ -184,6 +193,6 @@ ext = Extension(
 
 setup(
     ext_modules=[ext],
-    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
     package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
 )
