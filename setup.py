@@ -95,8 +95,9 @@ def build_libbpf():
         # libelf's headers from the static build (a manylinux container has none of its own)
         cflags += f" -I{prefix / 'include'}"
         env["PKG_CONFIG_PATH"] = str(prefix / "lib" / "pkgconfig")
-    stamp = BUILD / "cflags"
-    if (BUILD / "lib" / "libbpf.a").exists() and stamp.exists() and stamp.read_text() == cflags:
+    compiler = os.environ.get("CC", "cc")
+    stamp, built_with = BUILD / "cflags", cflags if compiler == "cc" else f"{cflags} CC={compiler}"
+    if (BUILD / "lib" / "libbpf.a").exists() and stamp.exists() and stamp.read_text() == built_with:
         return
     if BUILD.exists():
         shutil.rmtree(BUILD)
@@ -106,12 +107,12 @@ def build_libbpf():
             "make", "-C", str(LIBBPF_SRC / "src"), f"-j{os.cpu_count() or 1}",
             "BUILD_STATIC_ONLY=1", f"OBJDIR={BUILD / 'obj'}", f"DESTDIR={BUILD}",
             "INCLUDEDIR=/include", "LIBDIR=/lib", "UAPIDIR=/include", f"EXTRA_CFLAGS={cflags}",
-            "install", "install_uapi_headers", f"CC={os.environ.get('CC', 'cc')}",
+            "install", "install_uapi_headers", f"CC={compiler}",
         ],
         stdout=subprocess.DEVNULL,
         env=env,
     )
-    stamp.write_text(cflags)
+    stamp.write_text(built_with)
 
 
 BPF_SIDE_HEADERS = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_core_read.h", "bpf_endian.h",
@@ -173,7 +174,9 @@ extra_compile_args = c_flags() + ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused
                                   "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
 if flag("CBPF_WERROR"):
     extra_compile_args.append("-Werror")
-extra_link_args = ["-Wl,--exclude-libs,ALL"]
+# export PyInit__cbpf only: the version script hides the rest, libbpf's default-visibility API included (GNU ld and
+# lld alike; lld, which scripts/build-wheel's glibc-pinned toolchain links with, has no --exclude-libs)
+extra_link_args = [f"-Wl,--version-script={ROOT / 'src' / 'cbpf.map'}"]
 if flag("CBPF_SANITIZE"):
     extra_link_args.append("-fsanitize=address,undefined")
 
@@ -181,7 +184,7 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "map", "region")],
-    depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")],
+    depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     include_dirs=[str(BUILD / "include"), "src"],
     libraries=dep_libraries(),
     extra_compile_args=extra_compile_args,
