@@ -1,7 +1,7 @@
 # The two commands of the README's quick start, and a few more.
 PY := .venv/bin/python
 
-.PHONY: setup monitor test test-sanitizers bench clean
+.PHONY: setup monitor test test-sanitizers typecheck wheels bench clean
 
 setup:
 	bash scripts/setup
@@ -15,9 +15,19 @@ test: setup
 test-sanitizers: setup
 	bash scripts/test-sanitizers
 
+typecheck: setup
+	$(PY) -m mypy --strict cbpf
+	$(PY) -m mypy.stubtest cbpf._cbpf
+
+# manylinux wheels for CPython 3.9-3.13 into wheelhouse/, each tested installed in a fresh virtualenv
+wheels:
+	bash scripts/build-wheel
+	bash scripts/test-wheels
+
 bench: setup
+	$(PY) benchmarks/bench_import.py --check
 	$(PY) benchmarks/bench_fetch.py
 	$(PY) benchmarks/bench_maps.py
 
 clean:
-	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info
+	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info dist wheelhouse

@@ -7,6 +7,9 @@ Environment switches:
   CBPF_FUZZ=1      clang with libFuzzer coverage and ASan (libbpf included), for atheris (scripts/fuzz)
   CBPF_WERROR=1    warnings are errors
   CBPF_CLANG=path  the clang that compiles BPF C (default: clang)
+  CBPF_STATIC_DEPS=1  zlib and libelf linked in statically from build/deps (scripts/build-deps makes them), for
+                      wheels that need nothing but the C library; =PREFIX takes PREFIX/{include,lib} instead.
+                      Without it, libelf and zlib are the system's shared libraries.
 """
 
 import os
@@ -19,11 +22,13 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
 LIBBPF_SRC = ROOT / "libbpf"
 # one libbpf build per flavour, so that a sanitizer build does not replace the everyday one
-_FLAVOUR = "-".join(f for f, var in (("asan", "CBPF_SANITIZE"), ("debug", "CBPF_DEBUG"), ("fuzz", "CBPF_FUZZ"))
+_FLAVOUR = "-".join(f for f, var in (("asan", "CBPF_SANITIZE"), ("debug", "CBPF_DEBUG"), ("fuzz", "CBPF_FUZZ"),
+                                        ("static", "CBPF_STATIC_DEPS"))
                     if os.environ.get(var, "") not in ("", "0"))
 if _FLAVOUR and "fuzz" in _FLAVOUR:
     os.environ.setdefault("CC", "clang")  # libFuzzer's coverage instrumentation is clang's
@@ -47,6 +52,33 @@ def c_flags():
     return flags
 
 
+def static_deps_prefix():
+    """Where the static zlib and libelf are (CBPF_STATIC_DEPS), or None for the system's shared ones."""
+    value = os.environ.get("CBPF_STATIC_DEPS", "")
+    if value in ("", "0"):
+        return None
+    return ROOT / "build" / "deps" if value == "1" else Path(value).resolve()
+
+
+def ensure_static_deps():
+    prefix = static_deps_prefix()
+    if prefix == ROOT / "build" / "deps":
+        subprocess.check_call(["bash", str(ROOT / "scripts" / "build-deps")])  # a second run only checks
+    if prefix is not None and not all((prefix / "lib" / a).exists() for a in ("libelf.a", "libz.a")):
+        sys.exit(f"CBPF_STATIC_DEPS: no libelf.a and libz.a in {prefix / 'lib'}")
+
+
+def dep_libraries():
+    """-l flags for libbpf's dependencies: none when they are linked in statically."""
+    return [] if static_deps_prefix() else ["elf", "z"]
+
+
+def dep_archives():
+    """libbpf's dependencies as archives to link in, after libbpf.a (empty for the shared system libraries)."""
+    prefix = static_deps_prefix()
+    return [str(prefix / "lib" / a) for a in ("libelf.a", "libz.a")] if prefix else []
+
+
 def ensure_libbpf_source():
     if not (LIBBPF_SRC / "src" / "libbpf.c").exists():
         subprocess.check_call(["bash", str(ROOT / "scripts" / "fetch-libbpf")])
@@ -55,9 +87,17 @@ def ensure_libbpf_source():
 def build_libbpf():
     """Builds libbpf.a with its own Makefile into build/libbpf/{lib,include}."""
     ensure_libbpf_source()
+    ensure_static_deps()
     cflags = " ".join(c_flags())
-    stamp = BUILD / "cflags"
-    if (BUILD / "lib" / "libbpf.a").exists() and stamp.exists() and stamp.read_text() == cflags:
+    env = dict(os.environ)
+    prefix = static_deps_prefix()
+    if prefix:
+        # libelf's headers from the static build (a manylinux container has none of its own)
+        cflags += f" -I{prefix / 'include'}"
+        env["PKG_CONFIG_PATH"] = str(prefix / "lib" / "pkgconfig")
+    compiler = os.environ.get("CC", "cc")
+    stamp, built_with = BUILD / "cflags", cflags if compiler == "cc" else f"{cflags} CC={compiler}"
+    if (BUILD / "lib" / "libbpf.a").exists() and stamp.exists() and stamp.read_text() == built_with:
         return
     if BUILD.exists():
         shutil.rmtree(BUILD)
@@ -67,11 +107,12 @@ def build_libbpf():
             "make", "-C", str(LIBBPF_SRC / "src"), f"-j{os.cpu_count() or 1}",
             "BUILD_STATIC_ONLY=1", f"OBJDIR={BUILD / 'obj'}", f"DESTDIR={BUILD}",
             "INCLUDEDIR=/include", "LIBDIR=/lib", "UAPIDIR=/include", f"EXTRA_CFLAGS={cflags}",
-            "install", "install_uapi_headers", f"CC={os.environ.get('CC', 'cc')}",
+            "install", "install_uapi_headers", f"CC={compiler}",
         ],
         stdout=subprocess.DEVNULL,
+        env=env,
     )
-    stamp.write_text(cflags)
+    stamp.write_text(built_with)
 
 
 BPF_SIDE_HEADERS = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_core_read.h", "bpf_endian.h",
@@ -99,7 +140,7 @@ class BuildExt(build_ext):
     def run(self):
         build_libbpf()
         for ext in self.extensions:
-            ext.extra_objects = [str(BUILD / "lib" / "libbpf.a")]
+            ext.extra_objects = [str(BUILD / "lib" / "libbpf.a"), *dep_archives()]
         super().run()
 
 
@@ -121,11 +162,21 @@ class BuildPy(build_py):
         super().run()
 
 
+class Sdist(sdist):
+    """The sdist carries libbpf's source (MANIFEST.in), so that it builds offline: fetch it first if missing."""
+
+    def run(self):
+        ensure_libbpf_source()
+        super().run()
+
+
 extra_compile_args = c_flags() + ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                   "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
 if flag("CBPF_WERROR"):
     extra_compile_args.append("-Werror")
-extra_link_args = ["-Wl,--exclude-libs,ALL"]
+# export PyInit__cbpf only: the version script hides the rest, libbpf's default-visibility API included (GNU ld and
+# lld alike; lld, which scripts/build-wheel's glibc-pinned toolchain links with, has no --exclude-libs)
+extra_link_args = [f"-Wl,--version-script={ROOT / 'src' / 'cbpf.map'}"]
 if flag("CBPF_SANITIZE"):
     extra_link_args.append("-fsanitize=address,undefined")
 
@@ -133,15 +184,18 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "map", "region")],
-    depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")],
+    depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     include_dirs=[str(BUILD / "include"), "src"],
-    libraries=["elf", "z"],
+    libraries=dep_libraries(),
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,
 )
 
+# a package of pyproject.toml's list, filled by BuildPy: it must exist before setuptools looks (fresh clone)
+(ROOT / "cbpf" / "include" / "bpf").mkdir(parents=True, exist_ok=True)
+
 setup(
     ext_modules=[ext],
-    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
     package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
 )

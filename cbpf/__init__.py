@@ -41,7 +41,9 @@ def boot(source: Source, *, name: str | None = None) -> Object:
         elif isinstance(seen, tuple):
             _booted_maps[map_name] = seen + (obj.name,)
         else:
-            _booted_maps[map_name] = (seen.object.name, obj.name)
+            owner = seen.object
+            assert owner is not None  # a booted map belongs to its object until shutdown()
+            _booted_maps[map_name] = (owner.name, obj.name)
     return obj
 
 

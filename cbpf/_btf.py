@@ -18,7 +18,7 @@ _FLOAT_CODES = {2: "e", 4: "f", 8: "d"}
 def size_of(desc: Desc) -> int:
     kind = desc[0]
     if kind == "array":
-        return size_of(desc[1]) * desc[2]
+        return size_of(desc[1]) * int(desc[2])
     return int(desc[1])
 
 

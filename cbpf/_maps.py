@@ -4,11 +4,50 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import Any, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Union
 
 from cbpf import _btf, _cbpf
 
-MapType = enum.IntEnum("MapType", {name.upper(): num for name, num in _cbpf._map_types().items()})  # type: ignore[misc]
+if TYPE_CHECKING:
+    # what type checkers see; at run time the members come from the linked libbpf (a test keeps the two equal)
+    class MapType(enum.IntEnum):
+        UNSPEC = 0
+        HASH = 1
+        ARRAY = 2
+        PROG_ARRAY = 3
+        PERF_EVENT_ARRAY = 4
+        PERCPU_HASH = 5
+        PERCPU_ARRAY = 6
+        STACK_TRACE = 7
+        CGROUP_ARRAY = 8
+        LRU_HASH = 9
+        LRU_PERCPU_HASH = 10
+        LPM_TRIE = 11
+        ARRAY_OF_MAPS = 12
+        HASH_OF_MAPS = 13
+        DEVMAP = 14
+        SOCKMAP = 15
+        CPUMAP = 16
+        XSKMAP = 17
+        SOCKHASH = 18
+        CGROUP_STORAGE = 19
+        REUSEPORT_SOCKARRAY = 20
+        PERCPU_CGROUP_STORAGE = 21
+        QUEUE = 22
+        STACK = 23
+        SK_STORAGE = 24
+        DEVMAP_HASH = 25
+        STRUCT_OPS = 26
+        RINGBUF = 27
+        INODE_STORAGE = 28
+        TASK_STORAGE = 29
+        BLOOM_FILTER = 30
+        USER_RINGBUF = 31
+        CGRP_STORAGE = 32
+        ARENA = 33
+        INSN_ARRAY = 34
+else:
+    MapType = enum.IntEnum("MapType", {name.upper(): num for name, num in _cbpf._map_types().items()})
 MapType.__doc__ = "BPF map types, as libbpf names them (MapType.HASH, MapType.PERCPU_ARRAY, ...)."
 
 
@@ -24,7 +63,7 @@ class MapFlag(enum.IntFlag):
 
 _ARRAYS = (MapType.ARRAY, MapType.PERCPU_ARRAY)
 _CHUNK = 4096
-_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_INT_FORMATS: dict[int, Literal["B", "H", "I", "Q"]] = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 Value = Union[bytes, "list[bytes]"]
 
@@ -49,7 +88,7 @@ class Map(_cbpf.Map):
 
     @classmethod
     def create(cls, type: int | str, key_size: int, value_size: int, max_entries: int,  # noqa: A002
-               flags: int = 0, name: str | None = None, inner_map: Map | None = None,
+               flags: int = 0, name: str | None = None, inner_map: _cbpf.Map | None = None,
                map_extra: int = 0) -> Map:
         """Creates a map of its own (type a MapType or a name such as "hash"); close() frees it."""
         return super().create(_map_type(type), key_size, value_size, max_entries, flags=int(flags), name=name,
@@ -85,7 +124,7 @@ class Map(_cbpf.Map):
             if cursor is None:
                 return
 
-    def keys(self) -> Iterator[bytes]:  # type: ignore[override]
+    def keys(self) -> Iterator[bytes]:
         """The keys as bytes, read a chunk at a time."""
         ks = self.key_size
         for keys, _, count in self._chunks():
@@ -162,7 +201,7 @@ class Map(_cbpf.Map):
         obj = self.object
         if obj is None or not type_id or obj.closed:
             return None
-        return obj._btf_describe(type_id)  # type: ignore[no-any-return]
+        return obj._btf_describe(type_id)
 
     def as_numpy(self) -> Any:
         """A numpy view (no copy) over an mmapped array's kernel memory: writes by BPF programs show through."""
