@@ -133,7 +133,7 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "map", "region",
-                                                 "stream", "ringbuf", "perfbuf")],
+                                                 "stream", "ringbuf", "perfbuf", "decoder")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")],
     include_dirs=[str(BUILD / "include"), "src"],
     libraries=["elf", "z"],

@@ -118,23 +118,6 @@ def dtype(desc: Desc | None, size: int) -> Any:
 
 # -- structs as named tuples -----------------------------------------------------------------------------------------
 
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _odd_int(raw: bytes, signed: bool) -> int:
-    return int.from_bytes(raw, sys.byteorder, signed=signed)
-
-
-def _scalar_code(desc: Desc) -> str | None:
-    """The struct module's code for a plain int or float, or None."""
-    if desc[0] == "int":
-        return _int_code(desc)
-    if desc[0] == "float":
-        return _FLOAT_CODES.get(desc[1])
-    return None
-
-
 def _is_char(desc: Desc) -> bool:
     return desc[0] == "int" and desc[1] == 1 and len(desc) > 3 and bool(desc[3])
 
@@ -144,123 +127,75 @@ def _identifier(label: str) -> str:
     return "_" + name if name[0].isdigit() else name
 
 
-class _Compiler:
-    """Writes one Python function per struct layout: a single struct.unpack_from for every member that does not
-    overlap another, then the named tuples built from its items. Unions, whose members overlap, get a function per
-    member, called at the union's offset."""
+def _decoder(desc: Desc, name: str) -> Any:
+    """A C decoder (cbpf._cbpf._Decoder) of a struct or union into a named tuple: the plan is one field per
+    member (see src/decoder.c); members of a union all sit at offset 0."""
+    from collections import namedtuple
 
-    def __init__(self) -> None:
-        from collections import namedtuple
+    from cbpf import _cbpf
 
-        self._namedtuple = namedtuple
-        self.env: dict[str, Any] = {"_text": _text, "_odd_int": _odd_int, "_tnew": tuple.__new__}
-        self.lines: list[str] = []
-        self.types: dict[str, Any] = {}
+    members = desc[2]
+    for mname, _off, bits, _mtype in members:
+        if bits:
+            raise NotImplementedError(f"bitfield {mname!r} of {name!r} is not decoded")
+    tuple_type = namedtuple(_identifier(name), [m[0] or f"_{i}" for i, m in enumerate(members)],  # type: ignore[misc]
+                            rename=True)
+    fields = [_field(mtype, off, mname or name) for mname, off, _bits, mtype in members]
+    return _cbpf._Decoder(tuple_type, desc[1], fields)
 
-    def _name(self, prefix: str, value: Any) -> str:
-        name = f"{prefix}{len(self.env)}"
-        self.env[name] = value
-        return name
 
-    def tuple_type(self, label: str, fields: list[Any]) -> Any:
-        names = [f[0] or f"_{i}" for i, f in enumerate(fields)]
-        return self._namedtuple(_identifier(label), names, rename=True)
-
-    def function(self, desc: Desc, label: str) -> str:
-        """The name of a function (buf, base) -> the value of desc at buf[base:]."""
-        codes: list[str] = []
-        pos = 0
-        items = 0
-
-        def leaf(offset: int, code: str, count: int = 1) -> int:
-            nonlocal pos, items
-            if offset < pos:
-                raise ValueError(f"BTF type {label!r}: members overlap at offset {offset}")
-            if offset > pos:
-                codes.append(f"{offset - pos}x")
-            codes.append(code)
-            pos = offset + struct.calcsize("=" + code)
-            items += count
-            return items - count
-
-        def expr(d: Desc, offset: int, name: str) -> str:
-            kind = d[0]
-            code = _scalar_code(d)
-            if code is not None:
-                return f"v[{leaf(offset, code)}]"
-            if kind == "int":
-                return f"_odd_int(v[{leaf(offset, f'{d[1]}s')}], {bool(d[2])})"
-            if kind == "array":
-                elem, count = d[1], d[2]
-                if elem[0] == "int" and elem[1] == 1:
-                    i = leaf(offset, f"{count}s")
-                    return f"_text(v[{i}])" if _is_char(elem) else f"v[{i}]"
-                code = _scalar_code(elem)
-                if code is not None:
-                    i = leaf(offset, f"{count}{code}", count)
-                    return f"v[{i}:{i + count}]"
-                step = size_of(elem)
-                return "(" + "".join(expr(elem, offset + k * step, name) + ", " for k in range(count)) + ")"
-            if kind == "struct":
-                cls = self.tuple_type(name, d[2])
-                self.types.setdefault(name, cls)
-                args = []
-                for fname, foff, bits, ftype in d[2]:
-                    if bits:
-                        raise NotImplementedError(f"bitfield {fname!r} of {name!r} is not decoded")
-                    args.append(expr(ftype, offset + foff, fname or name))
-                return f"_tnew({self._name('_T', cls)}, ({''.join(a + ', ' for a in args)}))"
-            if kind == "union":
-                cls = self.tuple_type(name, d[2])
-                self.types.setdefault(name, cls)
-                args = [f"{self.function(ftype, fname or name)}(buf, base + {offset + foff})"
-                        for fname, foff, _bits, ftype in d[2]]
-                return f"_tnew({self._name('_T', cls)}, ({''.join(a + ', ' for a in args)}))"
-            return f"v[{leaf(offset, f'{size_of(d)}s')}]"  # opaque: the bytes
-
-        body = expr(desc, 0, label)
-        unpack = self._name("_unpack", struct.Struct("=" + "".join(codes)).unpack_from)
-        fn = f"_f{len(self.env)}"
-        self.env[fn] = None
-        self.lines += [f"def {fn}(buf, base=0):", f"    v = {unpack}(buf, base)", f"    return {body}", ""]
-        return fn
-
-    def build(self, desc: Desc, label: str) -> Any:
-        fn = self.function(desc, label)
-        exec("\n".join(self.lines), self.env)  # noqa: S102 - code written above from BTF names and numbers only
-        return self.env[fn]
+def _field(desc: Desc, offset: int, name: str) -> tuple[str, int, int, int, Any]:
+    kind = desc[0]
+    if kind == "int" and desc[1] in (1, 2, 4, 8):
+        return ("i" if desc[2] else "u", offset, desc[1], 0, None)
+    if kind == "float" and desc[1] in (4, 8):
+        return ("f", offset, desc[1], 0, None)
+    if kind in ("struct", "union"):
+        return ("r", offset, desc[1], 0, _decoder(desc, name))
+    if kind == "array":
+        elem, count = desc[1], desc[2]
+        if elem[0] == "int" and elem[1] == 1:
+            return ("s" if _is_char(elem) else "b", offset, count, 0, None)
+        one = _field(elem, 0, name)
+        if one[0] in "iufr":
+            return (one[0], offset, one[2], count, one[4])
+    # odd-sized ints, half floats, arrays of arrays, opaque types: decoded in Python
+    return ("p", offset, size_of(desc), 0, lambda raw, d=desc: decode(d, raw))
 
 
 class Struct:
-    """A struct of an object's BTF (Object.btf_struct(name)): decodes bytes laid out as that struct.
+    """A struct (or union) of an object's BTF, as Object.btf_struct(name) finds it: decodes bytes laid out that way.
 
-    decode(data) (or calling it) gives a named tuple: ints, floats, str for `char` arrays (up to the first NUL),
-    bytes for other 1-byte arrays, tuples for other arrays, named tuples for nested structs and unions. Bitfields
-    are not decoded. data may be longer than the struct (perf samples are padded), not shorter. dtype is the
-    numpy dtype of the same layout, for batches.
+    decode(data) (or calling it) gives a named tuple, built in C: ints, floats, str for `char` arrays (up to the
+    first NUL), bytes for other 1-byte arrays, tuples for other arrays, named tuples for nested structs and unions.
+    Bitfields are refused. data may be longer than the struct (perf samples are padded), not shorter. dtype is
+    the numpy dtype of the same layout, for batches.
     """
 
-    __slots__ = ("name", "size", "desc", "type", "_decode", "_dtype")
+    __slots__ = ("name", "size", "desc", "decoder", "_dtype")
 
     def __init__(self, name: str, desc: Desc) -> None:
         if desc[0] not in ("struct", "union"):
             raise TypeError(f"BTF type {name!r} is a {desc[0]}, not a struct or union")
-        compiler = _Compiler()
         self.name = name
         self.size: int = desc[1]
         self.desc = desc
-        self._decode = compiler.build(desc, name)
-        self.type = compiler.types[name]
+        self.decoder = _decoder(desc, name)
         self._dtype: Any = None
 
     def decode(self, data: bytes | memoryview | bytearray) -> Any:
-        return self._decode(data)
+        return self.decoder(data)
 
     __call__ = decode
 
     @property
+    def type(self) -> Any:
+        """The named tuple type decode() makes."""
+        return self.decoder.type
+
+    @property
     def fields(self) -> tuple[str, ...]:
-        return self.type._fields  # type: ignore[no-any-return]
+        return self.decoder.type._fields  # type: ignore[no-any-return]
 
     @property
     def dtype(self) -> Any:

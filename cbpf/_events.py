@@ -24,7 +24,7 @@ def _resolve(event: Event | None, decode: Callback, map: Map) -> tuple[Callback,
                              "in: pass a numpy dtype or a Struct")
         event = obj.btf_struct(event)
     if isinstance(event, _btf.Struct):
-        return event.decode, event
+        return event.decoder, event  # the C decoder: run on the buffer's memory, no Python call per event
     import numpy as np
 
     dtype = np.dtype(event)
@@ -131,16 +131,19 @@ class RingBuffer(_Stream, _cbpf.RingBuffer):
 class PerfBuffer(_Stream, _cbpf.PerfBuffer):
     """Events from a BPF_MAP_TYPE_PERF_EVENT_ARRAY map: a buffer of page_cnt pages per CPU (see the README's
     "Event streams"). Samples the kernel drops when a buffer is full are counted in `lost` and reported to
-    lost_callback(cpu, count). event= and decode= as for RingBuffer.
+    lost_callback(cpu, count). event= and decode= as for RingBuffer. wakeup_events > 1 wakes a waiting poll every
+    that many samples, which makes bpf_perf_event_output() much cheaper; a poll then sees the last few samples only
+    when its timeout ends (so give it one).
     """
 
     __slots__ = ("_layout", "_waiters")
 
     def __new__(cls, map: Map, callback: Callback = None, page_cnt: int = 64,  # noqa: A002
                 lost_callback: Optional[Callable[[int, int], Any]] = None, *, event: Event | None = None,
-                decode: Callback = None) -> PerfBuffer:
+                decode: Callback = None, wakeup_events: int = 1) -> PerfBuffer:
         decode, layout = _resolve(event, decode, map) if isinstance(map, _cbpf.Map) else (decode, None)
-        self = super().__new__(cls, map, callback, page_cnt, lost_callback, decode=decode)
+        self = super().__new__(cls, map, callback, page_cnt, lost_callback, decode=decode,
+                               wakeup_events=wakeup_events)
         self._layout = layout
         self._waiters = []
         return self

@@ -49,6 +49,7 @@ typedef struct {
     PyTypeObject *Stream_type;
     PyTypeObject *RingBuffer_type;
     PyTypeObject *PerfBuffer_type;
+    PyTypeObject *Decoder_type;
     PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
     PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
@@ -105,6 +106,7 @@ extern PyType_Spec cbpf_map_spec;
 extern PyType_Spec cbpf_region_spec;
 extern PyType_Spec cbpf_ringbuf_spec;
 extern PyType_Spec cbpf_perfbuf_spec;
+extern PyType_Spec cbpf_decoder_spec;
 
 static inline cbpf_state *cbpf_get_state(PyObject *module)
 {
@@ -142,12 +144,12 @@ typedef struct {
     Py_ssize_t limit;   /* stop after this many events (0: no limit) */
     Py_ssize_t count;   /* events taken so far */
     PyObject *one;      /* CBPF_SINK_ONE: the event, a new reference */
-    char *data;         /* CBPF_SINK_BATCH: the events' bytes, one after another */
-    size_t len, cap;
-    uint64_t *offsets;  /* CBPF_SINK_BATCH without record_size: where each event starts */
-    size_t ncap;
+    PyObject *data;     /* CBPF_SINK_BATCH: bytes, the events one after another (grown in place) */
+    size_t len;         /* bytes of data used */
+    PyObject *offsets;  /* CBPF_SINK_BATCH without record_size: bytes, a uint64 per event, where it starts */
     size_t record_size; /* CBPF_SINK_BATCH: when set, every event takes exactly this many bytes */
     uint64_t checksum;  /* CBPF_SINK_COUNT: the C consumer reads what it is given */
+    PyTypeObject *decoder_type; /* a decode of this type is run in C on the buffer's memory */
 } cbpf_sink;
 
 /* What a kind of stream does itself; stream.c does the rest. */
@@ -184,5 +186,9 @@ void cbpf_stream_leave(StreamObject *s);
 int cbpf_stream_traverse(StreamObject *s, visitproc visit, void *arg);
 int cbpf_check_callable(PyObject *obj, const char *what);
 int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const void *data, size_t size);
+int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events);
+
+/* decoder.c: the named tuple for an event, or NULL with an exception set */
+PyObject *cbpf_decoder_decode(PyObject *decoder, const void *data, size_t size);
 
 #endif

@@ -174,7 +174,8 @@ static int module_exec(PyObject *module)
     /* event streams: RingBuffer and PerfBuffer share their base's methods */
     if (add_type(module, &cbpf_stream_spec, NULL, &st->Stream_type) < 0 ||
         add_type(module, &cbpf_ringbuf_spec, st->Stream_type, &st->RingBuffer_type) < 0 ||
-        add_type(module, &cbpf_perfbuf_spec, st->Stream_type, &st->PerfBuffer_type) < 0) {
+        add_type(module, &cbpf_perfbuf_spec, st->Stream_type, &st->PerfBuffer_type) < 0 ||
+        add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0) {
         return -1;
     }
     st->LoadError = PyErr_NewExceptionWithDoc(
@@ -216,6 +217,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Stream_type);
     Py_VISIT(st->RingBuffer_type);
     Py_VISIT(st->PerfBuffer_type);
+    Py_VISIT(st->Decoder_type);
     Py_VISIT(st->map_class);
     Py_VISIT(st->LoadError);
     Py_VISIT(st->booted_maps);
@@ -232,6 +234,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->Stream_type);
     Py_CLEAR(st->RingBuffer_type);
     Py_CLEAR(st->PerfBuffer_type);
+    Py_CLEAR(st->Decoder_type);
     Py_CLEAR(st->map_class);
     Py_CLEAR(st->LoadError);
     Py_CLEAR(st->booted_maps);

@@ -21,6 +21,7 @@ typedef struct {
     bool failed;     /* a callback raised while consuming */
     unsigned long long lost;
     Py_ssize_t page_cnt;
+    int wakeup_events;
 } PerfBufferObject;
 
 struct sample_record {
@@ -105,12 +106,13 @@ static const cbpf_stream_ops perfbuf_ops = {consume, release, NULL};
 
 static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"map", "callback", "page_cnt", "lost_callback", "decode", NULL};
+    static char *kwlist[] = {"map", "callback", "page_cnt", "lost_callback", "decode", "wakeup_events", NULL};
     PyObject *map = NULL, *callback = Py_None, *lost_callback = Py_None, *decode = Py_None;
     Py_ssize_t page_cnt = 64;
+    int wakeup_events = 1;
     cbpf_state *st = cbpf_state_from_type(type);
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OnO$O:PerfBuffer", kwlist, &map, &callback, &page_cnt,
-                                     &lost_callback, &decode)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OnO$Oi:PerfBuffer", kwlist, &map, &callback, &page_cnt,
+                                     &lost_callback, &decode, &wakeup_events)) {
         return NULL;
     }
     if (!PyObject_TypeCheck(map, st->Map_type)) {
@@ -134,6 +136,9 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     if (cbpf_check_callable(lost_callback, "lost_callback") < 0) {
         return NULL;
     }
+    if (wakeup_events < 1) {
+        return PyErr_Format(PyExc_ValueError, "wakeup_events must be >= 1");
+    }
     PerfBufferObject *self = (PerfBufferObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
@@ -145,6 +150,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->map = (MapObject *)Py_NewRef(m);
     self->lost_callback = lost_callback == Py_None ? NULL : Py_NewRef(lost_callback);
     self->page_cnt = page_cnt;
+    self->wakeup_events = wakeup_events;
     self->map_fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
     if (self->map_fd < 0) {
         cbpf_set_error(st, errno, "duplicating the fd of map '%s'", PyUnicode_AsUTF8(m->name));
@@ -156,7 +162,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
         .config = PERF_COUNT_SW_BPF_OUTPUT,
         .sample_period = 1,
         .sample_type = PERF_SAMPLE_RAW,
-        .wakeup_events = 1,
+        .wakeup_events = (__u32)wakeup_events,
     };
     cbpf_log_begin();
     self->pb = perf_buffer__new_raw(self->map_fd, (size_t)page_cnt, &attr, on_record, self, NULL);
@@ -208,6 +214,8 @@ static PyMemberDef PerfBuffer_members[] = {
     {"lost", T_ULONGLONG, offsetof(PerfBufferObject, lost), READONLY,
      "Samples the kernel dropped because a CPU's buffer was full, as reported so far."},
     {"page_cnt", T_PYSSIZET, offsetof(PerfBufferObject, page_cnt), READONLY, "Pages per CPU buffer."},
+    {"wakeup_events", T_INT, offsetof(PerfBufferObject, wakeup_events), READONLY,
+     "Samples per wake-up of a waiting poll (the rest are taken when its timeout ends)."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -219,11 +227,14 @@ static PyGetSetDef PerfBuffer_getset[] = {
 };
 
 static PyType_Slot PerfBuffer_slots[] = {
-    {Py_tp_doc, "PerfBuffer(map, callback=None, page_cnt=64, lost_callback=None, *, decode=None)\n--\n\n"
+    {Py_tp_doc, "PerfBuffer(map, callback=None, page_cnt=64, lost_callback=None, *, decode=None, wakeup_events=1)"
+                "\n--\n\n"
                 "Events from a BPF_MAP_TYPE_PERF_EVENT_ARRAY map: a buffer of page_cnt pages per CPU. Each event "
                 "comes as bytes (the kernel pads samples, so they may be up to 7 bytes longer than what the program "
                 "sent), or as decode(bytes) when decode is set. Samples the kernel drops are counted in lost and "
-                "reported to lost_callback(cpu, count)."},
+                "reported to lost_callback(cpu, count). wakeup_events > 1 wakes a waiting poll every that many "
+                "samples: cheaper for the program that writes them, and a poll then sees the last few only when "
+                "its timeout ends."},
     {Py_tp_new, PerfBuffer_new},
     {Py_tp_members, PerfBuffer_members},
     {Py_tp_getset, PerfBuffer_getset},

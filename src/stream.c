@@ -185,13 +185,19 @@ static int run(StreamObject *s, cbpf_sink *sink, double deadline)
     if (cbpf_stream_enter(s) < 0) {
         return -1;
     }
+    sink->decoder_type = cbpf_state_from_type(Py_TYPE(s))->Decoder_type;
     for (;;) {
         rc = s->ops->consume((PyObject *)s, sink);
         if (rc < 0 || sink->count > 0 || s->closed) {
             break;
         }
         rc = wait_ready(s, deadline);
-        if (rc <= 0 || s->closed) {
+        if (rc == 0 && !s->closed) {
+            /* timed out: take what came without a wake-up (a perf buffer wakes every wakeup_events samples) */
+            rc = s->ops->consume((PyObject *)s, sink);
+            break;
+        }
+        if (rc < 0 || s->closed) {
             break;
         }
     }
@@ -201,32 +207,40 @@ static int run(StreamObject *s, cbpf_sink *sink, double deadline)
 
 /* Sinks ---------------------------------------------------------------------------------------------------------- */
 
-static int batch_reserve(cbpf_sink *sink, size_t more)
+/* Grows a bytes object in place to hold at least `need` bytes (doubling). */
+static int grow(PyObject **buf, size_t need)
 {
-    if (sink->len + more > sink->cap) {
-        size_t cap = sink->cap ? sink->cap : 64 * 1024;
-        while (cap < sink->len + more) {
-            cap *= 2;
-        }
-        char *grown = PyMem_Realloc(sink->data, cap);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        sink->data = grown;
-        sink->cap = cap;
+    size_t have = *buf ? (size_t)PyBytes_GET_SIZE(*buf) : 0;
+    if (need <= have) {
+        return 0;
     }
-    if (sink->record_size == 0 && (size_t)sink->count + 2 > sink->ncap) {
-        size_t ncap = sink->ncap ? sink->ncap * 2 : 4096;
-        uint64_t *grown = PyMem_Realloc(sink->offsets, ncap * sizeof(uint64_t));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        sink->offsets = grown;
-        sink->ncap = ncap;
+    size_t size = have ? have : 64 * 1024;
+    while (size < need) {
+        size *= 2;
     }
-    return 0;
+    if (*buf == NULL) {
+        *buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+        return *buf ? 0 : -1;
+    }
+    return _PyBytes_Resize(buf, (Py_ssize_t)size);
+}
+
+/* Room for `events` more events of `bytes` bytes in all: a batch is built in the bytes objects it returns, so
+ * a buffer that knows what it holds (a ring) sizes them once; pages never written cost nothing. */
+int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events)
+{
+    if (sink->kind != CBPF_SINK_BATCH) {
+        return 0;
+    }
+    size_t limit = sink->limit > 0 ? (size_t)(sink->limit - sink->count) : events;
+    events = events < limit ? events : limit;
+    if (sink->record_size) {
+        return grow(&sink->data, sink->len + events * sink->record_size);
+    }
+    if (grow(&sink->data, sink->len + bytes) < 0) {
+        return -1;
+    }
+    return grow(&sink->offsets, ((size_t)sink->count + events + 1) * sizeof(uint64_t));
 }
 
 /* One event, copied out (the buffer's space goes back to the kernel right after). Returns 0 to go on, 1 when the
@@ -246,23 +260,30 @@ int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const v
     case CBPF_SINK_BATCH: {
         size_t take = sink->record_size ? sink->record_size : size;
         size_t copied = size < take ? size : take;
-        if (batch_reserve(sink, take) < 0) {
+        if (grow(&sink->data, sink->len + take) < 0 ||
+            (sink->record_size == 0 && grow(&sink->offsets, ((size_t)sink->count + 2) * sizeof(uint64_t)) < 0)) {
             sink->count++;
             return -1;
         }
+        char *out = PyBytes_AS_STRING(sink->data) + sink->len;
         if (sink->record_size == 0) {
-            sink->offsets[sink->count] = sink->len;
+            ((uint64_t *)PyBytes_AS_STRING(sink->offsets))[sink->count] = sink->len;
         }
-        memcpy(sink->data + sink->len, data, copied);
-        memset(sink->data + sink->len + copied, 0, take - copied);
+        memcpy(out, data, copied);
+        memset(out + copied, 0, take - copied);
         sink->len += take;
         break;
     }
     case CBPF_SINK_ONE:
     case CBPF_SINK_CALL: {
-        PyObject *event = PyBytes_FromStringAndSize(data, (Py_ssize_t)size);
-        if (event != NULL && decode != NULL) {
-            Py_SETREF(event, PyObject_CallOneArg(decode, event));
+        PyObject *event;
+        if (decode != NULL && Py_IS_TYPE(decode, sink->decoder_type)) {
+            event = cbpf_decoder_decode(decode, data, size); /* straight from the buffer's memory */
+        } else {
+            event = PyBytes_FromStringAndSize(data, (Py_ssize_t)size);
+            if (event != NULL && decode != NULL) {
+                Py_SETREF(event, PyObject_CallOneArg(decode, event));
+            }
         }
         if (event == NULL) {
             sink->count++;
@@ -287,37 +308,32 @@ int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const v
 }
 
 /* A batch as (bytes, offsets), offsets a memoryview of uint64 with count + 1 entries; with a record size,
- * (bytes, count). */
+ * (bytes, count). Takes the sink's buffers. */
 static PyObject *batch_result(cbpf_sink *sink)
 {
-    PyObject *data = NULL, *raw = NULL, *view = NULL, *offsets = NULL, *result = NULL;
-    data = PyBytes_FromStringAndSize(sink->data, (Py_ssize_t)sink->len);
-    if (data == NULL) {
+    PyObject *view = NULL, *offsets = NULL, *result = NULL;
+    size_t n = (size_t)sink->count;
+    if (grow(&sink->data, 1) < 0 || _PyBytes_Resize(&sink->data, (Py_ssize_t)sink->len) < 0) {
         goto done;
     }
     if (sink->record_size) {
-        result = Py_BuildValue("(On)", data, sink->count);
+        result = Py_BuildValue("(On)", sink->data, sink->count);
         goto done;
     }
-    size_t n = (size_t)sink->count;
-    uint64_t end = sink->len;
-    raw = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((n + 1) * sizeof(uint64_t)));
-    if (raw == NULL) {
+    if (grow(&sink->offsets, (n + 1) * sizeof(uint64_t)) < 0) {
         goto done;
     }
-    if (n) {
-        memcpy(PyBytes_AS_STRING(raw), sink->offsets, n * sizeof(uint64_t));
+    ((uint64_t *)PyBytes_AS_STRING(sink->offsets))[n] = sink->len;
+    if (_PyBytes_Resize(&sink->offsets, (Py_ssize_t)((n + 1) * sizeof(uint64_t))) < 0) {
+        goto done;
     }
-    memcpy(PyBytes_AS_STRING(raw) + n * sizeof(uint64_t), &end, sizeof(end));
-    view = PyMemoryView_FromObject(raw);
+    view = PyMemoryView_FromObject(sink->offsets);
     offsets = view ? PyObject_CallMethod(view, "cast", "s", "Q") : NULL;
     if (offsets == NULL) {
         goto done;
     }
-    result = PyTuple_Pack(2, data, offsets);
+    result = PyTuple_Pack(2, sink->data, offsets);
 done:
-    Py_XDECREF(data);
-    Py_XDECREF(raw);
     Py_XDECREF(view);
     Py_XDECREF(offsets);
     return result;
@@ -325,8 +341,8 @@ done:
 
 static void sink_free(cbpf_sink *sink)
 {
-    PyMem_Free(sink->data);
-    PyMem_Free(sink->offsets);
+    Py_CLEAR(sink->data);
+    Py_CLEAR(sink->offsets);
     Py_CLEAR(sink->one);
 }
 
@@ -462,23 +478,27 @@ static PyObject *Stream_exit(StreamObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
-/* Benchmark baseline: this consumer with events only copied out in C, for `duration` seconds (or until closed).
- * Returns (seconds, events, checksum). */
+/* Benchmark baseline: this consumer with events only copied out in C, for `duration` seconds, or until the
+ * buffers are empty when duration <= 0. Returns (seconds, events, checksum). */
 static PyObject *Stream_c_consume(StreamObject *self, PyObject *arg)
 {
     double duration = PyFloat_AsDouble(arg);
     if (duration == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
+    bool drain = duration <= 0;
     cbpf_sink sink = {.kind = CBPF_SINK_COUNT};
     Py_ssize_t total = 0;
     double t0 = monotonic(), end = t0 + duration;
-    while (monotonic() < end && !self->closed) {
+    while ((drain || monotonic() < end) && !self->closed) {
         sink.count = 0;
-        if (run(self, &sink, end) < 0) {
+        if (run(self, &sink, drain ? 0.0 : end) < 0) {
             return NULL;
         }
         total += sink.count;
+        if (drain && sink.count == 0) {
+            break;
+        }
     }
     return Py_BuildValue("(dnK)", monotonic() - t0, total, (unsigned long long)sink.checksum);
 }
@@ -556,7 +576,7 @@ static PyMethodDef Stream_methods[] = {
     {"__exit__", FASTCALL(Stream_exit), METH_FASTCALL, NULL},
     {"_c_consume", (PyCFunction)Stream_c_consume, METH_O,
      "_c_consume($self, duration, /)\n--\n\nBenchmark baseline: this consumer with events only copied out in C, "
-     "for duration seconds; (seconds, events, checksum)."},
+     "for duration seconds (<= 0: until nothing is left); (seconds, events, checksum)."},
     {NULL, NULL, 0, NULL},
 };
 
