@@ -163,6 +163,16 @@ def _field(desc: Desc, offset: int, name: str) -> tuple[str, int, int, int, Any]
     return ("p", offset, size_of(desc), 0, lambda raw, d=desc: decode(d, raw))
 
 
+def struct_of(obj: Any, name: str) -> Struct:
+    """The struct, union or typedef of one called name in a cbpf Object's BTF."""
+    type_id = obj._btf_find(name)
+    desc = obj._btf_describe(type_id) if type_id is not None else None
+    if desc is None:
+        raise KeyError(f"object {obj.name!r} has no struct or union named {name!r} in its BTF (clang leaves out "
+                       "types that only local variables use: see the README's \"Event streams\")")
+    return Struct(name, desc)
+
+
 class Struct:
     """A struct (or union) of an object's BTF, as Object.btf_struct(name) finds it: decodes bytes laid out that way.
 
@@ -172,7 +182,7 @@ class Struct:
     the numpy dtype of the same layout, for batches.
     """
 
-    __slots__ = ("name", "size", "desc", "decoder", "_dtype")
+    __slots__ = ("_dtype", "decoder", "desc", "name", "size")
 
     def __init__(self, name: str, desc: Desc) -> None:
         if desc[0] not in ("struct", "union"):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, Optional, Sequence, Union
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Callable, Literal, Optional, Union
 
 from cbpf import _btf, _cbpf
 from cbpf._maps import Map
@@ -11,7 +12,7 @@ Event = Union[str, "_btf.Struct", Any]  # a struct name, a Struct, or a numpy dt
 Callback = Optional[Callable[[Any], Any]]
 
 
-def _resolve(event: Event | None, decode: Callback, map: Map) -> tuple[Callback, Any]:  # noqa: A002
+def _resolve(event: Event | None, decode: Callback, map: _cbpf.Map) -> tuple[Callback, Any]:
     """(decode, layout) for an event= argument: layout is a Struct or a numpy dtype, for poll_array()."""
     if event is None:
         return decode, None
@@ -22,7 +23,7 @@ def _resolve(event: Event | None, decode: Callback, map: Map) -> tuple[Callback,
         if obj is None:
             raise ValueError(f"map {map.name!r} belongs to no Object, so it has no BTF to find struct {event!r} "
                              "in: pass a numpy dtype or a Struct")
-        event = obj.btf_struct(event)
+        event = _btf.struct_of(obj, event)
     if isinstance(event, _btf.Struct):
         return event.decoder, event  # the C decoder: run on the buffer's memory, no Python call per event
     import numpy as np
@@ -91,7 +92,7 @@ class _Stream:
         for loop, ready in list(self._waiters):
             loop.call_soon_threadsafe(ready.set)
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
@@ -121,7 +122,7 @@ class RingBuffer(_Stream, _cbpf.RingBuffer):
         self._waiters = []
         return self
 
-    def add(self, map: Map, callback: Callback = None, *, event: Event | None = None,  # noqa: A002
+    def add(self, map: _cbpf.Map, callback: Callback = None, *, event: Event | None = None,
             decode: Callback = None) -> None:
         """Adds another ring buffer map, with its own callback and event type (None: the RingBuffer's)."""
         decode, _ = _resolve(event, decode, map)
@@ -138,8 +139,8 @@ class PerfBuffer(_Stream, _cbpf.PerfBuffer):
 
     __slots__ = ("_layout", "_waiters")
 
-    def __new__(cls, map: Map, callback: Callback = None, page_cnt: int = 64,  # noqa: A002
-                lost_callback: Optional[Callable[[int, int], Any]] = None, *, event: Event | None = None,
+    def __new__(cls, map: Map, callback: Callback = None, page_cnt: int = 64,
+                lost_callback: Callable[[int, int], Any] | None = None, *, event: Event | None = None,
                 decode: Callback = None, wakeup_events: int = 1) -> PerfBuffer:
         decode, layout = _resolve(event, decode, map) if isinstance(map, _cbpf.Map) else (decode, None)
         self = super().__new__(cls, map, callback, page_cnt, lost_callback, decode=decode,

@@ -259,8 +259,4 @@ class Object(_cbpf.Object):
         """The struct (or union, or a typedef of one) called name in the object's BTF, as a cbpf.Struct: it decodes
         bytes laid out that way (an event of a RingBuffer or PerfBuffer) into a named tuple, and gives the numpy
         dtype."""
-        type_id = self._btf_find(name)
-        if type_id is None:
-            raise KeyError(f"object {self.name!r} has no struct or union named {name!r} in its BTF (a type the "
-                           "program never uses may be left out of it by the compiler)")
-        return _btf.Struct(name, self._btf_describe(type_id))
+        return _btf.struct_of(self, name)

@@ -14,10 +14,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from conftest import open_fds
 
 import cbpf
-
-from conftest import open_fds
 
 pytestmark = pytest.mark.kernel
 
@@ -195,19 +194,19 @@ def test_poll_batch_contents_and_limit(bpf_objects):
 
 
 def test_poll_array_with_btf_struct(bpf_objects):
-    with load(bpf_objects, outputs=RINGBUF | PERF) as obj:
-        with cbpf.RingBuffer(obj.maps["events"], event="event") as rb, \
-                cbpf.PerfBuffer(obj.maps["perf_events"], event="event") as pb:
-            getpid_n(50)
-            arr = rb.poll_array(1.0)
-            assert arr.dtype == obj.btf_struct("event").dtype and len(arr) == 50
-            assert arr["seq"].tolist() == list(range(1, 51))
-            assert (arr["neg"] == -arr["seq"].astype(np.int64)).all()
-            assert arr["triple"][:, 2].tolist() == list(range(3, 53))
-            assert arr["inner"]["b"].tolist() == [7] * 50
-            assert set(arr["raw"].tolist()) == {b"\xde\xad\xbe\xef"}
-            perf = np.concatenate([pb.poll_array(0.2) for _ in range(4)])  # perf pads each sample to 68 bytes
-            assert sorted(perf["seq"].tolist()) == list(range(1, 51))
+    with load(bpf_objects, outputs=RINGBUF | PERF) as obj, \
+            cbpf.RingBuffer(obj.maps["events"], event="event") as rb, \
+            cbpf.PerfBuffer(obj.maps["perf_events"], event="event") as pb:
+        getpid_n(50)
+        arr = rb.poll_array(1.0)
+        assert arr.dtype == obj.btf_struct("event").dtype and len(arr) == 50
+        assert arr["seq"].tolist() == list(range(1, 51))
+        assert (arr["neg"] == -arr["seq"].astype(np.int64)).all()
+        assert arr["triple"][:, 2].tolist() == list(range(3, 53))
+        assert arr["inner"]["b"].tolist() == [7] * 50
+        assert set(arr["raw"].tolist()) == {b"\xde\xad\xbe\xef"}
+        perf = np.concatenate([pb.poll_array(0.2) for _ in range(4)])  # perf pads each sample to 68 bytes
+        assert sorted(perf["seq"].tolist()) == list(range(1, 51))
 
 
 def test_poll_array_with_numpy_dtype(bpf_objects):
@@ -249,7 +248,7 @@ def test_callback_exception_stops_poll_and_propagates(bpf_objects):
                      lambda cb: cbpf.PerfBuffer(obj.maps["perf_events"], cb)):
             seen: list[int] = []
 
-            def callback(data: bytes) -> None:
+            def callback(data: bytes, seen: list[int] = seen) -> None:
                 seen.append(fields(data)[2])
                 if len(seen) == 3:
                     raise KeyError("third")
