@@ -169,7 +169,7 @@ def struct_of(obj: Any, name: str) -> Struct:
     desc = obj._btf_describe(type_id) if type_id is not None else None
     if desc is None:
         raise KeyError(f"object {obj.name!r} has no struct or union named {name!r} in its BTF (clang leaves out "
-                       "types that only local variables use: see the README's \"Event streams\")")
+                       "types that only local variables use: see Event streams in the README)")
     return Struct(name, desc)
 
 
