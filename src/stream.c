@@ -348,13 +348,20 @@ static void sink_free(cbpf_sink *sink)
 
 /* Methods ---------------------------------------------------------------------------------------------------------- */
 
+/* The one optional argument of poll() and read(): timeout=None, as a deadline. */
+static int timeout_arg(PyObject *const *args, Py_ssize_t nargs, const char *method, double *deadline)
+{
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 1 argument (%zd given)", method, nargs);
+        return -1;
+    }
+    return parse_deadline(nargs ? args[0] : NULL, deadline);
+}
+
 static PyObject *Stream_poll(StreamObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     double deadline;
-    if (nargs > 1) {
-        return PyErr_Format(PyExc_TypeError, "poll() takes at most 1 argument (%zd given)", nargs);
-    }
-    if (parse_deadline(nargs ? args[0] : NULL, &deadline) < 0) {
+    if (timeout_arg(args, nargs, "poll", &deadline) < 0) {
         return NULL;
     }
     bool callable = self->ops->has_callbacks ? self->ops->has_callbacks((PyObject *)self) : self->callback != NULL;
@@ -427,10 +434,7 @@ static PyObject *read_one(StreamObject *self, double deadline)
 static PyObject *Stream_read(StreamObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     double deadline;
-    if (nargs > 1) {
-        return PyErr_Format(PyExc_TypeError, "read() takes at most 1 argument (%zd given)", nargs);
-    }
-    if (parse_deadline(nargs ? args[0] : NULL, &deadline) < 0) {
+    if (timeout_arg(args, nargs, "read", &deadline) < 0) {
         return NULL;
     }
     PyObject *event = read_one(self, deadline);

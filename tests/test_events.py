@@ -7,6 +7,7 @@ import asyncio
 import gc
 import os
 import select
+import signal
 import struct
 import threading
 import time
@@ -399,6 +400,28 @@ def test_close_from_a_callback(bpf_objects):
         assert rb.poll(1.0) == 1
         assert rb.closed and len(got) == 1
         assert open_fds() == before
+
+
+def test_signal_handler_exception_interrupts_a_wait(bpf_objects):
+    """Ctrl-C while waiting: the handler's exception comes out of poll(), and the stream stays usable."""
+    class Alarm(Exception):
+        pass
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Alarm
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        with load(bpf_objects) as obj, cbpf.RingBuffer(obj.maps["events"], print) as rb:
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            t0 = time.monotonic()
+            with pytest.raises(Alarm):
+                rb.poll()  # no timeout: only the signal ends it
+            assert time.monotonic() - t0 < 5
+            assert rb.poll(0) == 0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_poll_from_two_threads_is_refused(bpf_objects):
