@@ -3,18 +3,22 @@ the same buffers in the same run.
 
     python benchmarks/bench_events.py [--rounds R] [--window SECONDS] [--rate EVENTS_PER_S] [--paced-seconds S]
 
-A producer process calls getpid() in a tight loop; a tracepoint program emits BURST events (32 bytes each) per call
-into a ring buffer or a perf buffer. This process consumes them for a window per variant, variants interleaved
-round after round; each figure is the median over rounds, each ratio the median of the round's ratios to the C
-consumer of the same buffer (RingBuffer._c_consume: the same consumer with events copied out in C, no Python).
-Events the producer could not write (buffer full) are reported as lost. The producer and the consumer are pinned
-to different CPUs where there are two.
+A producer process calls getpid() in a tight loop; a tracepoint program emits BURST events of 32 bytes per call
+into a ring buffer (8 MiB; reserve/submit, one wake-up per burst) or a perf buffer (bpf_perf_event_output, 8 MiB
+per CPU). The producer and this process are pinned to different CPUs where there are two. Variants are interleaved
+round after round; figures are medians over rounds, ratios the medians of each round's ratio to the C consumer of
+the same buffer (_c_consume: this consumer with events copied out in C and no Python).
 
-Then a paced run: the producer emits at --rate events/s (default 500k) for --paced-seconds, consumed with a Python
-callback; the events lost must be 0.
+1. Flat out: each variant consumes for a window. events/s is wall-clock; on a machine shared with other work it
+   depends on how much CPU the consumer got, printed as "cpu" (its thread's CPU time over the window). "lost" is
+   the share of the events produced meanwhile that the program could not write (buffer full).
+2. Consumer alone: the ring filled, the producer stopped, each variant empties it, timed in the consumer thread's
+   CPU time (which other processes do not inflate): what consuming costs per event.
+3. Paced: --rate events/s (default 500k) for --paced-seconds, a Python callback per event; lost must be 0.
 
-bcc's Python front end (Debian's python3-bpfcc, run by /usr/bin/python3) consumes the same producer with its ring
-buffer and a callback, where it is installed (scripts/setup-bcc); otherwise that line says why it was skipped.
+bcc's Python front end (Debian's python3-bpfcc, run by /usr/bin/python3 in a process of its own, with the same
+producer, ring size and program) takes part in 1 and 2 where it is installed (scripts/setup-bcc); otherwise the
+output says why it was skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from typing import Any, Callable
 import cbpf
 
 BURST = 256
-PERF_WAKEUP = 64  # samples per wake-up of the perf buffer's consumer
+PERF_WAKEUP = 64  # samples per wake-up of a waiting perf buffer consumer
+PERF_PAGES = 2048  # per CPU: 8 MiB, as the ring
 
 PROGRAM = r"""
 #include <linux/bpf.h>
@@ -50,7 +55,7 @@ struct event {
 };
 
 __u32 target_tgid = 0;
-__u32 outputs = 1;     /* 1: the ring buffer, 2: the perf buffer */
+__u32 outputs = 1; /* 1: the ring buffer, 2: the perf buffer */
 __u64 produced = 0;
 __u64 dropped = 0;
 
@@ -85,7 +90,7 @@ int produce(void *ctx)
     __u64 seq = __sync_fetch_and_add(&produced, BURST);
     for (int i = 0; i < BURST; i++, seq++) {
         if (outputs == 1) {
-            /* written in place; the consumer is woken once per burst, by its last event, if it waits */
+            /* written in place; a waiting consumer is woken once per burst, by its last event */
             struct event *e = bpf_ringbuf_reserve(&ring, sizeof(*e), 0);
             if (!e) {
                 __sync_fetch_and_add(&dropped, 1);
@@ -128,52 +133,129 @@ else:
             pass
 """
 
+# bcc's side, in a process of its own (bcc belongs to the system Python): the same program written for bcc, and a
+# callback per event counting them. It answers commands on stdin with a JSON line:
+#   flat WINDOW  consume for WINDOW seconds   -> {"secs", "events", "cpu", "produced", "dropped"}
+#   drain        fill the ring, stop, empty it -> {"events", "cpu"}
 BCC_PEER = r"""
-import json, os, statistics, sys, time
+import json, os, sys, time
 from bcc import BPF
-target, burst, rounds, window = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-if len(sys.argv) > 5:
-    os.sched_setaffinity(0, {int(sys.argv[5])})
+producer, burst, cpu = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+if cpu >= 0:
+    os.sched_setaffinity(0, {cpu})
 text = '''
 BPF_RINGBUF_OUTPUT(ring, 2048);
+BPF_ARRAY(control, u64, 3);  /* [0] the producer's tgid (0: off), [1] events produced, [2] events dropped */
 struct event { u64 seq; u32 tgid; u32 tid; u64 time_ns; u64 value; };
 TRACEPOINT_PROBE(syscalls, sys_enter_getpid) {
     u64 id = bpf_get_current_pid_tgid();
-    if ((id >> 32) != TARGET)
+    int k0 = 0, k1 = 1, k2 = 2;
+    u64 *target = control.lookup(&k0), *produced = control.lookup(&k1), *dropped = control.lookup(&k2);
+    if (!target || !produced || !dropped || (id >> 32) != *target)
         return 0;
+    u64 seq = __sync_fetch_and_add(produced, BURST);
     for (int i = 0; i < BURST; i++) {
         struct event *e = ring.ringbuf_reserve(sizeof(struct event));
-        if (!e)
+        if (!e) {
+            __sync_fetch_and_add(dropped, 1);
             continue;
-        e->seq = i; e->tgid = id >> 32; e->tid = (u32)id; e->time_ns = bpf_ktime_get_ns(); e->value = i * 3;
+        }
+        e->seq = seq + i; e->tgid = id >> 32; e->tid = (u32)id; e->time_ns = bpf_ktime_get_ns(); e->value = i * 3;
         ring.ringbuf_submit(e, i == BURST - 1 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
     }
     return 0;
 }
-'''.replace('TARGET', str(target)).replace('BURST', str(burst))
+'''.replace('BURST', str(burst))
 b = BPF(text=text)
+control = b['control']
 count = [0]
 end = [0.0]
+
 # libbpf's ring_buffer__poll() returns only once the ring is empty, which a producer faster than the consumer never
-# lets happen: the callback ends the window itself (a negative return stops the poll)
+# lets happen: the callback ends a window itself (a negative return stops the poll)
 def on_event(ctx, data, size):
     count[0] += 1
     if count[0] & 1023 == 0 and time.perf_counter() >= end[0]:
         return -1
     return 0
+
 b['ring'].open_ring_buffer(on_event)
-rates = []
-for _ in range(rounds):
-    end[0] = 0.0
-    b.ring_buffer_consume()
-    count[0] = 0
-    t0 = time.perf_counter()
-    end[0] = t0 + window
-    while time.perf_counter() < end[0]:
-        b.ring_buffer_poll(100)
-    rates.append(count[0] / (time.perf_counter() - t0))
-print(json.dumps({'rate': statistics.median(rates)}))
+
+def set_target(pid):
+    control[control.Key(0)] = control.Leaf(pid)
+
+def counter(i):
+    return control[control.Key(i)].value
+
+print('ready', flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[0] == 'flat':
+        set_target(producer)
+        end[0] = 0.0
+        for _ in range(64):  # empty the ring as far as the producer lets it
+            count[0] = 0
+            b.ring_buffer_consume()
+            if count[0] < 1024:
+                break
+        count[0] = 0
+        produced, dropped = counter(1), counter(2)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        end[0] = t0 + float(cmd[1])
+        while time.perf_counter() < end[0]:
+            b.ring_buffer_poll(100)
+        out = {'secs': time.perf_counter() - t0, 'events': count[0], 'cpu': time.thread_time() - c0,
+               'produced': counter(1) - produced, 'dropped': counter(2) - dropped}
+        set_target(0)
+    else:
+        end[0] = float('inf')
+        b.ring_buffer_consume()
+        dropped = counter(2)
+        set_target(producer)
+        while counter(2) == dropped:
+            time.sleep(0.002)
+        set_target(0)
+        time.sleep(0.02)
+        count[0] = 0
+        c0 = time.thread_time()
+        b.ring_buffer_consume()
+        out = {'events': count[0], 'cpu': time.thread_time() - c0}
+    print(json.dumps(out), flush=True)
 """
+
+BCC = "bcc: ring buffer, callback(ctypes)"
+
+
+class BccPeer:
+    """The bcc process; `why` says why there is none."""
+
+    def __init__(self, producer: int, cpu: int) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.why = ""
+        if not Path("/usr/bin/python3").exists():
+            self.why = "/usr/bin/python3 not found"
+            return
+        proc = subprocess.Popen(["/usr/bin/python3", "-c", BCC_PEER, str(producer), str(BURST), str(cpu)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        if proc.stdout.readline().strip() != "ready":
+            err = proc.stderr.read()
+            proc.wait()
+            self.why = ("not installed (Debian python3-bpfcc; scripts/setup-bcc)" if "No module named 'bcc'" in err
+                        else " ".join(err.strip().splitlines()[-1:]) or "it exited")
+            return
+        self.proc = proc
+
+    def ask(self, command: str) -> dict[str, float]:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def build_object() -> bytes:
@@ -212,174 +294,178 @@ class Counter:
         self.n += 1
 
 
-def timed(window: float, step: Callable[[], int]) -> tuple[float, int]:
-    n = 0
-    t0 = time.perf_counter()
-    end = t0 + window
-    while time.perf_counter() < end:
-        n += step()
-    return time.perf_counter() - t0, n
+class Bench:
+    """The object, the producer, the consumers; results as {variant: [sample per round]}."""
 
+    def __init__(self, obj: cbpf.Object, cpus: tuple[int, int], window: float) -> None:
+        self.obj, self.g, self.window = obj, obj.globals, window
+        self.producer = start_producer(0, 3600, cpus[1])
+        self.bcc = BccPeer(self.producer.pid, cpus[0] if cpus[0] != cpus[1] else -1)
+        self.count = Counter()
+        ring = obj.maps["ring"]
+        self.rb = cbpf.RingBuffer(ring, self.count.add)
+        self.rb_decoded = cbpf.RingBuffer(ring, self.count.add, event="event")
+        self.rb_numpy = cbpf.RingBuffer(ring, event="event")
 
-Table = dict[str, tuple[Any, Callable[[], tuple[float, int]]]]
+    def close(self) -> None:
+        self.g["target_tgid"] = 0
+        self.bcc.close()
+        self.producer.kill()
+        self.producer.wait()
+        for stream in (self.rb, self.rb_decoded, self.rb_numpy):
+            stream.close()
 
+    # -- flat out: (seconds, events, consumer CPU seconds) per window ----------------------------------------------
 
-def variants(obj: cbpf.Object, window: float) -> Table:
-    """name -> (ring buffer to drain first, or None for the perf buffer; measure): measure() consumes for `window`
-    seconds and returns (seconds, events)."""
-    ring, perf = obj.maps["ring"], obj.maps["perf"]
-    count, count_decoded, count_perf = Counter(), Counter(), Counter()
-    rb = cbpf.RingBuffer(ring, count.add)
-    rb_decoded = cbpf.RingBuffer(ring, count_decoded.add, event="event")
-    rb_numpy = cbpf.RingBuffer(ring, event="event")
-
-    def perf_buffer(measure: Callable[[Any], tuple[float, int]], wakeup_events: int = PERF_WAKEUP) \
-            -> Callable[[], tuple[float, int]]:
-        """A fresh PerfBuffer per measurement: a perf event array feeds one PerfBuffer at a time. One wake-up per
-        sample (wakeup_events=1, the default, as in libbpf and bcc) costs the producer more than anything else."""
-        def run() -> tuple[float, int]:
-            with cbpf.PerfBuffer(perf, count_perf.add, page_cnt=2048, wakeup_events=wakeup_events) as pb:
-                return measure(pb)
-        return run
-
-    def callback(stream: Any, counter: Counter) -> Callable[[], tuple[float, int]]:
-        def measure() -> tuple[float, int]:
-            counter.n = 0
-            secs, _ = timed(window, lambda: stream.poll(0.1))
-            return secs, counter.n
-        return measure
-
-    def iterate() -> tuple[float, int]:
+    def windowed(self, step: Callable[[], int]) -> tuple[float, int, float]:
         n = 0
-        t0 = time.perf_counter()
-        end = t0 + window
-        for _ in rb:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        end = t0 + self.window
+        while time.perf_counter() < end:
+            n += step()
+        return time.perf_counter() - t0, n, time.thread_time() - c0
+
+    def c_loop(self, consume: Callable[[float], tuple[float, int, int]]) -> tuple[float, int, float]:
+        c0 = time.thread_time()
+        secs, n, _ = consume(self.window)
+        return secs, n, time.thread_time() - c0
+
+    def callbacks(self, stream: Any) -> tuple[float, int, float]:
+        self.count.n = 0
+        secs, _, cpu = self.windowed(lambda: stream.poll(0.1))
+        return secs, self.count.n, cpu
+
+    def iterate(self) -> tuple[float, int, float]:
+        n = 0
+        t0, c0 = time.perf_counter(), time.thread_time()
+        end = t0 + self.window
+        for _ in self.rb:
             n += 1
             if n & 1023 == 0 and time.perf_counter() >= end:
                 break
-        return time.perf_counter() - t0, n
+        return time.perf_counter() - t0, n, time.thread_time() - c0
 
-    def batch(stream: Any) -> Callable[[], tuple[float, int]]:
-        return lambda: timed(window, lambda: len(stream.poll_batch(0.1)[1]) - 1)
+    def perf(self, measure: Callable[[Any], tuple[float, int, float]], wakeup_events: int = PERF_WAKEUP) \
+            -> Callable[[], tuple[float, int, float]]:
+        """A PerfBuffer per measurement: a perf event array feeds one PerfBuffer at a time."""
+        def run() -> tuple[float, int, float]:
+            with cbpf.PerfBuffer(self.obj.maps["perf"], self.count.add, page_cnt=PERF_PAGES,
+                                 wakeup_events=wakeup_events) as pb:
+                return measure(pb)
+        return run
 
-    return {
-        "C consumer (ring, cbpf's loop)": (rb, lambda: rb._c_consume(window)[:2]),
-        "C consumer (ring, libbpf's)": (rb, lambda: rb._c_consume_libbpf(window)[:2]),
-        "poll(), callback(bytes)": (rb, callback(rb, count)),
-        "poll(), callback(named tuple)": (rb, callback(rb_decoded, count_decoded)),
-        "for event in rb": (rb, iterate),
-        "poll_batch()": (rb, batch(rb)),
-        "poll_array() (numpy)": (rb, lambda: timed(window, lambda: len(rb_numpy.poll_array(0.1)))),
-        "C consumer (perf)": (None, perf_buffer(lambda pb: pb._c_consume(window)[:2])),
-        "perf poll(), callback(bytes)": (None, perf_buffer(lambda pb: callback(pb, count_perf)())),
-        "perf poll_batch()": (None, perf_buffer(lambda pb: batch(pb)())),
-        "C consumer (perf, wakeup_events=1)": (None, perf_buffer(lambda pb: pb._c_consume(window)[:2], 1)),
-    }
-
-
-def run_flat_out(obj: cbpf.Object, rounds: int, window: float, cpus: tuple[int, int]) -> dict[str, float]:
-    """Events/s per variant against a producer running flat out; returns the C ring consumer's median rate."""
-    producer = start_producer(0, 3600, cpus[1])
-    table = variants(obj, window)
-    rates: dict[str, list[float]] = {name: [] for name in table}
-    lost: dict[str, list[float]] = {name: [] for name in table}
-    try:
-        g = obj.globals
-        g["target_tgid"] = producer.pid
-        time.sleep(0.3)
+    def flat_out(self, rounds: int) -> None:
+        rb, rb_numpy = self.rb, self.rb_numpy
+        table: dict[str, tuple[str, Callable[[], tuple[float, int, float]]]] = {
+            "C consumer (cbpf's loop)": ("ring", lambda: self.c_loop(rb._c_consume)),
+            "C consumer (libbpf's)": ("ring", lambda: self.c_loop(rb._c_consume_libbpf)),
+            "poll(), callback(bytes)": ("ring", lambda: self.callbacks(rb)),
+            "poll(), callback(named tuple)": ("ring", lambda: self.callbacks(self.rb_decoded)),
+            "for event in rb": ("ring", self.iterate),
+            "poll_batch()": ("ring", lambda: self.windowed(lambda: len(rb.poll_batch(0.1)[1]) - 1)),
+            "poll_array() (numpy)": ("ring", lambda: self.windowed(lambda: len(rb_numpy.poll_array(0.1)))),
+            "perf: C consumer": ("perf", self.perf(lambda pb: self.c_loop(pb._c_consume))),
+            "perf: poll(), callback(bytes)": ("perf", self.perf(self.callbacks)),
+            "perf: poll_batch()": ("perf", self.perf(
+                lambda pb: self.windowed(lambda: len(pb.poll_batch(0.1)[1]) - 1))),
+            "perf: C consumer, wakeup_events=1": ("perf", self.perf(lambda pb: self.c_loop(pb._c_consume), 1)),
+        }
+        rows = {name: {"rate": [], "ratio": [], "cpu": [], "lost": []} for name in [*table, BCC]}
+        g = self.g
         for _ in range(rounds):
-            for name, (stream, measure) in table.items():
-                g["outputs"] = 1 if stream is not None else 2
-                if stream is not None:
-                    drain(stream)
+            base: dict[str, float] = {}
+            for name, (buffer, measure) in table.items():
+                g["outputs"] = 1 if buffer == "ring" else 2
+                if buffer == "ring":
+                    drain(rb)
+                g["target_tgid"] = self.producer.pid
                 produced0, dropped0 = g["produced"], g["dropped"]
-                secs, n = measure()
+                secs, n, cpu = measure()
                 produced, dropped = g["produced"] - produced0, g["dropped"] - dropped0
-                rates[name].append(n / secs)
-                lost[name].append(dropped / produced if produced else 0.0)
-    finally:
-        obj.globals["target_tgid"] = 0
-        producer.kill()
-        producer.wait()
-        for stream, _ in table.values():
-            if stream is not None:
-                stream.close()
-    base_ring = rates["C consumer (ring, cbpf's loop)"]
-    base_perf = rates["C consumer (perf)"]
-    print(f"flat out: {BURST} events of 32 bytes per getpid() call; {rounds} rounds of {window:g} s; medians")
-    print(f"  {'variant':<32} {'events/s':>12} {'ratio to C':>11} {'lost':>7}")
-    for name in table:
-        base = base_ring if table[name][0] is not None else base_perf
-        ratio = statistics.median(r / b for r, b in zip(rates[name], base))
-        print(f"  {name:<32} {statistics.median(rates[name]):12,.0f} {ratio:10.3f}x "
-              f"{statistics.median(lost[name]):7.1%}")
-    return {name: statistics.median(r) for name, r in rates.items()}
-
-
-def run_drain(obj: cbpf.Object, rounds: int, cpus: tuple[int, int]) -> None:
-    """The consumers' own cost: the ring filled, the producer stopped, each variant empties it. Timed in CPU time of
-    the consuming thread (time.thread_time), which the other processes of a busy machine do not inflate."""
-    g = obj.globals
-    ring = obj.maps["ring"]
-    count = Counter()
-    rb = cbpf.RingBuffer(ring, count.add)
-    rb_decoded = cbpf.RingBuffer(ring, count.add, event="event")
-    rb_numpy = cbpf.RingBuffer(ring, event="event")
-
-    def until_empty(step: Callable[[], int]) -> int:
-        n = 0
-        while True:
-            got = step()
-            if not got:
-                return n
-            n += got
-
-    def callbacks(stream: Any) -> int:
-        count.n = 0
-        until_empty(lambda: stream.poll(0))
-        return count.n
-
-    table: dict[str, Callable[[], int]] = {
-        "C consumer (cbpf's loop)": lambda: rb._c_consume(0)[1],
-        "C consumer (libbpf's)": lambda: rb._c_consume_libbpf(0)[1],
-        "poll(), callback(bytes)": lambda: callbacks(rb),
-        "poll(), callback(named tuple)": lambda: callbacks(rb_decoded),
-        "read(0), one at a time": lambda: until_empty(lambda: rb.read(0) is not None),
-        "poll_batch()": lambda: until_empty(lambda: len(rb.poll_batch(0)[1]) - 1),
-        "poll_array() (numpy)": lambda: until_empty(lambda: len(rb_numpy.poll_array(0))),
-    }
-    per_event: dict[str, list[float]] = {name: [] for name in table}
-    sizes = []
-    producer = start_producer(0, 3600, cpus[1])
-    try:
-        g["outputs"] = 1
-        for _ in range(rounds):
-            for name, measure in table.items():
-                drain(rb)
-                dropped = g["dropped"]
-                g["target_tgid"] = producer.pid
-                while g["dropped"] == dropped:  # full
-                    time.sleep(0.002)
                 g["target_tgid"] = 0
-                time.sleep(0.02)  # the burst under way ends
-                cpu = time.thread_time()
-                n = measure()
-                per_event[name].append((time.thread_time() - cpu) / n * 1e9)
-                sizes.append(n)
-    finally:
+                base.setdefault(buffer, n / secs)
+                self._row(rows[name], n / secs, base[buffer], cpu / secs, dropped / max(produced, 1))
+            if self.bcc.proc is not None:
+                got = self.bcc.ask(f"flat {self.window}")
+                self._row(rows[BCC], got["events"] / got["secs"], base["ring"], got["cpu"] / got["secs"],
+                          got["dropped"] / max(got["produced"], 1))
+        print(f"1. flat out: {BURST} events of 32 bytes per getpid() call; {rounds} rounds of {self.window:g} s; "
+              "medians")
+        print(f"  {'variant':<36} {'events/s':>11} {'ratio to C':>11} {'cpu':>5} {'lost':>6}")
+        for name, row in rows.items():
+            if not row["rate"]:
+                continue
+            print(f"  {name:<36} {statistics.median(row['rate']):11,.0f} {statistics.median(row['ratio']):10.3f}x "
+                  f"{statistics.median(row['cpu']):5.0%} {statistics.median(row['lost']):6.1%}")
+
+    @staticmethod
+    def _row(row: dict[str, list[float]], rate: float, base: float, cpu: float, lost: float) -> None:
+        row["rate"].append(rate)
+        row["ratio"].append(rate / base)
+        row["cpu"].append(cpu)
+        row["lost"].append(lost)
+
+    # -- consumer alone: CPU seconds to empty a full ring ----------------------------------------------------------
+
+    def fill(self) -> None:
+        g = self.g
+        drain(self.rb)
+        dropped = g["dropped"]
+        g["outputs"] = 1
+        g["target_tgid"] = self.producer.pid
+        while g["dropped"] == dropped:  # full
+            time.sleep(0.002)
         g["target_tgid"] = 0
-        producer.kill()
-        producer.wait()
-        for stream in (rb, rb_decoded, rb_numpy):
-            stream.close()
-    base = per_event["C consumer (cbpf's loop)"]
-    print(f"consumer alone: a full ring ({statistics.median(sizes):,.0f} events) emptied, producer stopped; "
-          f"{rounds} rounds; medians of the consumer's CPU time")
-    print(f"  {'variant':<32} {'ns/event':>12} {'events/s':>12} {'ratio to C':>11}")
-    for name, samples in per_event.items():
-        med = statistics.median(samples)
-        ratio = statistics.median(s / b for s, b in zip(samples, base))
-        print(f"  {name:<32} {med:12.1f} {1e9 / med:12,.0f} {ratio:10.2f}x")
+        time.sleep(0.02)  # the burst under way ends
+
+    def drain_cost(self, rounds: int) -> None:
+        rb = self.rb
+
+        def until_empty(step: Callable[[], int]) -> int:
+            n = 0
+            while got := step():
+                n += got
+            return n
+
+        def callbacks(stream: Any) -> int:
+            self.count.n = 0
+            until_empty(lambda: stream.poll(0))
+            return self.count.n
+
+        table: dict[str, Callable[[], int]] = {
+            "C consumer (cbpf's loop)": lambda: rb._c_consume(0)[1],
+            "C consumer (libbpf's)": lambda: rb._c_consume_libbpf(0)[1],
+            "poll(), callback(bytes)": lambda: callbacks(rb),
+            "poll(), callback(named tuple)": lambda: callbacks(self.rb_decoded),
+            "read(0), one at a time": lambda: until_empty(lambda: rb.read(0) is not None),
+            "poll_batch()": lambda: until_empty(lambda: len(rb.poll_batch(0)[1]) - 1),
+            "poll_array() (numpy)": lambda: until_empty(lambda: len(self.rb_numpy.poll_array(0))),
+        }
+        ns: dict[str, list[float]] = {name: [] for name in [*table, BCC]}
+        ratios: dict[str, list[float]] = {name: [] for name in ns}
+        sizes = []
+        for _ in range(rounds):
+            base = 0.0
+            for name, measure in table.items():
+                self.fill()
+                c0 = time.thread_time()
+                n = measure()
+                ns[name].append((time.thread_time() - c0) / n * 1e9)
+                base = base or ns[name][-1]
+                ratios[name].append(ns[name][-1] / base)
+                sizes.append(n)
+            if self.bcc.proc is not None:
+                got = self.bcc.ask("drain")
+                ns[BCC].append(got["cpu"] / got["events"] * 1e9)
+                ratios[BCC].append(ns[BCC][-1] / base)
+        print(f"2. consumer alone: a full ring ({statistics.median(sizes):,.0f} events) emptied, producer stopped; "
+              f"{rounds} rounds; medians of the consumer's CPU time")
+        print(f"  {'variant':<36} {'ns/event':>11} {'events/s':>11} {'ratio to C':>11}")
+        for name, samples in ns.items():
+            if not samples:
+                continue
+            med = statistics.median(samples)
+            print(f"  {name:<36} {med:11.1f} {1e9 / med:11,.0f} {statistics.median(ratios[name]):10.2f}x")
 
 
 def run_paced(obj: cbpf.Object, rate: float, seconds: float, cpus: tuple[int, int]) -> None:
@@ -388,7 +474,8 @@ def run_paced(obj: cbpf.Object, rate: float, seconds: float, cpus: tuple[int, in
     for buffer in ("ring", "perf"):
         count = Counter()
         stream: Any = (cbpf.RingBuffer(obj.maps["ring"], count.add) if buffer == "ring"
-                       else cbpf.PerfBuffer(obj.maps["perf"], count.add, page_cnt=2048, wakeup_events=PERF_WAKEUP))
+                       else cbpf.PerfBuffer(obj.maps["perf"], count.add, page_cnt=PERF_PAGES,
+                                            wakeup_events=PERF_WAKEUP))
         with stream:
             g["outputs"] = 1 if buffer == "ring" else 2
             drain(stream)
@@ -402,33 +489,9 @@ def run_paced(obj: cbpf.Object, rate: float, seconds: float, cpus: tuple[int, in
                 pass
             g["target_tgid"] = 0
             produced, dropped = g["produced"] - produced0, g["dropped"] - dropped0
-            perf_lost = getattr(stream, "lost", 0)
-        print(f"paced, {buffer}: {produced:,} events at {produced / seconds:,.0f}/s asked {rate:,.0f}/s, callback per "
-              f"event: delivered {count.n:,}, lost {dropped:,}" + (f" (perf counted {perf_lost:,})" if buffer == "perf"
-                                                                   else ""))
-
-
-def run_bcc(obj: cbpf.Object, rounds: int, window: float, cpus: tuple[int, int], c_rate: float) -> None:
-    if not Path("/usr/bin/python3").exists():
-        print("bcc: skipped: /usr/bin/python3 not found")
-        return
-    producer = start_producer(0, 3600, cpus[1])
-    try:
-        args = ["/usr/bin/python3", "-c", BCC_PEER, str(producer.pid), str(BURST), str(rounds), str(window)]
-        if cpus[0] != cpus[1]:
-            args.append(str(cpus[0]))
-        r = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
-    finally:
-        producer.kill()
-        producer.wait()
-    if r.returncode != 0:
-        why = ("not installed (Debian python3-bpfcc; scripts/setup-bcc)" if "No module named 'bcc'" in r.stderr
-               else " ".join(r.stderr.strip().splitlines()[-1:]))
-        print(f"bcc: skipped: {why}")
-        return
-    got = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"bcc's Python ring buffer (callback per event, same producer): {got['rate']:,.0f} events/s, "
-          f"ratio to cbpf's C consumer {got['rate'] / c_rate:.3f}x")
+            perf_lost = f" (PerfBuffer.lost {stream.lost:,})" if buffer == "perf" else ""
+        print(f"3. paced, {buffer}: {produced:,} events at {produced / seconds:,.0f}/s (asked {rate:,.0f}/s), a "
+              f"callback per event: delivered {count.n:,}, lost {dropped:,}{perf_lost}")
 
 
 def main() -> None:
@@ -438,21 +501,23 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=500_000)
     parser.add_argument("--paced-seconds", type=float, default=3.0)
-    parser.add_argument("--no-bcc", action="store_true")
     args = parser.parse_args()
 
     allowed = sorted(os.sched_getaffinity(0))
     cpus = (allowed[0], allowed[1]) if len(allowed) > 1 else (allowed[0], allowed[0])
     os.sched_setaffinity(0, {cpus[0]})
     print(f"cbpf {cbpf.__version__}, libbpf {cbpf.libbpf_version()}; consumer on CPU {cpus[0]}, producer on CPU "
-          f"{cpus[1]}")
+          f"{cpus[1]}; load average {os.getloadavg()[0]:.1f} over {os.cpu_count()} CPUs")
     with cbpf.Object(build_object(), name="bench_events") as obj:
-        rates = run_flat_out(obj, args.rounds, args.window, cpus)
-        run_drain(obj, args.rounds, cpus)
+        bench = Bench(obj, cpus, args.window)
+        try:
+            if bench.bcc.proc is None:
+                print(f"bcc: skipped: {bench.bcc.why}")
+            bench.flat_out(args.rounds)
+            bench.drain_cost(args.rounds)
+        finally:
+            bench.close()
         run_paced(obj, args.rate, args.paced_seconds, cpus)
-        if not args.no_bcc:
-            obj.globals["target_tgid"] = 0
-            run_bcc(obj, args.rounds, args.window, cpus, rates["C consumer (ring, cbpf's loop)"])
 
 
 if __name__ == "__main__":

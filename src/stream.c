@@ -229,11 +229,9 @@ static int grow(PyObject **buf, size_t need)
  * a buffer that knows what it holds (a ring) sizes them once; pages never written cost nothing. */
 int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events)
 {
-    if (sink->kind != CBPF_SINK_BATCH) {
-        return 0;
+    if (sink->kind != CBPF_SINK_BATCH || sink->limit > 0) {
+        return 0; /* a batch of at most max_events grows as it goes */
     }
-    size_t limit = sink->limit > 0 ? (size_t)(sink->limit - sink->count) : events;
-    events = events < limit ? events : limit;
     if (sink->record_size) {
         return grow(&sink->data, sink->len + events * sink->record_size);
     }
