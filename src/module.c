@@ -151,7 +151,12 @@ static PyMethodDef module_methods[] = {
 
 static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base, PyTypeObject **slot)
 {
-    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, (PyObject *)base);
+    PyObject *bases = base ? PyTuple_Pack(1, (PyObject *)base) : NULL; /* 3.9 takes a tuple only */
+    if (base != NULL && bases == NULL) {
+        return -1;
+    }
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, bases);
+    Py_XDECREF(bases);
     if (*slot == NULL) {
         return -1;
     }

@@ -11,6 +11,7 @@ import signal
 import struct
 import threading
 import time
+import tracemalloc
 from collections import defaultdict
 
 import numpy as np
@@ -506,6 +507,38 @@ def test_object_closed_under_a_ring_buffer(bpf_objects):
     assert [fields(rb.read(1.0))[2] for _ in range(2)] == [1, 2]
     assert rb.read(0) is None
     rb.close()
+
+
+def test_memory_is_flat_over_many_events(bpf_objects):
+    """Events through every way of consuming, 25 times over: no memory kept per event or per call."""
+    with load(bpf_objects, outputs=RINGBUF | EVENTS2 | PERF, burst=400) as obj, \
+            cbpf.RingBuffer(obj.maps["events"], lambda e: None, event="event") as rb, \
+            cbpf.RingBuffer(obj.maps["events2"]) as raw, \
+            cbpf.PerfBuffer(obj.maps["perf_events"], lambda e: None, event="event") as pb:
+
+        def cycle() -> int:
+            n = 0
+            os.getpid()
+            while got := rb.poll(0) + pb.poll(0) + len(raw.poll_batch(0, 100)[1]) - 1:
+                n += got
+            os.getpid()
+            while got := len(rb.poll_array(0)) + len(pb.poll_batch(0)[1]) - 1 + (raw.read(0) is not None):
+                n += got
+            return n
+
+        for _ in range(5):
+            assert cycle() == 2400
+        gc.collect()
+        tracemalloc.start()
+        snap0 = tracemalloc.take_snapshot()
+        for _ in range(20):
+            assert cycle() == 2400
+        gc.collect()
+        snap1 = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        grown = sum(s.size_diff for s in snap1.compare_to(snap0, "filename") if s.size_diff > 0)
+        assert grown < 64 * 1024, grown
+        assert obj.globals["dropped"] == 0
 
 
 # -- BTF struct decoding ---------------------------------------------------------------------------------------------
