@@ -77,6 +77,17 @@ def check_sequences(events: list[tuple], tids: set[int], n: int, per_cpu: bool) 
         assert seqs == sorted(seqs)
 
 
+def wait_until_in_epoll(thread: threading.Thread) -> None:
+    """Returns once the thread sleeps in epoll_wait (a poll waiting, with the GIL released)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(f"/proc/self/task/{thread.native_id}/wchan") as f:
+            if f.read() == "do_epoll_wait":
+                return
+        time.sleep(0.005)
+    raise AssertionError("the poller never waited in epoll_wait")
+
+
 def drain(stream, callback_events: list, expected: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while len(callback_events) < expected and time.monotonic() < deadline:
@@ -159,7 +170,7 @@ def test_perf_buffer_wakeup_events(bpf_objects):
 
             t = threading.Thread(target=poller)
             t.start()
-            time.sleep(0.1)
+            wait_until_in_epoll(t)
             getpid_n(10)
             t.join()
             assert result[0] == 10 and result[1] >= 0.45
@@ -358,10 +369,8 @@ def test_close_while_another_thread_polls(bpf_objects, kind, how):
         stream = (cbpf.RingBuffer(obj.maps["events"], print) if kind == "ring"
                   else cbpf.PerfBuffer(obj.maps["perf_events"], print))
         outcome: list[object] = []
-        started = threading.Event()
 
         def poller() -> None:
-            started.set()
             try:
                 if how == "poll":
                     outcome.append(stream.poll())
@@ -374,9 +383,7 @@ def test_close_while_another_thread_polls(bpf_objects, kind, how):
 
         t = threading.Thread(target=poller)
         t.start()
-        started.wait()
-        time.sleep(0.2)  # the poller waits in epoll_wait, without the GIL
-        assert t.is_alive()
+        wait_until_in_epoll(t)  # without the GIL
         stream.close()
         t.join(5)
         assert not t.is_alive()
@@ -427,11 +434,12 @@ def test_signal_handler_exception_interrupts_a_wait(bpf_objects):
 
 def test_poll_from_two_threads_is_refused(bpf_objects):
     with load(bpf_objects) as obj, cbpf.RingBuffer(obj.maps["events"], print) as rb:
-        t = threading.Thread(target=rb.poll, args=(0.5,))
+        t = threading.Thread(target=rb.poll, args=(5,))
         t.start()
-        time.sleep(0.1)
+        wait_until_in_epoll(t)
         with pytest.raises(RuntimeError, match="polled already"):
             rb.poll(0)
+        rb.close()  # ends the other poll
         t.join()
 
 
