@@ -75,7 +75,12 @@ class _Stream:
         self._waiters.append(waiter)
         try:
             while not self.closed:  # type: ignore[attr-defined]
-                event = self.read(0)  # type: ignore[attr-defined]
+                try:
+                    event = self.read(0)  # type: ignore[attr-defined]
+                except ValueError:
+                    if self.closed:  # type: ignore[attr-defined]
+                        return  # closed from another thread meanwhile
+                    raise
                 if event is not None:
                     yield event
                     continue
