@@ -146,8 +146,7 @@ static int wait_ready(StreamObject *s, double deadline)
             return n > 0;
         }
         if (err != EINTR) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError);
+            cbpf_set_error(cbpf_state_from_type(Py_TYPE(s)), err, "waiting for events (epoll_wait)");
             return -1;
         }
         if (PyErr_CheckSignals() < 0) {
