@@ -13,9 +13,12 @@ from typing import Union
 from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, LoadError, fetch, libbpf_version, num_possible_cpus
 from cbpf._cbpf import _booted_maps
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
+from cbpf._btf import Struct
+from cbpf._events import PerfBuffer, RingBuffer
 
 __all__ = [
     "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Globals", "LoadError", "Map", "MapFlag", "MapType", "Object",
+    "PerfBuffer", "RingBuffer", "Struct",
     "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
 ]
 

@@ -102,7 +102,7 @@ def dtype(desc: Desc | None, size: int) -> Any:
         return np.dtype("f" + str(desc[1]))
     if kind == "array":
         elem = desc[1]
-        if elem[0] == "int" and elem[1] == 1 and not elem[2]:
+        if elem[0] == "int" and elem[1] == 1 and (not elem[2] or _is_char(elem)):
             return np.dtype(f"S{desc[2]}")
         return np.dtype((dtype(elem, size_of(elem)), (desc[2],)))
     if kind in ("struct", "union"):
@@ -114,3 +114,105 @@ def dtype(desc: Desc | None, size: int) -> Any:
             "itemsize": desc[1],
         })
     return np.dtype(f"V{desc[1]}")
+
+
+# -- structs as named tuples -----------------------------------------------------------------------------------------
+
+def _is_char(desc: Desc) -> bool:
+    return desc[0] == "int" and desc[1] == 1 and len(desc) > 3 and bool(desc[3])
+
+
+def _identifier(label: str) -> str:
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in label) or "anonymous"
+    return "_" + name if name[0].isdigit() else name
+
+
+def _decoder(desc: Desc, name: str) -> Any:
+    """A C decoder (cbpf._cbpf._Decoder) of a struct or union into a named tuple: the plan is one field per
+    member (see src/decoder.c); members of a union all sit at offset 0."""
+    from collections import namedtuple
+
+    from cbpf import _cbpf
+
+    members = desc[2]
+    for mname, _off, bits, _mtype in members:
+        if bits:
+            raise NotImplementedError(f"bitfield {mname!r} of {name!r} is not decoded")
+    tuple_type = namedtuple(_identifier(name), [m[0] or f"_{i}" for i, m in enumerate(members)],  # type: ignore[misc]
+                            rename=True)
+    fields = [_field(mtype, off, mname or name) for mname, off, _bits, mtype in members]
+    return _cbpf._Decoder(tuple_type, desc[1], fields)
+
+
+def _field(desc: Desc, offset: int, name: str) -> tuple[str, int, int, int, Any]:
+    kind = desc[0]
+    if kind == "int" and desc[1] in (1, 2, 4, 8):
+        return ("i" if desc[2] else "u", offset, desc[1], 0, None)
+    if kind == "float" and desc[1] in (4, 8):
+        return ("f", offset, desc[1], 0, None)
+    if kind in ("struct", "union"):
+        return ("r", offset, desc[1], 0, _decoder(desc, name))
+    if kind == "array":
+        elem, count = desc[1], desc[2]
+        if elem[0] == "int" and elem[1] == 1:
+            return ("s" if _is_char(elem) else "b", offset, count, 0, None)
+        one = _field(elem, 0, name)
+        if one[0] in "iufr":
+            return (one[0], offset, one[2], count, one[4])
+    # odd-sized ints, half floats, arrays of arrays, opaque types: decoded in Python
+    return ("p", offset, size_of(desc), 0, lambda raw, d=desc: decode(d, raw))
+
+
+def struct_of(obj: Any, name: str) -> Struct:
+    """The struct, union or typedef of one called name in a cbpf Object's BTF."""
+    type_id = obj._btf_find(name)
+    desc = obj._btf_describe(type_id) if type_id is not None else None
+    if desc is None:
+        raise KeyError(f"object {obj.name!r} has no struct or union named {name!r} in its BTF (clang leaves out "
+                       "types that only local variables use: see Event streams in the README)")
+    return Struct(name, desc)
+
+
+class Struct:
+    """A struct (or union) of an object's BTF, as Object.btf_struct(name) finds it: decodes bytes laid out that way.
+
+    decode(data) (or calling it) gives a named tuple, built in C: ints, floats, str for `char` arrays (up to the
+    first NUL), bytes for other 1-byte arrays, tuples for other arrays, named tuples for nested structs and unions.
+    Bitfields are refused. data may be longer than the struct (perf samples are padded), not shorter. dtype is
+    the numpy dtype of the same layout, for batches.
+    """
+
+    __slots__ = ("_dtype", "decoder", "desc", "name", "size")
+
+    def __init__(self, name: str, desc: Desc) -> None:
+        if desc[0] not in ("struct", "union"):
+            raise TypeError(f"BTF type {name!r} is a {desc[0]}, not a struct or union")
+        self.name = name
+        self.size: int = desc[1]
+        self.desc = desc
+        self.decoder = _decoder(desc, name)
+        self._dtype: Any = None
+
+    def decode(self, data: bytes | memoryview | bytearray) -> Any:
+        return self.decoder(data)
+
+    __call__ = decode
+
+    @property
+    def type(self) -> Any:
+        """The named tuple type decode() makes."""
+        return self.decoder.type
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.decoder.type._fields  # type: ignore[no-any-return]
+
+    @property
+    def dtype(self) -> Any:
+        """The numpy dtype of the struct (bitfields left out; `char` arrays as bytes strings 'S<n>')."""
+        if self._dtype is None:
+            self._dtype = dtype(self.desc, self.size)
+        return self._dtype
+
+    def __repr__(self) -> str:
+        return f"<cbpf.Struct {self.name!r} ({self.size} bytes): {', '.join(self.fields)}>"

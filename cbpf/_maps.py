@@ -293,3 +293,9 @@ class Object(_cbpf.Object):
     def globals(self) -> Globals:
         """Global variables by name (see Globals)."""
         return Globals(self)
+
+    def btf_struct(self, name: str) -> _btf.Struct:
+        """The struct (or union, or a typedef of one) called name in the object's BTF, as a cbpf.Struct: it decodes
+        bytes laid out that way (an event of a RingBuffer or PerfBuffer) into a named tuple, and gives the numpy
+        dtype."""
+        return _btf.struct_of(self, name)

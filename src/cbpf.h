@@ -46,6 +46,10 @@ typedef struct {
     PyTypeObject *Object_type;
     PyTypeObject *Map_type;
     PyTypeObject *Region_type;
+    PyTypeObject *Stream_type;
+    PyTypeObject *RingBuffer_type;
+    PyTypeObject *PerfBuffer_type;
+    PyTypeObject *Decoder_type;
     PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
     PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
@@ -100,6 +104,9 @@ typedef struct {
 extern PyType_Spec cbpf_object_spec;
 extern PyType_Spec cbpf_map_spec;
 extern PyType_Spec cbpf_region_spec;
+extern PyType_Spec cbpf_ringbuf_spec;
+extern PyType_Spec cbpf_perfbuf_spec;
+extern PyType_Spec cbpf_decoder_spec;
 
 static inline cbpf_state *cbpf_get_state(PyObject *module)
 {
@@ -126,5 +133,62 @@ void cbpf_map_invalidate(MapObject *self);
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);
+
+/* Event streams (stream.c, ringbuf.c, perfbuf.c) -------------------------------------------------------------- */
+
+/* Where consumed events go: one call per event, one object back, appended to a batch, or only counted. */
+typedef enum { CBPF_SINK_CALL, CBPF_SINK_ONE, CBPF_SINK_BATCH, CBPF_SINK_COUNT } cbpf_sink_kind;
+
+typedef struct {
+    cbpf_sink_kind kind;
+    Py_ssize_t limit;   /* stop after this many events (0: no limit) */
+    Py_ssize_t count;   /* events taken so far */
+    PyObject *one;      /* CBPF_SINK_ONE: the event, a new reference */
+    PyObject *data;     /* CBPF_SINK_BATCH: bytes, the events one after another (grown in place) */
+    size_t len;         /* bytes of data used */
+    PyObject *offsets;  /* CBPF_SINK_BATCH without record_size: bytes, a uint64 per event, where it starts */
+    size_t record_size; /* CBPF_SINK_BATCH: when set, every event takes exactly this many bytes */
+    uint64_t checksum;  /* CBPF_SINK_COUNT: the C consumer reads what it is given */
+    PyTypeObject *decoder_type; /* a decode of this type is run in C on the buffer's memory */
+} cbpf_sink;
+
+/* What a kind of stream does itself; stream.c does the rest. */
+typedef struct {
+    /* takes what the buffers hold now (once round) into the sink: 0, or -1 with an exception set */
+    int (*consume)(PyObject *self, cbpf_sink *sink);
+    /* frees the buffers and drops the references they hold, once the stream is closed and no poll runs */
+    void (*release)(PyObject *self);
+    /* true when every event has a callback to go to (NULL: when the stream's callback is set) */
+    bool (*has_callbacks)(PyObject *self);
+} cbpf_stream_ops;
+
+/* The base of RingBuffer and PerfBuffer (cbpf._cbpf._EventStream): an epoll set holding the buffers' fds and an
+ * eventfd, and the rules for closing while a poll is under way (see stream.c). */
+typedef struct {
+    PyObject_HEAD
+    const cbpf_stream_ops *ops;
+    int epfd;           /* -1 once freed */
+    int wakefd;         /* eventfd in the epoll set: close() writes it to wake a waiting poller */
+    bool busy;          /* a poll is under way: close() leaves the freeing to it */
+    bool closed;        /* close() was called; the buffers stay until the poll under way returns */
+    PyObject *callback; /* NULL when none */
+    PyObject *decode;   /* NULL when none */
+} StreamObject;
+
+extern PyType_Spec cbpf_stream_spec;
+
+int cbpf_stream_init(cbpf_state *st, StreamObject *s, const cbpf_stream_ops *ops, PyObject *callback,
+                     PyObject *decode);
+int cbpf_stream_watch(cbpf_state *st, StreamObject *s, int fd);
+int cbpf_stream_usable(StreamObject *s);
+int cbpf_stream_enter(StreamObject *s);
+void cbpf_stream_leave(StreamObject *s);
+int cbpf_stream_traverse(StreamObject *s, visitproc visit, void *arg);
+int cbpf_check_callable(PyObject *obj, const char *what);
+int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const void *data, size_t size);
+int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events);
+
+/* decoder.c: the named tuple for an event, or NULL with an exception set */
+PyObject *cbpf_decoder_decode(PyObject *decoder, const void *data, size_t size);
 
 #endif

@@ -149,14 +149,19 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **slot)
+static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base, PyTypeObject **slot)
 {
-    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    PyObject *bases = base ? PyTuple_Pack(1, (PyObject *)base) : NULL; /* 3.9 takes a tuple only */
+    if (base != NULL && bases == NULL) {
+        return -1;
+    }
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, bases);
+    Py_XDECREF(bases);
     if (*slot == NULL) {
         return -1;
     }
 #if !CBPF_HAVE_DISALLOW_INSTANTIATION
-    if (spec == &cbpf_map_spec || spec == &cbpf_region_spec) {
+    if (spec == &cbpf_map_spec || spec == &cbpf_region_spec || spec == &cbpf_stream_spec) {
         (*slot)->tp_new = NULL;
     }
 #endif
@@ -166,9 +171,16 @@ static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **slot)
 static int module_exec(PyObject *module)
 {
     cbpf_state *st = cbpf_get_state(module);
-    if (add_type(module, &cbpf_object_spec, &st->Object_type) < 0 ||
-        add_type(module, &cbpf_map_spec, &st->Map_type) < 0 ||
-        add_type(module, &cbpf_region_spec, &st->Region_type) < 0) {
+    if (add_type(module, &cbpf_object_spec, NULL, &st->Object_type) < 0 ||
+        add_type(module, &cbpf_map_spec, NULL, &st->Map_type) < 0 ||
+        add_type(module, &cbpf_region_spec, NULL, &st->Region_type) < 0) {
+        return -1;
+    }
+    /* event streams: RingBuffer and PerfBuffer share their base's methods */
+    if (add_type(module, &cbpf_stream_spec, NULL, &st->Stream_type) < 0 ||
+        add_type(module, &cbpf_ringbuf_spec, st->Stream_type, &st->RingBuffer_type) < 0 ||
+        add_type(module, &cbpf_perfbuf_spec, st->Stream_type, &st->PerfBuffer_type) < 0 ||
+        add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0) {
         return -1;
     }
     st->LoadError = PyErr_NewExceptionWithDoc(
@@ -207,6 +219,10 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Object_type);
     Py_VISIT(st->Map_type);
     Py_VISIT(st->Region_type);
+    Py_VISIT(st->Stream_type);
+    Py_VISIT(st->RingBuffer_type);
+    Py_VISIT(st->PerfBuffer_type);
+    Py_VISIT(st->Decoder_type);
     Py_VISIT(st->map_class);
     Py_VISIT(st->LoadError);
     Py_VISIT(st->booted_maps);
@@ -220,6 +236,10 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->Object_type);
     Py_CLEAR(st->Map_type);
     Py_CLEAR(st->Region_type);
+    Py_CLEAR(st->Stream_type);
+    Py_CLEAR(st->RingBuffer_type);
+    Py_CLEAR(st->PerfBuffer_type);
+    Py_CLEAR(st->Decoder_type);
     Py_CLEAR(st->map_class);
     Py_CLEAR(st->LoadError);
     Py_CLEAR(st->booted_maps);

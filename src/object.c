@@ -468,7 +468,7 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
 }
 
 /* A BTF type as plain tuples, for the Python layer to build decoders and numpy dtypes from:
- *   ("int", size, signed)  ("float", size)  ("bytes", size)  ("array", elem, count)
+ *   ("int", size, signed, is_char)  ("float", size)  ("bytes", size)  ("array", elem, count)
  *   ("struct" | "union", size, [(name, byte_offset, bitfield_bits, type), ...])
  *   ("datasec", size, [(name, byte_offset, size, type), ...])
  * typedefs, const, volatile and type tags are looked through; enums are ints, pointers 8-byte ints. */
@@ -486,7 +486,10 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
         return PyErr_Format(PyExc_ValueError, "no BTF type %u", id);
     }
     if (btf_is_int(t)) {
-        return Py_BuildValue("(sIO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False);
+        /* plain `char` (not signed/unsigned char, __u8): its arrays are text */
+        bool is_char = strcmp(btf__name_by_offset(btf, t->name_off), "char") == 0;
+        return Py_BuildValue("(sIOO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False,
+                             is_char ? Py_True : Py_False);
     }
     if (btf_is_any_enum(t)) {
         return Py_BuildValue("(sIO)", "int", t->size, btf_kflag(t) ? Py_True : Py_False);
@@ -556,6 +559,30 @@ static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
         Py_RETURN_NONE;
     }
     return describe_btf(btf, (__u32)id, 0);
+}
+
+/* The id of a named struct or union (a typedef of one too) in the object's BTF, or None. */
+static PyObject *Object_btf_find(ObjectObject *self, PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        return PyErr_Format(PyExc_TypeError, "a type name must be a str, not %.100s", Py_TYPE(name)->tp_name);
+    }
+    const char *cname = PyUnicode_AsUTF8(name);
+    if (cname == NULL || check_usable(self) < 0) {
+        return NULL;
+    }
+    const struct btf *btf = bpf_object__btf(self->obj);
+    if (btf == NULL) {
+        Py_RETURN_NONE;
+    }
+    static const int kinds[] = {BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_TYPEDEF};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        __s32 id = btf__find_by_name_kind(btf, cname, kinds[i]);
+        if (id > 0) {
+            return PyLong_FromLong(id);
+        }
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *Object_get_maps(ObjectObject *self, void *Py_UNUSED(closure))
@@ -630,6 +657,8 @@ static PyMethodDef Object_methods[] = {
      "_set_autoload($self, names, /)\n--\n\nBefore load: load only the programs named."},
     {"_btf_describe", (PyCFunction)Object_btf_describe, METH_O,
      "_btf_describe($self, type_id, /)\n--\n\nA BTF type of the object as nested tuples, or None without BTF."},
+    {"_btf_find", (PyCFunction)Object_btf_find, METH_O,
+     "_btf_find($self, name, /)\n--\n\nThe BTF id of the struct, union or typedef called name, or None."},
     {"__enter__", (PyCFunction)Object_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Object_exit, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
