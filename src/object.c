@@ -399,8 +399,32 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
     return (PyObject *)self;
 error:
+    /* the maps point back at the object: without this, the fds would wait for the garbage collector */
+    close_object(self);
     Py_DECREF(self);
     return NULL;
+}
+
+/* Before load: only the programs named in `names` are loaded (a stop-gap until per-program settings exist). */
+static PyObject *Object_set_autoload(ObjectObject *self, PyObject *names)
+{
+    struct bpf_program *prog;
+    if (check_usable(self) < 0) {
+        return NULL;
+    }
+    if (self->loaded) {
+        return PyErr_Format(PyExc_ValueError, "Object '%U' is already loaded", self->name);
+    }
+    bpf_object__for_each_program(prog, self->obj) {
+        PyObject *name = PyUnicode_FromString(bpf_program__name(prog));
+        int keep = name ? PySequence_Contains(names, name) : -1;
+        Py_XDECREF(name);
+        if (keep < 0) {
+            return NULL;
+        }
+        bpf_program__set_autoload(prog, keep);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *Object_load(ObjectObject *self, PyObject *Py_UNUSED(ignored))
@@ -602,6 +626,8 @@ static PyMethodDef Object_methods[] = {
      "raw_tracepoint/..., ...). Programs whose section names no target (xdp, tc, socket) are left detached."},
     {"close", (PyCFunction)Object_close, METH_NOARGS,
      "close($self, /)\n--\n\nDetaches the programs and frees the maps and programs. Safe to call twice."},
+    {"_set_autoload", (PyCFunction)Object_set_autoload, METH_O,
+     "_set_autoload($self, names, /)\n--\n\nBefore load: load only the programs named."},
     {"_btf_describe", (PyCFunction)Object_btf_describe, METH_O,
      "_btf_describe($self, type_id, /)\n--\n\nA BTF type of the object as nested tuples, or None without BTF."},
     {"__enter__", (PyCFunction)Object_enter, METH_NOARGS, NULL},
