@@ -192,9 +192,6 @@ ext = Extension(
     extra_link_args=extra_link_args,
 )
 
-# a package of pyproject.toml's list, filled by BuildPy: it must exist before setuptools looks (fresh clone)
-(ROOT / "cbpf" / "include" / "bpf").mkdir(parents=True, exist_ok=True)
-
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
