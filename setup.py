@@ -132,7 +132,7 @@ if flag("CBPF_SANITIZE"):
 ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
-    sources=[f"src/{name}.c" for name in ("module", "errors", "object", "map", "region")],
+    sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "region")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")],
     include_dirs=[str(BUILD / "include"), "src"],
     libraries=["elf", "z"],
