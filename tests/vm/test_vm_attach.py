@@ -54,13 +54,13 @@ def getpid_n(n: int) -> None:
         os.getpid()
 
 
-@pytest.fixture
-def kprobes_present() -> None:
+def need_kprobes() -> None:
     if not os.path.exists("/sys/bus/event_source/devices/kprobe"):
         need("kprobes", "this kernel has no kprobes (built without CONFIG_KPROBES)")
 
 
-def test_kprobe_and_kretprobe_by_section_name(bpf_objects, kprobes_present):
+def test_kprobe_and_kretprobe_by_section_name(bpf_objects):
+    need_kprobes()
     with load(bpf_objects["vm_kprobe"], "kprobes") as obj:  # attaches the two programs whose sections say where
         assert sorted(link.target for link in obj.links) == ["kprobe/__x64_sys_getpid",
                                                              "kretprobe/__x64_sys_getpid"]
@@ -73,7 +73,8 @@ def test_kprobe_and_kretprobe_by_section_name(bpf_objects, kprobes_present):
         assert (g["kprobe_calls"], g["kretprobe_calls"]) == (CALLS, CALLS)
 
 
-def test_attach_kprobe_explicitly(bpf_objects, kprobes_present):
+def test_attach_kprobe_explicitly(bpf_objects):
+    need_kprobes()
     with load(bpf_objects["vm_kprobe"], "kprobes", attach=False) as obj:
         entry = obj.programs["any_kprobe"].attach_kprobe("__x64_sys_getpid")
         ret = obj.programs["any_kretprobe"].attach_kprobe("__x64_sys_getpid", retprobe=True)
