@@ -233,6 +233,14 @@ static bool looks_legacy(const char *log)
     return log != NULL && strstr(log, "legacy map definitions") != NULL;
 }
 
+/* dict[name] = item, taking over the caller's reference to item. */
+static int add_by_name(PyObject *dict, PyObject *name, PyObject *item)
+{
+    int rc = PyDict_SetItem(dict, name, item);
+    Py_DECREF(item);
+    return rc;
+}
+
 static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"source", "name", "load", "attach", NULL};
@@ -320,12 +328,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     struct bpf_map *map;
     bpf_object__for_each_map(map, self->obj) {
         MapObject *m = cbpf_map_from_libbpf(st, self, map);
-        if (m == NULL) {
-            goto error;
-        }
-        int rc = PyDict_SetItem(self->maps, m->name, (PyObject *)m);
-        Py_DECREF(m);
-        if (rc < 0) {
+        if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
             goto error;
         }
     }
@@ -337,12 +340,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     struct bpf_program *prog;
     bpf_object__for_each_program(prog, self->obj) {
         ProgramObject *p = cbpf_program_new(st, self, prog);
-        if (p == NULL) {
-            goto error;
-        }
-        int rc = PyDict_SetItem(self->programs, p->name, (PyObject *)p);
-        Py_DECREF(p);
-        if (rc < 0) {
+        if (p == NULL || add_by_name(self->programs, p->name, (PyObject *)p) < 0) {
             goto error;
         }
     }

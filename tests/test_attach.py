@@ -112,23 +112,18 @@ def test_attach_tracepoint_counts_exactly_and_detach_stops_it(tracing):
     assert repr(link) == "<cbpf.Link tracepoint syscalls/sys_enter_getpid of program 'tp_getpid' (detached)>"
 
 
-def test_attach_raw_tracepoint_counts_exactly(tracing):
-    link = tracing.programs["raw_getpid"].attach_raw_tracepoint("sys_enter")
+@pytest.mark.parametrize("program, attach, target, counter", [
+    ("raw_getpid", lambda p: p.attach_raw_tracepoint("sys_enter"), "raw_tracepoint sys_enter", "raw_calls"),
+    ("btf_getpid", lambda p: p.attach(), "tp_btf/sys_enter", "btf_calls"),  # tp_btf attaches by section name
+])
+def test_raw_tracepoint_and_tp_btf_count_exactly(tracing, program, attach, target, counter):
+    link = attach(tracing.programs[program])
+    assert link.target == target
     getpid_n(777)
-    assert tracing.globals["raw_calls"] == 777
+    assert tracing.globals[counter] == 777
     link.detach()
     getpid_n(100)
-    assert tracing.globals["raw_calls"] == 777
-
-
-def test_tp_btf_attaches_by_section_name(tracing):
-    link = tracing.programs["btf_getpid"].attach()
-    assert link.target == "tp_btf/sys_enter"
-    getpid_n(333)
-    assert tracing.globals["btf_calls"] == 333
-    link.detach()
-    getpid_n(10)
-    assert tracing.globals["btf_calls"] == 333
+    assert tracing.globals[counter] == 777
 
 
 def test_link_is_a_context_manager(tracing):
