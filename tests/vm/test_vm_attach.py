@@ -88,12 +88,18 @@ def test_attach_kprobe_explicitly(bpf_objects):
             obj.programs["any_kprobe"].attach_kprobe("cbpf_no_such_function")
 
 
-def test_fentry_and_fexit_count_getpid_calls(bpf_objects):
+def test_fentry_and_fexit_count_unlink_calls(bpf_objects, tmp_path):
+    paths = [tmp_path / f"f{i}" for i in range(CALLS)]
+    for p in paths:
+        p.touch()
     with load(bpf_objects["vm_fentry"], "fentry/fexit") as obj:
-        assert sorted(link.target for link in obj.links) == ["fentry/__x64_sys_getpid", "fexit/__x64_sys_getpid"]
-        getpid_n(CALLS)
+        assert sorted(link.target for link in obj.links) == ["fentry/do_unlinkat", "fexit/do_unlinkat"]
+        for p in paths:
+            os.unlink(p)
+        with pytest.raises(FileNotFoundError):
+            os.unlink(paths[0])  # one more call, which fails
         g = obj.globals
-        assert (g["fentry_calls"], g["fexit_calls"], g["fexit_right_value"]) == (CALLS, CALLS, CALLS)
+        assert (g["fentry_calls"], g["fexit_calls"], g["fexit_succeeded"]) == (CALLS + 1, CALLS + 1, CALLS)
 
 
 def active_lsms() -> str:
