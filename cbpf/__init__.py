@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 from typing import Union
 
-from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, LoadError, fetch, libbpf_version, num_possible_cpus
-from cbpf._cbpf import _booted_maps
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
+from cbpf._cbpf import _booted_maps, num_possible_cpus
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct
 from cbpf._events import PerfBuffer, RingBuffer
+from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
 
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Globals", "LoadError", "Map", "MapFlag", "MapType", "Object",
-    "PerfBuffer", "RingBuffer", "Struct",
+    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
+    "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
+    "RingBuffer", "Struct",
     "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
 ]
 

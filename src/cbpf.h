@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -50,6 +51,8 @@ typedef struct {
     PyTypeObject *RingBuffer_type;
     PyTypeObject *PerfBuffer_type;
     PyTypeObject *Decoder_type;
+    PyTypeObject *Program_type;
+    PyTypeObject *Link_type;
     PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
     PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
@@ -57,13 +60,17 @@ typedef struct {
     PyObject *str_log;       /* interned "log" */
 } cbpf_state;
 
-/* One loaded BPF object: libbpf's bpf_object plus the links its programs were attached with. */
+typedef struct LinkObject LinkObject;
+
+/* One loaded BPF object: libbpf's bpf_object, its maps and programs, and the links of its programs. */
 typedef struct {
     PyObject_HEAD
     struct bpf_object *obj;
-    struct bpf_link **links;
-    Py_ssize_t nlinks;
     PyObject *maps;          /* dict name -> Map, filled when the object is opened */
+    PyObject *programs;      /* dict name -> Program, filled when the object is opened */
+    PyObject *kept_links;    /* list of the Links attach() made: the object keeps them alive */
+    LinkObject *live;        /* every attached Link of its programs, borrowed: a Link leaves when it detaches */
+    bool attached;           /* attach() has run */
     PyObject *name;          /* str: the object's name (file name or the name given) */
     PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
     bool loaded;
@@ -101,7 +108,49 @@ typedef struct {
     uint32_t value_stride;   /* bytes between per-CPU values and between mmapped array elements (8-aligned) */
 } MapObject;
 
+/* A program of an Object. Its name, section and type are kept for after the object is closed. */
+typedef struct {
+    PyObject_HEAD
+    ObjectObject *owner;     /* strong reference */
+    struct bpf_program *prog; /* NULL once the object is closed */
+    PyObject *name;
+    PyObject *section;
+    uint32_t type;
+} ProgramObject;
+
+/* What a Link holds in the kernel; released without the GIL (detaching can wait for an RCU grace period). */
+enum cbpf_attachment_kind {
+    CBPF_ATTACHMENT_NONE,   /* detached */
+    CBPF_ATTACHMENT_LIBBPF, /* libbpf links: one, or one per CPU for perf events */
+    CBPF_ATTACHMENT_FD,     /* a BPF link fd of our own (xdp, tcx, cgroup): closing it detaches */
+    CBPF_ATTACHMENT_SOCKET, /* SO_ATTACH_BPF on a socket, which has no BPF link */
+    CBPF_ATTACHMENT_TC,     /* a filter on a clsact qdisc (kernels before tcx), which has no BPF link */
+};
+
+typedef struct {
+    enum cbpf_attachment_kind kind;
+    struct bpf_link **links; /* LIBBPF: PyMem_RawMalloc'd array */
+    size_t nlinks;
+    int fd;                  /* FD: the link; SOCKET: the socket's fd */
+    dev_t sock_dev;          /* SOCKET: the socket fd named at attach time (the fd may be closed and reused) */
+    ino_t sock_ino;
+    int ifindex;             /* TC */
+    int tc_netns_fd;         /* TC: the network namespace it was attached in (netlink speaks to the caller's) */
+    uint32_t tc_attach_point, tc_handle, tc_priority;
+} cbpf_attachment;
+
+struct LinkObject {
+    PyObject_HEAD
+    ProgramObject *program;  /* strong reference: a Link keeps its program and object alive */
+    LinkObject *prev, *next; /* in program->owner->live while attached */
+    PyObject *target;        /* str: what it is attached to */
+    PyObject *pin_path;      /* str once pinned */
+    cbpf_attachment att;
+};
+
 extern PyType_Spec cbpf_object_spec;
+extern PyType_Spec cbpf_program_spec;
+extern PyType_Spec cbpf_link_spec;
 extern PyType_Spec cbpf_map_spec;
 extern PyType_Spec cbpf_region_spec;
 extern PyType_Spec cbpf_ringbuf_spec;
@@ -123,6 +172,16 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
 
+/* program.c */
+ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);
+PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted);
+
+/* link.c */
+PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment *att, PyObject *target);
+void cbpf_attachment_release(cbpf_attachment *att);
+Py_ssize_t cbpf_links_take_all(ObjectObject *owner, cbpf_attachment **out);
+void cbpf_link_detach(LinkObject *self);
+
 /* region.c */
 PyObject *cbpf_region_new(cbpf_state *st, int fd, size_t size, bool *writable);
 
@@ -130,6 +189,9 @@ PyObject *cbpf_region_new(cbpf_state *st, int fd, size_t size, bool *writable);
 MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map);
 int cbpf_map_refresh(cbpf_state *st, MapObject *self);
 void cbpf_map_invalidate(MapObject *self);
+int cbpf_ensure_bpffs(cbpf_state *st, const char *path);
+int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path);
+int cbpf_unpin(PyObject **pin_path, const char *what);
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);

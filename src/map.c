@@ -1252,7 +1252,7 @@ static bool starts_with_bpffs(const char *path)
 }
 
 /* Pins need bpffs at /sys/fs/bpf: mount it when root can, or say it is missing. */
-static int ensure_bpffs(cbpf_state *st, const char *path)
+int cbpf_ensure_bpffs(cbpf_state *st, const char *path)
 {
     if (!starts_with_bpffs(path) || access("/sys/fs/bpf", F_OK) != 0) {
         return 0; /* elsewhere: the kernel says whether it is a bpffs */
@@ -1277,47 +1277,70 @@ static int ensure_bpffs(cbpf_state *st, const char *path)
     return 0;
 }
 
-static PyObject *Map_pin(MapObject *self, PyObject *path)
+/* Pins fd at path (bpffs mounted first when missing) and records the path in *pin_path. what names the thing. */
+int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     PyObject *encoded = NULL;
-    if (check_open(self) < 0 || !PyUnicode_FSConverter(path, &encoded)) {
-        return NULL;
+    int rc = -1;
+    if (!PyUnicode_FSConverter(path, &encoded)) {
+        return -1;
     }
     const char *p = PyBytes_AS_STRING(encoded);
-    PyObject *result = NULL;
-    if (ensure_bpffs(st, p) < 0) {
+    if (cbpf_ensure_bpffs(st, p) < 0) {
         goto done;
     }
-    if (bpf_obj_pin(self->fd, p) != 0) {
-        cbpf_set_error(st, errno, "pinning map '%s' at %s", PyUnicode_AsUTF8(self->name), p);
+    if (bpf_obj_pin(fd, p) != 0) {
+        cbpf_set_error(st, errno, "pinning %s at %s", what, p);
         goto done;
     }
-    Py_XSETREF(self->pin_path, PyUnicode_DecodeFSDefault(p));
-    if (self->pin_path == NULL) {
-        goto done;
-    }
-    result = Py_NewRef(Py_None);
+    Py_XSETREF(*pin_path, PyUnicode_DecodeFSDefault(p));
+    rc = *pin_path == NULL ? -1 : 0;
 done:
     Py_DECREF(encoded);
-    return result;
+    return rc;
 }
 
-static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
+/* Removes the pin at *pin_path (gone already is fine) and forgets it. */
+int cbpf_unpin(PyObject **pin_path, const char *what)
 {
-    if (self->pin_path == NULL) {
-        return PyErr_Format(PyExc_ValueError, "map '%U' is not pinned", self->name);
+    if (*pin_path == NULL) {
+        PyErr_Format(PyExc_ValueError, "%s is not pinned", what);
+        return -1;
     }
     PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(self->pin_path, &encoded)) {
-        return NULL;
+    if (!PyUnicode_FSConverter(*pin_path, &encoded)) {
+        return -1;
     }
     int rc = unlink(PyBytes_AS_STRING(encoded));
     Py_DECREF(encoded);
     if (rc != 0 && errno != ENOENT) {
-        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, self->pin_path);
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, *pin_path);
+        return -1;
     }
-    Py_CLEAR(self->pin_path);
+    Py_CLEAR(*pin_path);
+    return 0;
+}
+
+static PyObject *Map_pin(MapObject *self, PyObject *path)
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    char what[160];
+    snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(self->name));
+    if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), self->fd, path, what, &self->pin_path) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
+{
+    char what[160];
+    snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(self->name));
+    if (cbpf_unpin(&self->pin_path, what) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1329,7 +1352,7 @@ static PyObject *Map_from_pinned(PyTypeObject *cls, PyObject *path)
         return NULL;
     }
     const char *p = PyBytes_AS_STRING(encoded);
-    if (ensure_bpffs(st, p) < 0) {
+    if (cbpf_ensure_bpffs(st, p) < 0) {
         Py_DECREF(encoded);
         return NULL;
     }

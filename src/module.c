@@ -1,6 +1,8 @@
 /* cbpf._cbpf: module init, state and the module-level fast path. */
 #include "cbpf.h"
 
+#include <linux/perf_event.h>
+
 static struct PyModuleDef cbpf_module;
 
 /* The module state behind a type of ours or a Python subclass of one (cbpf.Map subclasses the C Map). */
@@ -109,16 +111,30 @@ static PyObject *module_register_map_class(PyObject *module, PyObject *cls)
     Py_RETURN_NONE;
 }
 
-/* {name: number} of the map types this libbpf knows, from libbpf itself: the Python enum is built from it. */
-static PyObject *module_map_types(PyObject *module, PyObject *Py_UNUSED(ignored))
+static const char *map_type_str(int t)
 {
-    (void)module;
+    return libbpf_bpf_map_type_str((enum bpf_map_type)t);
+}
+
+static const char *prog_type_str(int t)
+{
+    return libbpf_bpf_prog_type_str((enum bpf_prog_type)t);
+}
+
+static const char *attach_type_str(int t)
+{
+    return libbpf_bpf_attach_type_str((enum bpf_attach_type)t);
+}
+
+/* {name: number} of an enum as this libbpf names it: the Python enums are built from these. */
+static PyObject *names_of(const char *(*name_of)(int))
+{
     PyObject *d = PyDict_New();
     if (d == NULL) {
         return NULL;
     }
     for (int t = 0;; t++) {
-        const char *name = libbpf_bpf_map_type_str((enum bpf_map_type)t);
+        const char *name = name_of(t);
         if (name == NULL) {
             break;
         }
@@ -133,9 +149,54 @@ static PyObject *module_map_types(PyObject *module, PyObject *Py_UNUSED(ignored)
     return d;
 }
 
+static PyObject *module_map_types(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return names_of(map_type_str);
+}
+
+static PyObject *module_prog_types(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return names_of(prog_type_str);
+}
+
+static PyObject *module_attach_types(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return names_of(attach_type_str);
+}
+
+/* perf_event_open(2)'s type and config numbers, from the kernel's header, for the Python enums. */
+static PyObject *module_perf_constants(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    return Py_BuildValue(
+        "{s{sisisisisisi}s{sisisisisisisisisisi}s{sisisisisisisisisisisisi}}", "type", "HARDWARE",
+        PERF_TYPE_HARDWARE, "SOFTWARE", PERF_TYPE_SOFTWARE, "TRACEPOINT", PERF_TYPE_TRACEPOINT, "HW_CACHE",
+        PERF_TYPE_HW_CACHE, "RAW", PERF_TYPE_RAW, "BREAKPOINT", PERF_TYPE_BREAKPOINT, "hardware", "CPU_CYCLES",
+        PERF_COUNT_HW_CPU_CYCLES, "INSTRUCTIONS", PERF_COUNT_HW_INSTRUCTIONS, "CACHE_REFERENCES",
+        PERF_COUNT_HW_CACHE_REFERENCES, "CACHE_MISSES", PERF_COUNT_HW_CACHE_MISSES, "BRANCH_INSTRUCTIONS",
+        PERF_COUNT_HW_BRANCH_INSTRUCTIONS, "BRANCH_MISSES", PERF_COUNT_HW_BRANCH_MISSES, "BUS_CYCLES",
+        PERF_COUNT_HW_BUS_CYCLES, "STALLED_CYCLES_FRONTEND", PERF_COUNT_HW_STALLED_CYCLES_FRONTEND,
+        "STALLED_CYCLES_BACKEND", PERF_COUNT_HW_STALLED_CYCLES_BACKEND, "REF_CPU_CYCLES", PERF_COUNT_HW_REF_CPU_CYCLES,
+        "software", "CPU_CLOCK", PERF_COUNT_SW_CPU_CLOCK, "TASK_CLOCK", PERF_COUNT_SW_TASK_CLOCK, "PAGE_FAULTS",
+        PERF_COUNT_SW_PAGE_FAULTS, "CONTEXT_SWITCHES", PERF_COUNT_SW_CONTEXT_SWITCHES, "CPU_MIGRATIONS",
+        PERF_COUNT_SW_CPU_MIGRATIONS, "PAGE_FAULTS_MIN", PERF_COUNT_SW_PAGE_FAULTS_MIN, "PAGE_FAULTS_MAJ",
+        PERF_COUNT_SW_PAGE_FAULTS_MAJ, "ALIGNMENT_FAULTS", PERF_COUNT_SW_ALIGNMENT_FAULTS, "EMULATION_FAULTS",
+        PERF_COUNT_SW_EMULATION_FAULTS, "DUMMY", PERF_COUNT_SW_DUMMY, "BPF_OUTPUT", PERF_COUNT_SW_BPF_OUTPUT,
+        "CGROUP_SWITCHES", PERF_COUNT_SW_CGROUP_SWITCHES);
+}
+
 static PyMethodDef module_methods[] = {
     {"_map_types", module_map_types, METH_NOARGS,
      "_map_types()\n--\n\n{name: number} of the BPF map types libbpf knows."},
+    {"_prog_types", module_prog_types, METH_NOARGS,
+     "_prog_types()\n--\n\n{name: number} of the BPF program types libbpf knows."},
+    {"_attach_types", module_attach_types, METH_NOARGS,
+     "_attach_types()\n--\n\n{name: number} of the BPF attach types libbpf knows."},
+    {"_perf_constants", module_perf_constants, METH_NOARGS,
+     "_perf_constants()\n--\n\nperf_event_open(2) numbers: {'type': {...}, 'hardware': {...}, 'software': {...}}."},
     {"_register_map_class", module_register_map_class, METH_O,
      "_register_map_class(cls, /)\n--\n\nMaps are created as instances of cls from now on."},
     {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
@@ -161,7 +222,8 @@ static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base, PyT
         return -1;
     }
 #if !CBPF_HAVE_DISALLOW_INSTANTIATION
-    if (spec == &cbpf_map_spec || spec == &cbpf_region_spec || spec == &cbpf_stream_spec) {
+    if (spec == &cbpf_map_spec || spec == &cbpf_region_spec || spec == &cbpf_stream_spec ||
+        spec == &cbpf_program_spec || spec == &cbpf_link_spec) {
         (*slot)->tp_new = NULL;
     }
 #endif
@@ -173,7 +235,9 @@ static int module_exec(PyObject *module)
     cbpf_state *st = cbpf_get_state(module);
     if (add_type(module, &cbpf_object_spec, NULL, &st->Object_type) < 0 ||
         add_type(module, &cbpf_map_spec, NULL, &st->Map_type) < 0 ||
-        add_type(module, &cbpf_region_spec, NULL, &st->Region_type) < 0) {
+        add_type(module, &cbpf_region_spec, NULL, &st->Region_type) < 0 ||
+        add_type(module, &cbpf_program_spec, NULL, &st->Program_type) < 0 ||
+        add_type(module, &cbpf_link_spec, NULL, &st->Link_type) < 0) {
         return -1;
     }
     /* event streams: RingBuffer and PerfBuffer share their base's methods */
@@ -223,6 +287,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->RingBuffer_type);
     Py_VISIT(st->PerfBuffer_type);
     Py_VISIT(st->Decoder_type);
+    Py_VISIT(st->Program_type);
+    Py_VISIT(st->Link_type);
     Py_VISIT(st->map_class);
     Py_VISIT(st->LoadError);
     Py_VISIT(st->booted_maps);
@@ -240,6 +306,8 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->RingBuffer_type);
     Py_CLEAR(st->PerfBuffer_type);
     Py_CLEAR(st->Decoder_type);
+    Py_CLEAR(st->Program_type);
+    Py_CLEAR(st->Link_type);
     Py_CLEAR(st->map_class);
     Py_CLEAR(st->LoadError);
     Py_CLEAR(st->booted_maps);

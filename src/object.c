@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,27 +91,28 @@ static void close_object(ObjectObject *self)
         return;
     }
     self->closed = true;
-    if (self->maps != NULL) {
-        PyObject *key, *value;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(self->maps, &pos, &key, &value)) {
-            cbpf_map_invalidate((MapObject *)value);
-        }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (self->maps != NULL && PyDict_Next(self->maps, &pos, &key, &value)) {
+        cbpf_map_invalidate((MapObject *)value);
     }
-    struct bpf_link **links = self->links;
-    Py_ssize_t nlinks = self->nlinks;
+    pos = 0;
+    while (self->programs != NULL && PyDict_Next(self->programs, &pos, &key, &value)) {
+        ((ProgramObject *)value)->prog = NULL;
+    }
+    cbpf_attachment *atts = NULL;
+    Py_ssize_t natts = cbpf_links_take_all(self, &atts);
     struct bpf_object *obj = self->obj;
-    self->links = NULL;
-    self->nlinks = 0;
     self->obj = NULL;
     Py_CLEAR(self->elf);
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < nlinks; i++) {
-        bpf_link__destroy(links[i]);
+    for (Py_ssize_t i = 0; i < natts; i++) {
+        cbpf_attachment_release(&atts[i]);
     }
     bpf_object__close(obj);
     Py_END_ALLOW_THREADS
-    PyMem_Free(links);
+    PyMem_Free(atts);
+    Py_CLEAR(self->kept_links); /* detached now: dropping them runs no kernel work */
 }
 
 static int check_usable(ObjectObject *self)
@@ -164,103 +164,49 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     Py_RETURN_NONE;
 }
 
-/* tracepoints need tracefs; mount it when it is missing (root can), or say what is missing. */
-static int ensure_tracefs(cbpf_state *st)
-{
-    if (access("/sys/kernel/tracing/events", F_OK) == 0 || access("/sys/kernel/debug/tracing/events", F_OK) == 0) {
-        return 0;
-    }
-    if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) != 0) {
-        cbpf_set_error(st, errno, "tracefs is not mounted at /sys/kernel/tracing and mounting it failed "
-                                  "(mount -t tracefs tracefs /sys/kernel/tracing)");
-        return -1;
-    }
-    return 0;
-}
-
-static bool starts_with(const char *s, const char *prefix)
-{
-    return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-/* Checks what the kernel must offer before libbpf tries, so the error names the missing feature. */
-static int check_attach_prerequisites(cbpf_state *st, struct bpf_program *prog)
-{
-    const char *sec = bpf_program__section_name(prog);
-    if (starts_with(sec, "kprobe") || starts_with(sec, "kretprobe") || starts_with(sec, "ksyscall") ||
-        starts_with(sec, "kretsyscall")) {
-        if (access("/sys/bus/event_source/devices/kprobe", F_OK) != 0 && access("/sys/kernel/tracing/kprobe_events", F_OK) != 0) {
-            cbpf_set_error(st, EOPNOTSUPP,
-                           "cannot attach program '%s' (section '%s'): this kernel has no kprobes "
-                           "(built without CONFIG_KPROBES)",
-                           bpf_program__name(prog), sec);
-            return -1;
-        }
-    }
-    if (starts_with(sec, "tracepoint/") || starts_with(sec, "tp/") || starts_with(sec, "kprobe") ||
-        starts_with(sec, "kretprobe") || starts_with(sec, "uprobe") || starts_with(sec, "uretprobe") ||
-        starts_with(sec, "usdt")) {
-        return ensure_tracefs(st);
-    }
-    return 0;
-}
-
 static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
 {
-    struct bpf_program *prog;
-    PyObject *result = NULL;
-    Py_ssize_t count = 0, first_new = self->nlinks;
+    PyObject *made = NULL, *key, *value;
+    Py_ssize_t pos = 0;
     if (check_usable(self) < 0) {
         return NULL;
     }
     if (!self->loaded) {
         return PyErr_Format(PyExc_ValueError, "Object '%U' is not loaded: call load() first", self->name);
     }
-    if (self->nlinks) {
+    if (self->attached) {
         return PyErr_Format(PyExc_ValueError, "Object '%U' is already attached", self->name);
     }
-    bpf_object__for_each_program(prog, self->obj) {
-        count++;
+    made = PyList_New(0);
+    if (made == NULL) {
+        return NULL;
     }
-    struct bpf_link **links = PyMem_Calloc(count ? (size_t)count : 1, sizeof(*links));
-    if (links == NULL) {
-        return PyErr_NoMemory();
-    }
-    self->links = links;
-    cbpf_log_begin();
-    bpf_object__for_each_program(prog, self->obj) {
-        if (!bpf_program__autoload(prog) || !bpf_program__autoattach(prog)) {
+    while (PyDict_Next(self->programs, &pos, &key, &value)) {
+        ProgramObject *prog = (ProgramObject *)value;
+        if (!bpf_program__autoload(prog->prog) || !bpf_program__autoattach(prog->prog)) {
             continue;
         }
-        if (check_attach_prerequisites(st, prog) < 0) {
-            goto done;
+        /* a section that names no target (xdp, tc, socket...) is attached explicitly: None */
+        PyObject *link = cbpf_program_attach_section(st, prog, true);
+        if (link == NULL || (link != Py_None && PyList_Append(made, link) < 0)) {
+            Py_XDECREF(link);
+            goto error;
         }
-        struct bpf_link *link = bpf_program__attach(prog);
-        if (link == NULL) {
-            int err = errno;
-            if (err == EOPNOTSUPP) {
-                continue; /* its section names no target (xdp, tc, socket...): attach it explicitly */
-            }
-            cbpf_set_error(st, err, "cannot attach program '%s' (section '%s')", bpf_program__name(prog),
-                           bpf_program__section_name(prog));
-            goto done;
-        }
-        self->links[self->nlinks++] = link;
+        Py_DECREF(link);
     }
-    result = Py_NewRef(Py_None);
-done:
-    free(cbpf_log_end(st));
-    if (result == NULL) {
-        /* all or nothing: undo this call's links */
-        while (self->nlinks > first_new) {
-            bpf_link__destroy(self->links[--self->nlinks]);
-        }
+    if (PyList_SetSlice(self->kept_links, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, made) < 0) {
+        goto error;
     }
-    if (self->nlinks == 0) {
-        PyMem_Free(self->links);
-        self->links = NULL;
+    Py_DECREF(made);
+    self->attached = true;
+    Py_RETURN_NONE;
+error:
+    /* all or nothing: undo this call's links */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(made); i++) {
+        cbpf_link_detach((LinkObject *)PyList_GET_ITEM(made, i));
     }
-    return result;
+    Py_DECREF(made);
+    return NULL;
 }
 
 /* The last non-empty line of libbpf's warnings, with a closing parenthesis, for a one-line message. */
@@ -285,6 +231,14 @@ static void last_line(const char *log, char *out, size_t size)
 static bool looks_legacy(const char *log)
 {
     return log != NULL && strstr(log, "legacy map definitions") != NULL;
+}
+
+/* dict[name] = item, taking over the caller's reference to item. */
+static int add_by_name(PyObject *dict, PyObject *name, PyObject *item)
+{
+    int rc = PyDict_SetItem(dict, name, item);
+    Py_DECREF(item);
+    return rc;
 }
 
 static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -374,12 +328,19 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     struct bpf_map *map;
     bpf_object__for_each_map(map, self->obj) {
         MapObject *m = cbpf_map_from_libbpf(st, self, map);
-        if (m == NULL) {
+        if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
             goto error;
         }
-        int rc = PyDict_SetItem(self->maps, m->name, (PyObject *)m);
-        Py_DECREF(m);
-        if (rc < 0) {
+    }
+    self->programs = PyDict_New();
+    self->kept_links = PyList_New(0);
+    if (self->programs == NULL || self->kept_links == NULL) {
+        goto error;
+    }
+    struct bpf_program *prog;
+    bpf_object__for_each_program(prog, self->obj) {
+        ProgramObject *p = cbpf_program_new(st, self, prog);
+        if (p == NULL || add_by_name(self->programs, p->name, (PyObject *)p) < 0) {
             goto error;
         }
     }
@@ -403,28 +364,6 @@ error:
     close_object(self);
     Py_DECREF(self);
     return NULL;
-}
-
-/* Before load: only the programs named in `names` are loaded (a stop-gap until per-program settings exist). */
-static PyObject *Object_set_autoload(ObjectObject *self, PyObject *names)
-{
-    struct bpf_program *prog;
-    if (check_usable(self) < 0) {
-        return NULL;
-    }
-    if (self->loaded) {
-        return PyErr_Format(PyExc_ValueError, "Object '%U' is already loaded", self->name);
-    }
-    bpf_object__for_each_program(prog, self->obj) {
-        PyObject *name = PyUnicode_FromString(bpf_program__name(prog));
-        int keep = name ? PySequence_Contains(names, name) : -1;
-        Py_XDECREF(name);
-        if (keep < 0) {
-            return NULL;
-        }
-        bpf_program__set_autoload(prog, keep);
-    }
-    Py_RETURN_NONE;
 }
 
 static PyObject *Object_load(ObjectObject *self, PyObject *Py_UNUSED(ignored))
@@ -608,9 +547,38 @@ static PyObject *Object_get_closed(ObjectObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->closed);
 }
 
+static PyObject *Object_get_programs(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    if (self->programs == NULL) {
+        return PyErr_Format(PyExc_ValueError, "Object has no programs: it was never opened");
+    }
+    return PyDictProxy_New(self->programs);
+}
+
+/* The attached Links, oldest first (the list is newest first). */
+static PyObject *Object_get_links(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    Py_ssize_t n = 0;
+    for (LinkObject *l = self->live; l != NULL; l = l->next) {
+        n++;
+    }
+    PyObject *links = PyTuple_New(n);
+    if (links == NULL) {
+        return NULL;
+    }
+    for (LinkObject *l = self->live; l != NULL; l = l->next) {
+        PyTuple_SET_ITEM(links, --n, Py_NewRef(l));
+    }
+    return links;
+}
+
 static PyObject *Object_get_nlinks(ObjectObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromSsize_t(self->nlinks);
+    Py_ssize_t n = 0;
+    for (LinkObject *l = self->live; l != NULL; l = l->next) {
+        n++;
+    }
+    return PyLong_FromSsize_t(n);
 }
 
 static PyObject *Object_repr(ObjectObject *self)
@@ -623,6 +591,8 @@ static int Object_traverse(ObjectObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->maps);
+    Py_VISIT(self->programs);
+    Py_VISIT(self->kept_links);
     return 0;
 }
 
@@ -631,6 +601,8 @@ static int Object_clear(ObjectObject *self)
     /* The maps die with the object: close first so none keeps a stale fd. */
     close_object(self);
     Py_CLEAR(self->maps);
+    Py_CLEAR(self->programs);
+    Py_CLEAR(self->kept_links);
     return 0;
 }
 
@@ -649,12 +621,12 @@ static PyMethodDef Object_methods[] = {
     {"load", (PyCFunction)Object_load, METH_NOARGS,
      "load($self, /)\n--\n\nCreates the maps and loads the programs into the kernel."},
     {"attach", (PyCFunction)Object_attach, METH_NOARGS,
-     "attach($self, /)\n--\n\nAttaches every program whose section name says where (kprobe/..., tracepoint/..., "
-     "raw_tracepoint/..., ...). Programs whose section names no target (xdp, tc, socket) are left detached."},
+     "attach($self, /)\n--\n\nAttaches every program (autoload and autoattach on) whose section name says where "
+     "(kprobe/..., tracepoint/..., raw_tracepoint/..., ...); the object keeps the Links. Programs whose section names "
+     "no target (xdp, tc, socket) are left for their attach_* methods."},
     {"close", (PyCFunction)Object_close, METH_NOARGS,
-     "close($self, /)\n--\n\nDetaches the programs and frees the maps and programs. Safe to call twice."},
-    {"_set_autoload", (PyCFunction)Object_set_autoload, METH_O,
-     "_set_autoload($self, names, /)\n--\n\nBefore load: load only the programs named."},
+     "close($self, /)\n--\n\nDetaches every Link of its programs and frees the maps and programs. Safe to call "
+     "twice."},
     {"_btf_describe", (PyCFunction)Object_btf_describe, METH_O,
      "_btf_describe($self, type_id, /)\n--\n\nA BTF type of the object as nested tuples, or None without BTF."},
     {"_btf_find", (PyCFunction)Object_btf_find, METH_O,
@@ -669,7 +641,10 @@ static PyGetSetDef Object_getset[] = {
     {"name", (getter)Object_get_name, NULL, "The object's name.", NULL},
     {"loaded", (getter)Object_get_loaded, NULL, "True while loaded in the kernel.", NULL},
     {"closed", (getter)Object_get_closed, NULL, "True once closed.", NULL},
-    {"attached_count", (getter)Object_get_nlinks, NULL, "How many programs are attached.", NULL},
+    {"programs", (getter)Object_get_programs, NULL, "The object's programs by name (read-only mapping of Program).",
+     NULL},
+    {"links", (getter)Object_get_links, NULL, "The attached Links of its programs, oldest first.", NULL},
+    {"attached_count", (getter)Object_get_nlinks, NULL, "How many Links of its programs are attached.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,1129 @@
+/* cbpf.Program: a program of an Object, and the ways to attach it. Each attach_* call returns a cbpf.Link. */
+#include "cbpf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/perf_event.h>
+
+#ifndef SO_ATTACH_BPF
+#define SO_ATTACH_BPF 50
+#endif
+/* linux/if_link.h, which clashes with net/if.h */
+#define CBPF_XDP_FLAGS_SKB_MODE (1U << 1)
+#define CBPF_XDP_FLAGS_DRV_MODE (1U << 2)
+#define CBPF_XDP_FLAGS_HW_MODE (1U << 3)
+
+#if defined(__x86_64__)
+#define MULTIARCH "x86_64-linux-gnu"
+#elif defined(__aarch64__)
+#define MULTIARCH "aarch64-linux-gnu"
+#else
+#define MULTIARCH "unknown"
+#endif
+#define LIBRARY_DIRS "/lib/" MULTIARCH ":/usr/lib/" MULTIARCH ":/lib64:/usr/lib64:/lib:/usr/lib:/usr/local/lib"
+
+static const char *utf8(PyObject *s)
+{
+    const char *p = PyUnicode_AsUTF8(s);
+    return p != NULL ? p : "?";
+}
+
+/* An int argument (PyLong_AsInt is 3.13+). */
+static int int_arg(PyObject *o, const char *what, int *out)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", what, Py_TYPE(o)->tp_name);
+        }
+        return -1;
+    }
+    if (v < INT_MIN || v > INT_MAX) {
+        PyErr_Format(PyExc_OverflowError, "%s out of range: %ld", what, v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog)
+{
+    ProgramObject *self = (ProgramObject *)st->Program_type->tp_alloc(st->Program_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->owner = (ObjectObject *)Py_NewRef(owner);
+    self->prog = prog;
+    self->type = (uint32_t)bpf_program__type(prog);
+    self->name = PyUnicode_FromString(bpf_program__name(prog));
+    self->section = PyUnicode_FromString(bpf_program__section_name(prog));
+    if (self->name == NULL || self->section == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return self;
+}
+
+static int check_open(ProgramObject *self)
+{
+    if (self->prog == NULL) {
+        PyErr_Format(PyExc_ValueError, "program '%U' is closed: its Object was closed", self->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_attachable(ProgramObject *self)
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    if (!self->owner->loaded) {
+        PyErr_Format(PyExc_ValueError, "program '%U' is not loaded: call Object.load() first", self->name);
+        return -1;
+    }
+    if (bpf_program__fd(self->prog) < 0) {
+        PyErr_Format(PyExc_ValueError, "program '%U' was not loaded (its autoload was False)", self->name);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *type_name(uint32_t type)
+{
+    const char *name = libbpf_bpf_prog_type_str((enum bpf_prog_type)type);
+    return name != NULL ? name : "unknown";
+}
+
+static int require_type(ProgramObject *self, enum bpf_prog_type type, const char *method)
+{
+    if (self->type != (uint32_t)type) {
+        PyErr_Format(PyExc_TypeError, "program '%U' is a %s program: %s() attaches %s programs", self->name,
+                     type_name(self->type), method, type_name(type));
+        return -1;
+    }
+    return 0;
+}
+
+/* tracepoints need tracefs (and kprobes and uprobes too, on kernels without their perf PMUs); mount it when it
+ * is missing (root can), or say what is missing. */
+static int ensure_tracefs(cbpf_state *st)
+{
+    if (access("/sys/kernel/tracing/events", F_OK) == 0 || access("/sys/kernel/debug/tracing/events", F_OK) == 0) {
+        return 0;
+    }
+    if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) != 0) {
+        cbpf_set_error(st, errno, "tracefs is not mounted at /sys/kernel/tracing and mounting it failed "
+                                  "(mount -t tracefs tracefs /sys/kernel/tracing)");
+        return -1;
+    }
+    return 0;
+}
+
+static bool has_pmu(const char *name)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/sys/bus/event_source/devices/%s", name);
+    return access(path, F_OK) == 0;
+}
+
+static int ensure_probe_support(cbpf_state *st, const char *pmu)
+{
+    return has_pmu(pmu) ? 0 : ensure_tracefs(st);
+}
+
+/* Checked before libbpf tries, so that the error names the missing kernel feature. */
+static int check_kprobes(cbpf_state *st, ProgramObject *self, const char *target)
+{
+    if (has_pmu("kprobe") || access("/sys/kernel/tracing/kprobe_events", F_OK) == 0 ||
+        access("/sys/kernel/debug/tracing/kprobe_events", F_OK) == 0) {
+        return ensure_probe_support(st, "kprobe");
+    }
+    cbpf_set_error(st, EOPNOTSUPP,
+                   "cannot attach program '%s' to %s: this kernel has no kprobes (built without CONFIG_KPROBES)",
+                   utf8(self->name), target);
+    return -1;
+}
+
+static int section_prerequisites(cbpf_state *st, ProgramObject *self, const char *sec)
+{
+    if (has_prefix(sec, "kprobe/") || has_prefix(sec, "kretprobe/") || has_prefix(sec, "ksyscall/") ||
+        has_prefix(sec, "kretsyscall/")) {
+        return check_kprobes(st, self, sec);
+    }
+    if (has_prefix(sec, "tracepoint/") || has_prefix(sec, "tp/")) {
+        return ensure_tracefs(st);
+    }
+    if (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") || has_prefix(sec, "usdt")) {
+        return ensure_probe_support(st, "uprobe");
+    }
+    return 0;
+}
+
+/* The error of a failed attach; missing says what ENOENT means for this kind of target. Returns NULL. */
+static PyObject *attach_error(cbpf_state *st, ProgramObject *self, int err, PyObject *target, const char *missing)
+{
+    if (err == ENOENT && missing != NULL) {
+        return cbpf_set_error(st, err, "cannot attach program '%s' to %s: %s", utf8(self->name), utf8(target),
+                              missing);
+    }
+    return cbpf_set_error(st, err, "cannot attach program '%s' to %s", utf8(self->name), utf8(target));
+}
+
+/* libbpf's messages go to logging; the errno of the call that failed survives that. */
+static int log_done(cbpf_state *st, int err)
+{
+    free(cbpf_log_end(st));
+    return err;
+}
+
+/* A Link for what a libbpf attach call returned (steals target, which may be NULL: out of memory), or the error. */
+static PyObject *libbpf_result(cbpf_state *st, ProgramObject *self, struct bpf_link *link, int err, PyObject *target,
+                               const char *missing)
+{
+    if (target == NULL) {
+        bpf_link__destroy(link);
+        return NULL;
+    }
+    if (link == NULL) {
+        attach_error(st, self, err, target, missing);
+        Py_DECREF(target);
+        return NULL;
+    }
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_LIBBPF, .fd = -1, .tc_netns_fd = -1, .nlinks = 1};
+    att.links = PyMem_RawMalloc(sizeof(*att.links));
+    if (att.links == NULL) {
+        bpf_link__destroy(link);
+        Py_DECREF(target);
+        return PyErr_NoMemory();
+    }
+    att.links[0] = link;
+    return cbpf_link_new(st, self, &att, target);
+}
+
+/* A Link for a BPF link fd of our own (steals target, which may be NULL: out of memory), or the error. */
+static PyObject *fd_result(cbpf_state *st, ProgramObject *self, int fd, int err, PyObject *target)
+{
+    if (target == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return NULL;
+    }
+    if (fd < 0) {
+        attach_error(st, self, err, target, NULL);
+        Py_DECREF(target);
+        return NULL;
+    }
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_FD, .fd = fd, .tc_netns_fd = -1};
+    return cbpf_link_new(st, self, &att, target);
+}
+
+static const char *attach_hint(ProgramObject *self)
+{
+    const char *sec = utf8(self->section);
+    if (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe")) {
+        return "attach_uprobe(binary, symbol)";
+    }
+    if (has_prefix(sec, "usdt")) {
+        return "attach_usdt(binary, provider, name)";
+    }
+    switch (self->type) {
+    case BPF_PROG_TYPE_XDP: return "attach_xdp(interface)";
+    case BPF_PROG_TYPE_SCHED_CLS: return "attach_tc(interface)";
+    case BPF_PROG_TYPE_SOCKET_FILTER: return "attach_socket(sock)";
+    case BPF_PROG_TYPE_CGROUP_SKB:
+    case BPF_PROG_TYPE_CGROUP_SOCK:
+    case BPF_PROG_TYPE_CGROUP_SOCK_ADDR:
+    case BPF_PROG_TYPE_CGROUP_SOCKOPT:
+    case BPF_PROG_TYPE_CGROUP_SYSCTL:
+    case BPF_PROG_TYPE_CGROUP_DEVICE: return "attach_cgroup(path)";
+    case BPF_PROG_TYPE_KPROBE: return "attach_kprobe(func)";
+    case BPF_PROG_TYPE_TRACEPOINT: return "attach_tracepoint(category, name)";
+    case BPF_PROG_TYPE_RAW_TRACEPOINT: return "attach_raw_tracepoint(name)";
+    case BPF_PROG_TYPE_PERF_EVENT: return "attach_perf_event(type, config, ...)";
+    default: return "one of the attach_* methods";
+    }
+}
+
+/* Attaches by section name. With skip_untargeted, a section that names no target (xdp, tc...) gives None. */
+PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted)
+{
+    if (check_attachable(self) < 0) {
+        return NULL;
+    }
+    const char *sec = utf8(self->section);
+    if (section_prerequisites(st, self, sec) < 0) {
+        return NULL;
+    }
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach(self->prog);
+    int err = log_done(st, link == NULL ? errno : 0);
+    if (link == NULL && err == EOPNOTSUPP) {
+        if (skip_untargeted) {
+            Py_RETURN_NONE;
+        }
+        return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
+                            self->name, sec, attach_hint(self));
+    }
+    return libbpf_result(st, self, link, err, PyUnicode_FromString(sec), "no such attach point");
+}
+
+static PyObject *Program_attach(ProgramObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return cbpf_program_attach_section(cbpf_state_from_type(Py_TYPE(self)), self, false);
+}
+
+/* /proc/kallsyms lists every kernel function; read only to explain a failure. */
+static bool kernel_has_symbol(const char *name)
+{
+    FILE *f = fopen("/proc/kallsyms", "r");
+    if (f == NULL) {
+        return true; /* cannot tell: let the kernel's errno speak */
+    }
+    char line[512];
+    bool found = false;
+    size_t n = strlen(name);
+    while (!found && fgets(line, sizeof(line), f)) {
+        /* "ffffffff81000000 T name\t[module]" */
+        char *sym = strchr(line, ' ');
+        sym = sym ? strchr(sym + 1, ' ') : NULL;
+        if (sym != NULL && strncmp(sym + 1, name, n) == 0 && strchr("\n\t", sym[1 + n]) != NULL) {
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"func", "retprobe", "offset", NULL};
+    const char *func;
+    int retprobe = 0;
+    unsigned long offset = 0;
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|pk:attach_kprobe", kwlist, &func, &retprobe, &offset) ||
+        check_attachable(self) < 0) {
+        return NULL;
+    }
+    char where[64] = "";
+    if (offset) {
+        snprintf(where, sizeof(where), "+0x%lx", offset);
+    }
+    PyObject *target = PyUnicode_FromFormat("%s %s%s", retprobe ? "kretprobe" : "kprobe", func, where);
+    if (target == NULL) {
+        return NULL;
+    }
+    if (check_kprobes(st, self, utf8(target)) < 0) {
+        Py_DECREF(target);
+        return NULL;
+    }
+    LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = offset, .retprobe = retprobe);
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach_kprobe_opts(self->prog, func, &opts);
+    int err = log_done(st, link == NULL ? errno : 0);
+    if (link == NULL && (err == ENOENT || err == EINVAL) && !kernel_has_symbol(func)) {
+        err = ENOENT;
+    }
+    return libbpf_result(st, self, link, err, target, "no such kernel function (see /proc/kallsyms)");
+}
+
+static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"category", "name", NULL};
+    const char *category, *name;
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss:attach_tracepoint", kwlist, &category, &name) ||
+        check_attachable(self) < 0 || ensure_tracefs(st) < 0) {
+        return NULL;
+    }
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach_tracepoint(self->prog, category, name);
+    int err = log_done(st, link == NULL ? errno : 0);
+    return libbpf_result(st, self, link, err, PyUnicode_FromFormat("tracepoint %s/%s", category, name),
+                         "no such tracepoint (see /sys/kernel/tracing/events)");
+}
+
+static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", NULL};
+    const char *name;
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s:attach_raw_tracepoint", kwlist, &name) ||
+        check_attachable(self) < 0) {
+        return NULL;
+    }
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach_raw_tracepoint(self->prog, name);
+    int err = log_done(st, link == NULL ? errno : 0);
+    return libbpf_result(st, self, link, err, PyUnicode_FromFormat("raw_tracepoint %s", name),
+                         "no such raw tracepoint");
+}
+
+/* ---- binaries and libraries by name ---- */
+
+static bool is_elf(const char *path)
+{
+    unsigned char magic[4];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    bool elf = read(fd, magic, 4) == 4 && memcmp(magic, "\177ELF", 4) == 0;
+    close(fd);
+    return elf;
+}
+
+/* dir/name[suffix] into out; false when it does not fit. */
+static bool join_path(char *out, size_t size, const char *dir, const char *name, const char *suffix)
+{
+    int n = snprintf(out, size, "%s/%s%s", dir, name, suffix);
+    return n > 0 && (size_t)n < size;
+}
+
+/* In dir: base.so, else the shortest base.so.N... that is an ELF file (libc -> libc.so.6). */
+static bool library_in(const char *dir, const char *base, char *out, size_t size)
+{
+    if (join_path(out, size, dir, base, ".so") && is_elf(out)) {
+        return true;
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return false;
+    }
+    char prefix[NAME_MAX + 8], best[NAME_MAX + 1] = "";
+    snprintf(prefix, sizeof(prefix), "%s.so.", base);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!has_prefix(e->d_name, prefix) || (best[0] && strlen(e->d_name) >= strlen(best))) {
+            continue;
+        }
+        if (join_path(out, size, dir, e->d_name, "") && is_elf(out)) {
+            memcpy(best, e->d_name, strlen(e->d_name) + 1);
+        }
+    }
+    closedir(d);
+    return best[0] != '\0' && join_path(out, size, dir, best, "");
+}
+
+enum find_kind { FIND_EXECUTABLE, FIND_ELF, FIND_LIBRARY };
+
+/* Looks for name in each directory of a colon-separated list. */
+static bool find_in(const char *dirs, const char *name, enum find_kind kind, char *out, size_t size)
+{
+    for (const char *s = dirs; s != NULL && *s;) {
+        const char *colon = strchr(s, ':');
+        size_t len = colon ? (size_t)(colon - s) : strlen(s);
+        char dir[PATH_MAX];
+        if (len > 0 && len < sizeof(dir)) {
+            memcpy(dir, s, len);
+            dir[len] = '\0';
+            struct stat sb;
+            bool fits = join_path(out, size, dir, name, "");
+            if ((kind == FIND_EXECUTABLE && fits && stat(out, &sb) == 0 && S_ISREG(sb.st_mode) &&
+                 access(out, X_OK) == 0) ||
+                (kind == FIND_ELF && fits && is_elf(out)) || (kind == FIND_LIBRARY && library_in(dir, name, out, size))) {
+                return true;
+            }
+        }
+        s = colon ? colon + 1 : NULL;
+    }
+    return false;
+}
+
+/* A path, a library's file name ("libc.so.6"), a library's name ("libc", "c") or an executable in PATH. */
+static bool resolve_binary(const char *name, char *out, size_t size)
+{
+    if (strchr(name, '/') != NULL) {
+        snprintf(out, size, "%s", name);
+        return access(name, R_OK) == 0;
+    }
+    if (strstr(name, ".so") != NULL) {
+        return find_in(getenv("LD_LIBRARY_PATH"), name, FIND_ELF, out, size) ||
+               find_in(LIBRARY_DIRS, name, FIND_ELF, out, size);
+    }
+    if (find_in(getenv("PATH"), name, FIND_EXECUTABLE, out, size)) {
+        return true;
+    }
+    char base[NAME_MAX + 1];
+    snprintf(base, sizeof(base), "%s%s", has_prefix(name, "lib") ? "" : "lib", name);
+    return find_in(getenv("LD_LIBRARY_PATH"), base, FIND_LIBRARY, out, size) ||
+           find_in(LIBRARY_DIRS, base, FIND_LIBRARY, out, size);
+}
+
+static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, char *out, size_t size)
+{
+    PyObject *encoded = NULL;
+    if (!PyUnicode_FSConverter(binary, &encoded)) {
+        return -1;
+    }
+    const char *name = PyBytes_AS_STRING(encoded);
+    int rc = 0;
+    if (!resolve_binary(name, out, size)) {
+        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
+                                   "LD_LIBRARY_PATH and the library directories)",
+                       utf8(self->name), name);
+        rc = -1;
+    }
+    Py_DECREF(encoded);
+    return rc;
+}
+
+static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"binary", "symbol", "offset", "pid", "retprobe", NULL};
+    PyObject *binary;
+    const char *symbol = NULL;
+    unsigned long offset = 0;
+    int pid = -1, retprobe = 0;
+    char path[PATH_MAX], missing[PATH_MAX + 300];
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zkip:attach_uprobe", kwlist, &binary, &symbol, &offset, &pid,
+                                     &retprobe) ||
+        check_attachable(self) < 0) {
+        return NULL;
+    }
+    if (symbol == NULL && offset == 0) {
+        return PyErr_Format(PyExc_ValueError, "attach_uprobe() needs a symbol or a file offset");
+    }
+    if (binary_path(st, self, binary, path, sizeof(path)) < 0 || ensure_probe_support(st, "uprobe") < 0) {
+        return NULL;
+    }
+    snprintf(missing, sizeof(missing), "no symbol '%s' in %s", symbol ? symbol : "", path);
+    LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = symbol, .retprobe = retprobe);
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach_uprobe_opts(self->prog, pid, path, offset, &opts);
+    int err = log_done(st, link == NULL ? errno : 0);
+    char where[64] = "";
+    if (offset || symbol == NULL) {
+        snprintf(where, sizeof(where), "%s0x%lx", symbol ? "+" : "", offset);
+    }
+    PyObject *target = PyUnicode_FromFormat("%s %s:%s%s", retprobe ? "uretprobe" : "uprobe", path, symbol ? symbol : "",
+                                            where);
+    return libbpf_result(st, self, link, err, target, symbol ? missing : NULL);
+}
+
+static PyObject *Program_attach_usdt(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"binary", "provider", "name", "pid", NULL};
+    PyObject *binary;
+    const char *provider, *name;
+    int pid = -1;
+    char path[PATH_MAX], missing[PATH_MAX + 300];
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oss|i:attach_usdt", kwlist, &binary, &provider, &name, &pid) ||
+        check_attachable(self) < 0 || binary_path(st, self, binary, path, sizeof(path)) < 0 ||
+        ensure_probe_support(st, "uprobe") < 0) {
+        return NULL;
+    }
+    snprintf(missing, sizeof(missing), "no USDT probe %s:%s in %s", provider, name, path);
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach_usdt(self->prog, pid, path, provider, name, NULL);
+    int err = log_done(st, link == NULL ? errno : 0);
+    return libbpf_result(st, self, link, err, PyUnicode_FromFormat("usdt %s:%s:%s", path, provider, name), missing);
+}
+
+/* ---- perf events ---- */
+
+/* The online CPUs ("0-3,5" in sysfs) into cpus; returns how many, or -1 with errno. */
+static int online_cpus(int *cpus, int max)
+{
+    char buf[4096];
+    int fd = open("/sys/devices/system/cpu/online", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0) {
+        errno = EIO;
+        return -1;
+    }
+    buf[len] = '\0';
+    int n = 0;
+    for (char *s = buf; *s && *s != '\n';) {
+        char *end;
+        long first = strtol(s, &end, 10), last = first;
+        if (*end == '-') {
+            last = strtol(end + 1, &end, 10);
+        }
+        for (long c = first; c <= last && n < max; c++) {
+            cpus[n++] = (int)c;
+        }
+        s = *end == ',' ? end + 1 : end;
+        if (end == s && *s != '\0' && *s != '\n') {
+            break;
+        }
+    }
+    return n;
+}
+
+static int optional_u64(PyObject *o, const char *what, unsigned long long *v)
+{
+    if (o == Py_None) {
+        return 0;
+    }
+    *v = PyLong_AsUnsignedLongLong(o);
+    if (*v == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*v == 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be positive", what);
+        return -1;
+    }
+    return 1;
+}
+
+static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"type", "config", "sample_period", "sample_freq", "cpu", "pid", NULL};
+    unsigned int type;
+    unsigned long long config, period = 0, freq = 0;
+    PyObject *period_obj = Py_None, *freq_obj = Py_None, *cpu_obj = Py_None, *target = NULL;
+    int pid = -1, ncpus = 0, *cpus = NULL;
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_LIBBPF, .fd = -1, .tc_netns_fd = -1};
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IK|$OOOi:attach_perf_event", kwlist, &type, &config, &period_obj,
+                                     &freq_obj, &cpu_obj, &pid) ||
+        check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_PERF_EVENT, "attach_perf_event") < 0) {
+        return NULL;
+    }
+    int has_period = optional_u64(period_obj, "sample_period", &period);
+    int has_freq = has_period < 0 ? -1 : optional_u64(freq_obj, "sample_freq", &freq);
+    if (has_freq < 0) {
+        return NULL;
+    }
+    if (has_period + has_freq != 1) {
+        return PyErr_Format(PyExc_ValueError, "attach_perf_event() takes sample_period or sample_freq (one of them)");
+    }
+    int possible = libbpf_num_possible_cpus();
+    if (possible < 0) {
+        return cbpf_set_error(st, possible, "reading /sys/devices/system/cpu/possible");
+    }
+    cpus = PyMem_Malloc(sizeof(*cpus) * (size_t)possible);
+    att.links = PyMem_RawCalloc((size_t)possible, sizeof(*att.links));
+    if (cpus == NULL || att.links == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    if (cpu_obj != Py_None) {
+        if (int_arg(cpu_obj, "cpu", &cpus[0]) < 0) {
+            goto error;
+        }
+        ncpus = 1;
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, config, cpus[0],
+                                      pid >= 0 ? " pid" : "");
+    }
+    else if (pid >= 0) {
+        cpus[0] = -1; /* the process wherever it runs */
+        ncpus = 1;
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu pid %d", type, config, pid);
+    }
+    else {
+        ncpus = online_cpus(cpus, possible);
+        if (ncpus < 0) {
+            cbpf_set_error(st, errno, "reading /sys/devices/system/cpu/online");
+            goto error;
+        }
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, config, ncpus);
+    }
+    if (target == NULL) {
+        goto error;
+    }
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.type = type;
+    attr.config = config;
+    attr.disabled = 1; /* libbpf enables it once the program is attached */
+    attr.freq = has_freq;
+    if (has_freq) {
+        attr.sample_freq = freq;
+    }
+    else {
+        attr.sample_period = period;
+    }
+    for (int i = 0; i < ncpus; i++) {
+        int pfd = (int)syscall(__NR_perf_event_open, &attr, pid, cpus[i], -1, PERF_FLAG_FD_CLOEXEC);
+        if (pfd < 0) {
+            int err = errno;
+            cbpf_set_error(st, err, "cannot attach program '%s' to %s: perf_event_open on CPU %d%s", utf8(self->name),
+                           utf8(target), cpus[i],
+                           err == ENOENT || err == EOPNOTSUPP ? " (no such event on this machine)" : "");
+            goto error;
+        }
+        cbpf_log_begin();
+        struct bpf_link *link = bpf_program__attach_perf_event(self->prog, pfd);
+        int err = log_done(st, link == NULL ? errno : 0);
+        if (link == NULL) {
+            close(pfd);
+            attach_error(st, self, err, target, NULL);
+            goto error;
+        }
+        att.links[att.nlinks++] = link; /* it owns pfd now */
+    }
+    PyMem_Free(cpus);
+    return cbpf_link_new(st, self, &att, target);
+error:
+    PyMem_Free(cpus);
+    Py_XDECREF(target);
+    cbpf_attachment_release(&att);
+    return NULL;
+}
+
+/* ---- network interfaces, sockets, cgroups ---- */
+
+/* An interface by name or index, in the calling thread's network namespace. */
+static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface, char name[IF_NAMESIZE])
+{
+    if (PyUnicode_Check(iface)) {
+        const char *s = PyUnicode_AsUTF8(iface);
+        if (s == NULL) {
+            return -1;
+        }
+        unsigned int index = strlen(s) < IF_NAMESIZE ? if_nametoindex(s) : 0;
+        if (index == 0) {
+            cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface '%s' (in this network "
+                                       "namespace)",
+                           utf8(self->name), s);
+            return -1;
+        }
+        snprintf(name, IF_NAMESIZE, "%s", s);
+        return (int)index;
+    }
+    int index;
+    if (int_arg(iface, "interface (a name or an index)", &index) < 0) {
+        return -1;
+    }
+    if (index <= 0 || if_indextoname((unsigned int)index, name) == NULL) {
+        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface with index %d (in this "
+                                   "network namespace)",
+                       utf8(self->name), index);
+        return -1;
+    }
+    return index;
+}
+
+static PyObject *Program_attach_xdp(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"interface", "mode", NULL};
+    PyObject *iface;
+    const char *mode = NULL;
+    char name[IF_NAMESIZE];
+    unsigned int flags = 0;
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|z:attach_xdp", kwlist, &iface, &mode) ||
+        check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_XDP, "attach_xdp") < 0) {
+        return NULL;
+    }
+    if (mode == NULL) {
+        flags = 0; /* the driver's native mode where it has one, else generic */
+    }
+    else if (strcmp(mode, "skb") == 0 || strcmp(mode, "generic") == 0) {
+        flags = CBPF_XDP_FLAGS_SKB_MODE;
+    }
+    else if (strcmp(mode, "native") == 0 || strcmp(mode, "driver") == 0) {
+        flags = CBPF_XDP_FLAGS_DRV_MODE;
+    }
+    else if (strcmp(mode, "offload") == 0 || strcmp(mode, "hw") == 0) {
+        flags = CBPF_XDP_FLAGS_HW_MODE;
+    }
+    else {
+        return PyErr_Format(PyExc_ValueError, "unknown XDP mode '%s': None, 'skb' (generic), 'native' (driver) or "
+                            "'offload' (hw)", mode);
+    }
+    int ifindex = interface_index(st, self, iface, name);
+    if (ifindex < 0) {
+        return NULL;
+    }
+    PyObject *target = PyUnicode_FromFormat("xdp %s%s%s", name, mode ? " mode " : "", mode ? mode : "");
+    if (target == NULL) {
+        return NULL;
+    }
+    LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
+    int fd = bpf_link_create(bpf_program__fd(self->prog), ifindex, BPF_XDP, &opts);
+    return fd_result(st, self, fd, errno, target);
+}
+
+static PyObject *Program_attach_tc(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"interface", "direction", "tcx", NULL};
+    PyObject *iface, *tcx = Py_None;
+    const char *direction = NULL;
+    char name[IF_NAMESIZE];
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|z$O:attach_tc", kwlist, &iface, &direction, &tcx) ||
+        check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_SCHED_CLS, "attach_tc") < 0) {
+        return NULL;
+    }
+    bool egress;
+    if (direction == NULL) {
+        egress = bpf_program__expected_attach_type(self->prog) == BPF_TCX_EGRESS;
+    }
+    else if (strcmp(direction, "ingress") == 0 || strcmp(direction, "egress") == 0) {
+        egress = direction[0] == 'e';
+    }
+    else {
+        return PyErr_Format(PyExc_ValueError, "direction must be 'ingress' or 'egress', not '%s'", direction);
+    }
+    int use_tcx = tcx == Py_None ? -1 : PyObject_IsTrue(tcx);
+    if (tcx != Py_None && use_tcx < 0) {
+        return NULL;
+    }
+    int ifindex = interface_index(st, self, iface, name);
+    if (ifindex < 0) {
+        return NULL;
+    }
+    const char *dir = egress ? "egress" : "ingress";
+    int prog_fd = bpf_program__fd(self->prog);
+    if (use_tcx != 0) {
+        int fd = bpf_link_create(prog_fd, ifindex, egress ? BPF_TCX_EGRESS : BPF_TCX_INGRESS, NULL);
+        int err = errno;
+        /* a kernel without tcx (before 6.6) does not know the attach type: EINVAL; then a clsact qdisc */
+        if (fd >= 0 || use_tcx == 1 || err != EINVAL) {
+            return fd_result(st, self, fd, err, PyUnicode_FromFormat("tcx %s %s", dir, name));
+        }
+    }
+    PyObject *target = PyUnicode_FromFormat("tc %s %s (clsact)", dir, name);
+    if (target == NULL) {
+        return NULL;
+    }
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = egress ? BPF_TC_EGRESS : BPF_TC_INGRESS);
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd);
+    cbpf_log_begin();
+    int rc = bpf_tc_hook_create(&hook);
+    if (rc == 0 || rc == -EEXIST) {
+        rc = bpf_tc_attach(&hook, &opts);
+    }
+    log_done(st, 0);
+    if (rc < 0) {
+        attach_error(st, self, -rc, target, NULL);
+        Py_DECREF(target);
+        return NULL;
+    }
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_TC,
+                           .fd = -1,
+                           .ifindex = ifindex,
+                           .tc_netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC),
+                           .tc_attach_point = hook.attach_point,
+                           .tc_handle = opts.handle,
+                           .tc_priority = opts.priority};
+    return cbpf_link_new(st, self, &att, target);
+}
+
+static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_SOCKET_FILTER, "attach_socket") < 0) {
+        return NULL;
+    }
+    int fd = PyObject_AsFileDescriptor(sock);
+    if (fd < 0) {
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        return cbpf_set_error(st, errno, "cannot attach program '%s' to fd %d", utf8(self->name), fd);
+    }
+    if (!S_ISSOCK(sb.st_mode)) {
+        return cbpf_set_error(st, ENOTSOCK, "cannot attach program '%s' to fd %d", utf8(self->name), fd);
+    }
+    PyObject *target = PyUnicode_FromFormat("socket fd %d", fd);
+    if (target == NULL) {
+        return NULL;
+    }
+    int prog_fd = bpf_program__fd(self->prog);
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &prog_fd, sizeof(prog_fd)) != 0) {
+        attach_error(st, self, errno, target, NULL);
+        Py_DECREF(target);
+        return NULL;
+    }
+    cbpf_attachment att = {
+        .kind = CBPF_ATTACHMENT_SOCKET, .fd = fd, .tc_netns_fd = -1, .sock_dev = sb.st_dev, .sock_ino = sb.st_ino};
+    return cbpf_link_new(st, self, &att, target);
+}
+
+/* An attach type by number or by libbpf's name ("cgroup_inet_egress"). */
+static int attach_type_arg(PyObject *o, enum bpf_attach_type *out)
+{
+    if (PyUnicode_Check(o)) {
+        const char *want = PyUnicode_AsUTF8(o);
+        if (want == NULL) {
+            return -1;
+        }
+        for (int t = 0;; t++) {
+            const char *name = libbpf_bpf_attach_type_str((enum bpf_attach_type)t);
+            if (name == NULL) {
+                PyErr_Format(PyExc_ValueError, "unknown attach type '%s' (see cbpf.AttachType)", want);
+                return -1;
+            }
+            if (strcmp(name, want) == 0) {
+                *out = (enum bpf_attach_type)t;
+                return 0;
+            }
+        }
+    }
+    int t;
+    if (int_arg(o, "attach_type", &t) < 0) {
+        return -1;
+    }
+    *out = (enum bpf_attach_type)t;
+    return 0;
+}
+
+static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"path", "attach_type", NULL};
+    PyObject *path = NULL, *type_obj = Py_None, *result = NULL;
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|O:attach_cgroup", kwlist, PyUnicode_FSConverter, &path,
+                                     &type_obj)) {
+        return NULL;
+    }
+    enum bpf_attach_type type;
+    if (check_attachable(self) < 0) {
+        goto done;
+    }
+    if (type_obj == Py_None) {
+        type = bpf_program__expected_attach_type(self->prog);
+    }
+    else if (attach_type_arg(type_obj, &type) < 0) {
+        goto done;
+    }
+    const char *p = PyBytes_AS_STRING(path);
+    const char *type_str = libbpf_bpf_attach_type_str(type);
+    int cgroup_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd < 0) {
+        int err = errno;
+        cbpf_set_error(st, err, "cannot attach program '%s': %s %s", utf8(self->name),
+                       err == ENOENT ? "no cgroup at" : "cannot open the cgroup", p);
+        goto done;
+    }
+    int fd = bpf_link_create(bpf_program__fd(self->prog), cgroup_fd, type, NULL);
+    int err = errno;
+    close(cgroup_fd);
+    result = fd_result(st, self, fd, err, PyUnicode_FromFormat("cgroup %s (%s)", p, type_str ? type_str : "?"));
+done:
+    Py_DECREF(path);
+    return result;
+}
+
+static PyObject *Program_attach_iter(ProgramObject *self, PyObject *Py_UNUSED(ignored))
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (check_attachable(self) < 0) {
+        return NULL;
+    }
+    if (bpf_program__expected_attach_type(self->prog) != BPF_TRACE_ITER) {
+        return PyErr_Format(PyExc_TypeError, "program '%U' (section '%U') is not an iterator: attach_iter() "
+                            "attaches iter/... programs", self->name, self->section);
+    }
+    cbpf_log_begin();
+    struct bpf_link *link = bpf_program__attach_iter(self->prog, NULL);
+    int err = log_done(st, link == NULL ? errno : 0);
+    return libbpf_result(st, self, link, err, Py_NewRef(self->section), NULL);
+}
+
+/* ---- attributes ---- */
+
+static PyObject *Program_get_fd(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    int fd = self->prog != NULL ? bpf_program__fd(self->prog) : -1;
+    return PyLong_FromLong(fd < 0 ? -1 : fd); /* libbpf says -ENOENT for a program not loaded */
+}
+
+static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromSize_t(bpf_program__insn_cnt(self->prog));
+}
+
+static PyObject *Program_get_autoload(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(bpf_program__autoload(self->prog));
+}
+
+static PyObject *Program_get_autoattach(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(bpf_program__autoattach(self->prog));
+}
+
+/* Both flags are read by Object.load() and Object.attach(): a flag set after them would do nothing. */
+static int set_flag(ProgramObject *self, PyObject *value, const char *flag, bool frozen, const char *when)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", flag);
+        return -1;
+    }
+    int on = PyObject_IsTrue(value);
+    if (on < 0 || check_open(self) < 0) {
+        return -1;
+    }
+    if (frozen) {
+        PyErr_Format(PyExc_ValueError, "%s of program '%U' can only change before %s", flag, self->name, when);
+        return -1;
+    }
+    return on;
+}
+
+static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int on = set_flag(self, value, "autoload", self->owner->loaded || self->owner->busy, "Object.load()");
+    if (on < 0) {
+        return -1;
+    }
+    int err = bpf_program__set_autoload(self->prog, on);
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autoload of program '%s'",
+                       utf8(self->name));
+        return -1;
+    }
+    return 0;
+}
+
+static int Program_set_autoattach(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    int on = set_flag(self, value, "autoattach", self->owner->attached, "Object.attach()");
+    if (on < 0) {
+        return -1;
+    }
+    bpf_program__set_autoattach(self->prog, on);
+    return 0;
+}
+
+static PyObject *Program_get_object(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->owner);
+}
+
+static PyObject *Program_repr(ProgramObject *self)
+{
+    return PyUnicode_FromFormat("<cbpf.Program '%U' section='%U' type=%s%s>", self->name, self->section,
+                                type_name(self->type), self->prog == NULL ? " (closed)" : "");
+}
+
+static int Program_traverse(ProgramObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static void Program_dealloc(ProgramObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->section);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+#define VARARGS(f) (PyCFunction)(void (*)(void))(f), METH_VARARGS | METH_KEYWORDS
+
+static PyMethodDef Program_methods[] = {
+    {"attach", (PyCFunction)Program_attach, METH_NOARGS,
+     "attach($self, /)\n--\n\nAttaches where the section name says (tracepoint/..., raw_tracepoint/..., tp_btf/..., "
+     "kprobe/..., uprobe/..., fentry/..., lsm/..., iter/..., ...) and returns the Link."},
+    {"attach_kprobe", VARARGS(Program_attach_kprobe),
+     "attach_kprobe($self, /, func, retprobe=False, offset=0)\n--\n\nAttaches to a kernel function's entry (or "
+     "return, with retprobe). Needs a kernel with CONFIG_KPROBES."},
+    {"attach_tracepoint", VARARGS(Program_attach_tracepoint),
+     "attach_tracepoint($self, /, category, name)\n--\n\nAttaches to the tracepoint category/name (tracefs is "
+     "mounted when missing)."},
+    {"attach_raw_tracepoint", VARARGS(Program_attach_raw_tracepoint),
+     "attach_raw_tracepoint($self, /, name)\n--\n\nAttaches to the raw tracepoint name (sys_enter, sched_switch...)."},
+    {"attach_uprobe", VARARGS(Program_attach_uprobe),
+     "attach_uprobe($self, /, binary, symbol=None, offset=0, pid=-1, retprobe=False)\n--\n\nAttaches to a function "
+     "of a program or library: binary is a path, a library's name (\"libc\", \"libc.so.6\") or an executable in "
+     "PATH; symbol the function (offset added to it), or offset alone a file offset. pid -1: every process."},
+    {"attach_usdt", VARARGS(Program_attach_usdt),
+     "attach_usdt($self, /, binary, provider, name, pid=-1)\n--\n\nAttaches to the USDT probe provider:name of a "
+     "program or library (the BPF side reads arguments with bpf/usdt.bpf.h)."},
+    {"attach_perf_event", VARARGS(Program_attach_perf_event),
+     "attach_perf_event($self, /, type, config, *, sample_period=None, sample_freq=None, cpu=None, pid=-1)\n--\n\n"
+     "Opens a sampling perf event (type and config as perf_event_open(2), e.g. PerfType.SOFTWARE and "
+     "PerfSoftware.CPU_CLOCK; one of sample_period or sample_freq) and runs the program on each sample. With cpu "
+     "None and pid -1: one event per online CPU, all held by the Link; with a pid: that thread on any CPU."},
+    {"attach_xdp", VARARGS(Program_attach_xdp),
+     "attach_xdp($self, /, interface, mode=None)\n--\n\nAttaches to a network interface (name or index) as a BPF "
+     "link; mode None (the driver's choice), 'skb' (generic), 'native' or 'offload'."},
+    {"attach_tc", VARARGS(Program_attach_tc),
+     "attach_tc($self, /, interface, direction=None, *, tcx=None)\n--\n\nAttaches to a network interface's "
+     "ingress or egress (None: the section's, else ingress): through tcx where the kernel has it (6.6+), else as a "
+     "filter on a clsact qdisc. tcx=True or False insists on one."},
+    {"attach_socket", (PyCFunction)Program_attach_socket, METH_O,
+     "attach_socket($self, sock, /)\n--\n\nAttaches a socket filter (SO_ATTACH_BPF) to a socket object or fd."},
+    {"attach_cgroup", VARARGS(Program_attach_cgroup),
+     "attach_cgroup($self, /, path, attach_type=None)\n--\n\nAttaches to a cgroup v2 directory; attach_type (an "
+     "AttachType or its name) defaults to the section's (cgroup_skb/egress -> cgroup_inet_egress)."},
+    {"attach_iter", (PyCFunction)Program_attach_iter, METH_NOARGS,
+     "attach_iter($self, /)\n--\n\nAttaches an iterator (iter/task, ...): Link.read() runs it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Program_members[] = {
+    {"name", T_OBJECT_EX, offsetof(ProgramObject, name), READONLY, "The program's (function's) name."},
+    {"section", T_OBJECT_EX, offsetof(ProgramObject, section), READONLY, "The ELF section it came from."},
+    {"type", T_UINT, offsetof(ProgramObject, type), READONLY, "The program type (a BPF_PROG_TYPE_* value)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Program_getset[] = {
+    {"fd", (getter)Program_get_fd, NULL, "The program's file descriptor (-1 when not loaded).", NULL},
+    {"insn_count", (getter)Program_get_insn_count, NULL,
+     "Instructions in the program (after load: as loaded, subprograms included).", NULL},
+    {"autoload", (getter)Program_get_autoload, (setter)Program_set_autoload,
+     "Whether Object.load() loads it; settable before load.", NULL},
+    {"autoattach", (getter)Program_get_autoattach, (setter)Program_set_autoattach,
+     "Whether Object.attach() attaches it; settable before attach.", NULL},
+    {"object", (getter)Program_get_object, NULL, "The Object the program belongs to.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Program_slots[] = {
+    {Py_tp_doc, "A BPF program of an Object (Object.programs[name]). attach() and the attach_* methods return "
+                "Links."},
+    {Py_tp_methods, Program_methods},
+    {Py_tp_members, Program_members},
+    {Py_tp_getset, Program_getset},
+    {Py_tp_repr, Program_repr},
+    /* no tp_clear: a Link detaching during a collection reaches its Object through owner; the Object's and the
+     * Link's tp_clear break the cycles */
+    {Py_tp_traverse, Program_traverse},
+    {Py_tp_dealloc, Program_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec cbpf_program_spec = {
+    .name = "cbpf._cbpf.Program",
+    .basicsize = sizeof(ProgramObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | CBPF_TPFLAGS_NO_INSTANCES,
+    .slots = Program_slots,
+};

@@ -1,0 +1,135 @@
+"""Attach points the development kernel lacks (kprobes, fentry/fexit, BPF LSM), for a VM kernel that has them.
+
+scripts/vmtest runs these inside a guest and sets CBPF_VM_KERNEL there. On the host they skip, naming what is
+missing; inside the VM a feature that is missing fails the test, unless the guest kernel is older than the
+feature's minimum version. Programs: tests/bpf/vm_{kprobe,fentry,lsm}.bpf.c.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import cbpf
+from conftest import TESTS, compile_bpf
+
+pytestmark = pytest.mark.vmkernel
+
+IN_VM = bool(os.environ.get("CBPF_VM_KERNEL"))
+# the first kernel where each works: BPF kprobes 4.1, fentry/fexit 5.5, BPF LSM 5.7
+MINIMUM = {"kprobes": (4, 1), "fentry/fexit": (5, 5), "BPF LSM": (5, 7)}
+CALLS = 1000
+
+
+@pytest.fixture(scope="module")
+def bpf_objects(request) -> dict[str, Path]:
+    """tests/bpf/vm_*.bpf.c by name. scripts/vmtest-run compiles them on the host into CBPF_VM_OBJECTS before it
+    boots the VM (clang under the guest's emulated CPU would take minutes, and the guest's root is read-only)."""
+    where = os.environ.get("CBPF_VM_OBJECTS")
+    if where:
+        return {p.name[: -len(".bpf.o")]: p for p in Path(where).glob("*.bpf.o")}
+    if IN_VM:
+        pytest.fail("CBPF_VM_OBJECTS is not set: run these tests through scripts/vmtest-run", pytrace=False)
+    out = request.getfixturevalue("bpf_build_dir")
+    return {src.name[: -len(".bpf.c")]: compile_bpf(src, out) for src in sorted((TESTS / "bpf").glob("vm_*.bpf.c"))}
+
+
+def kernel_version() -> tuple[int, int]:
+    major, minor = re.match(r"(\d+)\.(\d+)", os.uname().release).groups()  # type: ignore[union-attr]
+    return int(major), int(minor)
+
+
+def need(feature: str, missing: str | None) -> None:
+    """Skips on the host when the kernel lacks the feature; in the VM that is a failure unless the kernel is older
+    than the feature."""
+    if missing is None:
+        return
+    if IN_VM and kernel_version() >= MINIMUM[feature]:
+        pytest.fail(f"{feature} should work on this VM kernel ({os.uname().release}, {feature} needs "
+                    f"{'.'.join(map(str, MINIMUM[feature]))}+) but: {missing}", pytrace=False)
+    pytest.skip(f"needs a kernel with {feature}: {missing} (runs inside scripts/vmtest)")
+
+
+def load(path, feature: str, hint: str = "", **kwargs) -> cbpf.Object:
+    try:
+        obj = cbpf.Object(path, **kwargs)
+    except OSError as e:
+        need(feature, f"the kernel refused the program ({e}){hint}")
+        raise
+    obj.globals["target_tgid"] = os.getpid()
+    return obj
+
+
+def getpid_n(n: int) -> None:
+    for _ in range(n):
+        os.getpid()
+
+
+def need_kprobes() -> None:
+    if not os.path.exists("/sys/bus/event_source/devices/kprobe"):
+        need("kprobes", "this kernel has no kprobes (built without CONFIG_KPROBES)")
+
+
+def test_kprobe_and_kretprobe_by_section_name(bpf_objects):
+    need_kprobes()
+    with load(bpf_objects["vm_kprobe"], "kprobes") as obj:  # attaches the two programs whose sections say where
+        assert sorted(link.target for link in obj.links) == ["kprobe/__x64_sys_getpid",
+                                                             "kretprobe/__x64_sys_getpid"]
+        getpid_n(CALLS)
+        g = obj.globals
+        assert (g["kprobe_calls"], g["kretprobe_calls"], g["kretprobe_right_value"]) == (CALLS, CALLS, CALLS)
+        for link in obj.links:
+            link.detach()
+        getpid_n(10)
+        assert (g["kprobe_calls"], g["kretprobe_calls"]) == (CALLS, CALLS)
+
+
+def test_attach_kprobe_explicitly(bpf_objects):
+    need_kprobes()
+    with load(bpf_objects["vm_kprobe"], "kprobes", attach=False) as obj:
+        entry = obj.programs["any_kprobe"].attach_kprobe("__x64_sys_getpid")
+        ret = obj.programs["any_kretprobe"].attach_kprobe("__x64_sys_getpid", retprobe=True)
+        assert (entry.target, ret.target) == ("kprobe __x64_sys_getpid", "kretprobe __x64_sys_getpid")
+        getpid_n(CALLS)
+        assert (obj.globals["explicit_calls"], obj.globals["explicit_ret_calls"]) == (CALLS, CALLS)
+        entry.detach()
+        getpid_n(10)
+        assert (obj.globals["explicit_calls"], obj.globals["explicit_ret_calls"]) == (CALLS, CALLS + 10)
+        with pytest.raises(FileNotFoundError, match="kprobe cbpf_no_such_function: no such kernel function"):
+            obj.programs["any_kprobe"].attach_kprobe("cbpf_no_such_function")
+
+
+def test_fentry_and_fexit_count_unlink_calls(bpf_objects, tmp_path):
+    paths = [tmp_path / f"f{i}" for i in range(CALLS)]
+    for p in paths:
+        p.touch()
+    with load(bpf_objects["vm_fentry"], "fentry/fexit") as obj:
+        assert sorted(link.target for link in obj.links) == ["fentry/do_unlinkat", "fexit/do_unlinkat"]
+        for p in paths:
+            os.unlink(p)
+        with pytest.raises(FileNotFoundError):
+            os.unlink(paths[0])  # one more call, which fails
+        g = obj.globals
+        assert (g["fentry_calls"], g["fexit_calls"], g["fexit_succeeded"]) == (CALLS + 1, CALLS + 1, CALLS)
+
+
+def active_lsms() -> str:
+    """The kernel's active LSMs, for messages (securityfs is mounted for it inside the VM)."""
+    lsm = "/sys/kernel/security/lsm"
+    if not os.path.exists(lsm) and IN_VM:
+        subprocess.run(["mount", "-t", "securityfs", "securityfs", "/sys/kernel/security"], capture_output=True)
+    return open(lsm).read().strip() if os.path.exists(lsm) else "unknown (securityfs not mounted)"
+
+
+def test_lsm_program_fires_on_file_open(bpf_objects):
+    lsms = active_lsms()
+    hint = "" if "bpf" in lsms.split(",") else f"; active LSMs: {lsms}: boot with lsm=...,bpf and CONFIG_BPF_LSM=y"
+    with load(bpf_objects["vm_lsm"], "BPF LSM", hint) as obj:
+        assert [link.target for link in obj.links] == ["lsm/file_open"]
+        for _ in range(CALLS):
+            os.close(os.open("/dev/null", os.O_RDONLY))
+        assert obj.globals["file_opens"] == CALLS, f"active LSMs: {lsms}"
