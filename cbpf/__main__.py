@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--top", type=int, default=10, help="rows to print (default 10)")
     args = parser.parse_args(argv)
 
-    obj = cbpf.boot(BUNDLED)
+    try:
+        obj = cbpf.boot(BUNDLED)
+    except OSError as e:  # no privilege, a kernel without BPF or tracepoints: say so without a traceback
+        print(f"python -m cbpf: {e}", file=sys.stderr)
+        return 1
     print(f"cbpf {cbpf.__version__} (libbpf {cbpf.libbpf_version()}): counting system calls for "
           f"{args.duration:g} s ...", flush=True)
     time.sleep(args.duration)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
 import resource
 import sys
 import threading
@@ -178,3 +180,70 @@ def test_a_forked_child_shares_the_maps_and_leaves_the_parent_intact(bpf_objects
         assert obj.maps["counts"].fetch(pid) == 15
     finally:
         obj.close()
+
+
+# Run as nobody (no capabilities): each entry point that reaches the kernel, then what the caller sees.
+UNPRIVILEGED_SCRIPT = r"""
+import json, sys
+import cbpf
+
+elf, pinned = sys.stdin.read().encode("latin-1"), sys.argv[1]
+results = {}
+
+def attempt(name, call):
+    try:
+        call()
+        results[name] = ["no error", ""]
+    except Exception as e:
+        results[name] = [type(e).__name__, str(e)]
+
+attempt("boot", lambda: cbpf.boot(elf))
+attempt("Object", lambda: cbpf.Object(elf))
+attempt("Object(attach=False)", lambda: cbpf.Object(elf, attach=False))
+unloaded = cbpf.Object(elf, load=False)  # parsing needs no privilege
+results["programs before load"] = sorted(unloaded.programs)
+attempt("Object.load", unloaded.load)
+results["closed by the refused load"] = unloaded.closed
+attempt("load again", unloaded.load)
+unloaded.close()
+attempt("Map.create", lambda: cbpf.Map.create("hash", 4, 8, 16))
+attempt("Map.create(array)", lambda: cbpf.Map.create("array", 4, 8, 16, name="unpriv"))
+attempt("Map.from_pinned", lambda: cbpf.Map.from_pinned(pinned))
+results["booted"] = len(cbpf.booted())
+print(json.dumps(results))
+"""
+
+
+def run_as_nobody(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(cbpf.__file__).resolve().parent.parent)}
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+                           "--bounding-set=-all", sys.executable, *args], capture_output=True, text=True,
+                          input=stdin, env=env, cwd="/", timeout=120)
+
+
+def test_every_entry_point_tells_an_unprivileged_user_to_get_privileges(bpf_objects):
+    pinned = f"/sys/fs/bpf/cbpf-unprivileged-{os.getpid()}"
+    m = Map.create("hash", 4, 8, 16)
+    m.pin(pinned)
+    try:
+        r = run_as_nobody("-c", UNPRIVILEGED_SCRIPT, pinned,
+                          stdin=Path(bpf_objects["counter"]).read_bytes().decode("latin-1"))
+    finally:
+        m.unpin()
+        m.close()
+    assert r.returncode == 0, r.stderr
+    results = json.loads(r.stdout)
+    assert results.pop("programs before load") == ["count_getpid"]
+    assert results.pop("closed by the refused load") is True
+    assert results.pop("load again") == ["ValueError", "Object 'object' is closed"]  # named 'object': from bytes
+    assert results.pop("booted") == 0
+    fix = "run as root, or grant CAP_BPF and CAP_PERFMON"
+    assert {name: kind for name, (kind, _) in results.items()} == dict.fromkeys(results, "PermissionError")
+    assert all(fix in message for _, message in results.values()), results
+
+
+def test_the_monitor_run_unprivileged_says_what_to_do():
+    r = run_as_nobody("-m", "cbpf", "--duration", "0.1")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("python -m cbpf: ") and "run as root, or grant CAP_BPF" in r.stderr, r.stderr
