@@ -157,6 +157,13 @@ extern PyType_Spec cbpf_ringbuf_spec;
 extern PyType_Spec cbpf_perfbuf_spec;
 extern PyType_Spec cbpf_decoder_spec;
 
+/* A name out of an ELF or its BTF (map, program, section, field): the file is untrusted, so bytes that are not UTF-8
+ * become backslash escapes instead of a UnicodeDecodeError. */
+static inline PyObject *cbpf_elf_name(const char *s)
+{
+    return PyUnicode_DecodeUTF8(s ? s : "", s ? (Py_ssize_t)strlen(s) : 0, "backslashreplace");
+}
+
 static inline cbpf_state *cbpf_get_state(PyObject *module)
 {
     return (cbpf_state *)PyModule_GetState(module);

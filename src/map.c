@@ -97,7 +97,7 @@ static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *nam
     }
     self->owner = owner ? (ObjectObject *)Py_NewRef(owner) : NULL;
     self->fd = -1;
-    self->name = PyUnicode_FromString(name);
+    self->name = cbpf_elf_name(name);
     if (self->name == NULL) {
         Py_DECREF(self);
         return NULL;

@@ -461,14 +461,14 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
                     return PyErr_Format(PyExc_ValueError, "BTF datasec %u: entry %u is not a variable", id, i);
                 }
                 PyObject *type = describe_btf(btf, var->type, depth + 1);
-                field = type ? Py_BuildValue("(sIIN)", btf__name_by_offset(btf, var->name_off), v->offset,
+                field = type ? Py_BuildValue("(NIIN)", cbpf_elf_name(btf__name_by_offset(btf, var->name_off)), v->offset,
                                              v->size, type)
                              : NULL;
             }
             else {
                 const struct btf_member *m = btf_members(t) + i;
                 PyObject *type = describe_btf(btf, m->type, depth + 1);
-                field = type ? Py_BuildValue("(sIIN)", btf__name_by_offset(btf, m->name_off),
+                field = type ? Py_BuildValue("(NIIN)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
                                              btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type)
                              : NULL;
             }

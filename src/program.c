@@ -71,8 +71,8 @@ ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_
     self->owner = (ObjectObject *)Py_NewRef(owner);
     self->prog = prog;
     self->type = (uint32_t)bpf_program__type(prog);
-    self->name = PyUnicode_FromString(bpf_program__name(prog));
-    self->section = PyUnicode_FromString(bpf_program__section_name(prog));
+    self->name = cbpf_elf_name(bpf_program__name(prog));
+    self->section = cbpf_elf_name(bpf_program__section_name(prog));
     if (self->name == NULL || self->section == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -282,7 +282,7 @@ PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool 
         return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
                             self->name, sec, attach_hint(self));
     }
-    return libbpf_result(st, self, link, err, PyUnicode_FromString(sec), "no such attach point");
+    return libbpf_result(st, self, link, err, cbpf_elf_name(sec), "no such attach point");
 }
 
 static PyObject *Program_attach(ProgramObject *self, PyObject *Py_UNUSED(ignored))

@@ -103,3 +103,26 @@ def test_bpffs_is_mounted_when_missing():
         "m.unpin()\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True"]
+
+
+REGRESSIONS = sorted((Path(__file__).parent / "fuzz-regressions").iterdir())
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
+def test_fuzz_findings_load_or_fail_cleanly(path):
+    """Inputs the fuzzer (scripts/fuzz) once crashed on or raised something other than OSError with."""
+    before = open_fds()
+    try:
+        obj = cbpf.Object(path.read_bytes(), attach=False)
+    except OSError:
+        pass
+    else:
+        obj.close()
+    assert open_fds() == before
+
+
+def test_names_that_are_not_utf8_are_escaped():
+    # the fuzzer's mutation of net.bpf.o: bytes 0xa0... in a section name, which libbpf takes as a program's name
+    data = (Path(__file__).parent / "fuzz-regressions" / "non-utf8-program-name.o").read_bytes()
+    with cbpf.Object(data, load=False) as obj:
+        assert "cgroup\\xa0\\x9a\\x98\\x8d\\x9a\\x8c\\x8c\\xff.relcgroup_skb/egress" in obj.programs
