@@ -305,6 +305,13 @@ static int value_bytes(MapObject *self, PyObject *value, uint64_t *scratch, Py_b
     if (holds_fds(self->type) && !PyIndex_Check(value) && !PyObject_CheckBuffer(value)) {
         PyObject *fd = PyObject_GetAttrString(value, "fd");
         if (fd == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                const char *what = self->type == BPF_MAP_TYPE_PROG_ARRAY      ? "a Program, "
+                                   : self->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY ? ""
+                                                                                 : "a Map, ";
+                PyErr_Format(PyExc_TypeError, "a value of map '%U' is %san fd or a buffer of %u bytes, not %.200s",
+                             self->name, what, self->value_size, Py_TYPE(value)->tp_name);
+            }
             return -1;
         }
         int rc = to_bytes(fd, self->value_size, "value", self->name, scratch, view, out);

@@ -341,3 +341,28 @@ def test_iterating_while_a_bpf_program_adds_keys(maps_obj):
     assert len(seen) == len(set(seen))  # nothing twice
     assert set(range(1, 3001)) <= set(seen)  # nothing that was there before is missed
     assert len(seen) <= growing.max_entries
+
+
+def test_program_array_tail_calls_the_program_put_in_it(bpf_objects):
+    with cbpf.Object(bpf_objects["tailcall"]) as obj:  # "tracepoint" alone names no target: only entry attaches
+        assert [link.target for link in obj.links] == ["tracepoint/syscalls/sys_enter_getpid"]
+        g, table = obj.globals, obj.maps["jump_table"]
+        pid = os.getpid()
+        g["target_tgid"] = pid
+
+        def calls(n: int) -> tuple[int, int, int]:
+            before = (g["fell_through"], g["in_first"], g["in_second"])
+            for _ in range(n):
+                os.getpid()
+            return tuple(now - then for now, then in zip((g["fell_through"], g["in_first"], g["in_second"]), before))
+
+        assert calls(10) == (10, 0, 0)  # empty slot: the tail call falls through
+        table[0] = obj.programs["first"]  # by the Program (its fd)
+        assert calls(20) == (0, 20, 0)
+        table.update(0, obj.programs["second"].fd)  # or by the fd, as an int
+        assert calls(30) == (0, 0, 30)
+        assert table.lookup(0) is not None and 1 not in table  # what the kernel gives back is the program's id
+        del table[0]
+        assert calls(5) == (5, 0, 0)
+        with pytest.raises(TypeError, match="a value of map 'jump_table' is a Program, an fd or a buffer of 4 bytes"):
+            table[1] = "not a program"
