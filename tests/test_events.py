@@ -312,9 +312,11 @@ def test_two_ring_buffers_in_one_consumer(bpf_objects):
 
 
 def test_asyncio_consumer(bpf_objects):
-    def produce() -> int:
+    producer_tid: list[int] = []  # known before its first getpid(), so the consumer can stop at its 200th event
+
+    def produce() -> None:
+        producer_tid.append(threading.get_native_id())
         getpid_n(200)
-        return threading.get_native_id()
 
     async def main(rb: cbpf.RingBuffer) -> list[int]:
         loop = asyncio.get_running_loop()
@@ -323,12 +325,13 @@ def test_asyncio_consumer(bpf_objects):
         async for event in rb.events():
             # asyncio calls getpid() itself (to check the running loop): its thread's events are apart
             by_tid[event.tid].append(event.seq)
-            if producer.done() and len(by_tid[producer.result()]) == 200:
+            if producer_tid and len(by_tid[producer_tid[0]]) == 200:
                 break
-        return by_tid[await producer]
+        await producer
+        return by_tid[producer_tid[0]]
 
     with load(bpf_objects) as obj, cbpf.RingBuffer(obj.maps["events"], event="event") as rb:
-        assert asyncio.run(main(rb)) == list(range(1, 201))
+        assert asyncio.run(asyncio.wait_for(main(rb), 30)) == list(range(1, 201))
 
 
 def test_asyncio_consumer_ends_when_closed(bpf_objects):

@@ -38,6 +38,12 @@ def bpf_objects(request) -> dict[str, Path]:
     return {src.name[: -len(".bpf.c")]: compile_bpf(src, out) for src in sorted((TESTS / "bpf").glob("vm_*.bpf.c"))}
 
 
+@pytest.fixture(autouse=True)
+def _forget_booted():
+    yield
+    cbpf.shutdown()
+
+
 def kernel_version() -> tuple[int, int]:
     major, minor = re.match(r"(\d+)\.(\d+)", os.uname().release).groups()  # type: ignore[union-attr]
     return int(major), int(minor)
@@ -54,9 +60,10 @@ def need(feature: str, missing: str | None) -> None:
     pytest.skip(f"needs a kernel with {feature}: {missing} (runs inside scripts/vmtest)")
 
 
-def load(path, feature: str, hint: str = "", **kwargs) -> cbpf.Object:
+def load(path, feature: str, hint: str = "", boot: bool = False, **kwargs) -> cbpf.Object:
+    """The object loaded and attached, by cbpf.boot() (the seed's call) or cbpf.Object()."""
     try:
-        obj = cbpf.Object(path, **kwargs)
+        obj = cbpf.boot(path) if boot else cbpf.Object(path, **kwargs)
     except OSError as e:
         need(feature, f"the kernel refused the program ({e}){hint}")
         raise
@@ -76,7 +83,8 @@ def need_kprobes() -> None:
 
 def test_kprobe_and_kretprobe_by_section_name(bpf_objects):
     need_kprobes()
-    with load(bpf_objects["vm_kprobe"], "kprobes") as obj:  # attaches the two programs whose sections say where
+    with load(bpf_objects["vm_kprobe"], "kprobes", boot=True) as obj:  # attaches the programs whose sections say where
+        assert cbpf.booted() == (obj,)
         assert sorted(link.target for link in obj.links) == ["kprobe/__x64_sys_getpid",
                                                              "kretprobe/__x64_sys_getpid"]
         getpid_n(CALLS)
