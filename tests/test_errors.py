@@ -123,6 +123,6 @@ def test_fuzz_findings_load_or_fail_cleanly(path):
 
 def test_names_that_are_not_utf8_are_escaped():
     # the fuzzer's mutation of net.bpf.o: bytes 0xa0... in a section name, which libbpf takes as a program's name
-    data = (Path(__file__).parent / "fuzz-regressions" / "non-utf8-program-name.o").read_bytes()
+    data = (Path(__file__).parent / "fuzz-regressions" / "non-utf8-program-name.bin").read_bytes()
     with cbpf.Object(data, load=False) as obj:
         assert "cgroup\\xa0\\x9a\\x98\\x8d\\x9a\\x8c\\x8c\\xff.relcgroup_skb/egress" in obj.programs
