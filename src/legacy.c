@@ -638,9 +638,19 @@ static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
         unsized += s->st_size == 0;
         k++;
     }
+    if (unsized && unsized != n) {
+        for (size_t i = 0; i < n; i++) {
+            if (ms[i].size == 0) {
+                ret = fail(p->err, p->errlen, -EINVAL,
+                           "map '%s' is 0 bytes (its symbol's size): a struct bpf_map_def has at least 5 4-byte fields",
+                           sym_name(p, ms[i].sym));
+                goto done;
+            }
+        }
+    }
     if (unsized) {
         /* an old toolchain without symbol sizes: equal records filling the section */
-        if (unsized != n || len % n != 0) {
+        if (len % n != 0) {
             ret = fail(p->err, p->errlen, -EINVAL,
                        "map symbols have no size and the maps section (%zu bytes) is not a whole number of %zu "
                        "records",
