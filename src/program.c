@@ -336,6 +336,11 @@ static int require_libbpf(ProgramObject *self, const char *method)
 static const char *attach_hint(ProgramObject *self)
 {
     const char *sec = utf8(self->section);
+    if (is_legacy(self) && (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") ||
+                            self->type == BPF_PROG_TYPE_PERF_EVENT)) {
+        return "its fd with perf_event_open(2) and PERF_EVENT_IOC_SET_BPF yourself (attach_uprobe and "
+               "attach_perf_event need libbpf's programs, which a legacy object does not have)";
+    }
     if (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe")) {
         return "attach_uprobe(binary, symbol)";
     }

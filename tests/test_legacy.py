@@ -212,7 +212,7 @@ def test_attach_points_that_do_not_exist(legacy_objects):
 
 
 @pytest.mark.kernel
-def test_what_legacy_programs_cannot_do_is_said(twins):
+def test_what_legacy_programs_cannot_do_is_said(twins, legacy_objects):
     with cbpf.Object(twins["legacy"], attach=False) as obj:
         with pytest.raises(ValueError, match=r"section 'socket'\) does not say where to attach: use attach_socket"):
             obj.programs["filter"].attach()
@@ -224,6 +224,13 @@ def test_what_legacy_programs_cannot_do_is_said(twins):
             obj.globals  # noqa: B018
         with pytest.raises(ValueError, match="no BTF"):
             obj.btf_struct("anything")
+    with cbpf.Object(legacy_objects["counter"], attach=False) as obj:
+        sample = obj.programs["on_sample"]
+        with pytest.raises(ValueError, match=r"section 'perf_event'\) does not say where to attach: use its fd with "
+                                             r"perf_event_open\(2\) and PERF_EVENT_IOC_SET_BPF yourself"):
+            sample.attach()
+        with pytest.raises(TypeError, match=r"attach_perf_event\(\) is not available"):
+            sample.attach_perf_event(1, 0, sample_period=1000)
 
 
 def test_global_data_is_refused_clearly(legacy_objects):

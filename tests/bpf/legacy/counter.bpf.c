@@ -106,6 +106,12 @@ int kprobe_getpid(void *ctx)
     return 0;
 }
 
+SEC("perf_event")
+int on_sample(void *ctx)
+{
+    return 0;
+}
+
 SEC("socket")
 int sock_filter(void *skb)
 {
