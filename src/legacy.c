@@ -1672,8 +1672,7 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
     int ret = read_small_file(KPROBE_PMU "/type", buf, sizeof(buf));
     if (ret == -ENOENT)
         return fail(err, errlen, -EOPNOTSUPP,
-                    "cannot attach a %s to %s: this kernel has no kprobes (built without CONFIG_KPROBES)", kind,
-                    func);
+                    "cannot attach a %s to %s: this kernel has no kprobes (built without CONFIG_KPROBES)", kind, func);
     if (ret < 0)
         return fail(err, errlen, ret, "reading " KPROBE_PMU "/type: %s", errstr(-ret, eb, sizeof(eb)));
     char *end;
@@ -1704,8 +1703,8 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
     if (pfd < 0) {
         int e = errno;
         if (e == ENOENT || e == EINVAL)
-            return fail(err, errlen, -ENOENT, "no kernel function '%s' that a %s can probe (see /proc/kallsyms)",
-                        func, kind);
+            return fail(err, errlen, -ENOENT, "no kernel function '%s' that a %s can probe (see /proc/kallsyms)", func,
+                        kind);
         return fail(err, errlen, -e, "%s: perf_event_open failed: %s", what, errstr(e, eb, sizeof(eb)));
     }
     return attach_perf(prog_fd, pfd, what, link_fd, perf_fd, err, errlen);

@@ -164,17 +164,11 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
     self->legacy = obj;
     self->loaded = true;
     Py_CLEAR(self->elf);
+    /* the maps dict was filled in the spec's order, which is the loaded object's (names are unique) */
     pos = 0;
-    while (PyDict_Next(self->maps, &pos, &key, &value)) {
-        MapObject *m = (MapObject *)value;
-        /* the maps dict holds the spec's maps by name, in the spec's order: find each by name */
-        for (size_t i = 0; i < obj->nmaps; i++) {
-            if (PyUnicode_EqualToUTF8Compat(m->name, obj->maps[i].name)) {
-                if (cbpf_map_set_fd(st, m, obj->maps[i].fd) < 0) {
-                    return NULL;
-                }
-                break;
-            }
+    for (size_t i = 0; i < obj->nmaps && PyDict_Next(self->maps, &pos, &key, &value); i++) {
+        if (cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
+            return NULL;
         }
     }
     /* the instructions are in the kernel now */

@@ -113,8 +113,8 @@ static bool is_legacy(ProgramObject *self)
 static struct cbpf_legacy_prog *legacy_prog(ProgramObject *self)
 {
     struct cbpf_legacy_obj *obj = self->owner->legacy;
-    return is_legacy(self) && obj != NULL && (size_t)self->legacy_index < obj->nprogs ? &obj->progs[self->legacy_index]
-                                                                                       : NULL;
+    bool loaded = is_legacy(self) && obj != NULL && (size_t)self->legacy_index < obj->nprogs;
+    return loaded ? &obj->progs[self->legacy_index] : NULL;
 }
 
 static int program_fd(ProgramObject *self)
@@ -336,8 +336,8 @@ static int require_libbpf(ProgramObject *self, const char *method)
 static const char *attach_hint(ProgramObject *self)
 {
     const char *sec = utf8(self->section);
-    if (is_legacy(self) && (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") ||
-                            self->type == BPF_PROG_TYPE_PERF_EVENT)) {
+    if (is_legacy(self) &&
+        (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") || self->type == BPF_PROG_TYPE_PERF_EVENT)) {
         return "its fd with perf_event_open(2) and PERF_EVENT_IOC_SET_BPF yourself (attach_uprobe and "
                "attach_perf_event need libbpf's programs, which a legacy object does not have)";
     }
