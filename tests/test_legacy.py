@@ -14,6 +14,7 @@ import resource
 import socket
 import struct
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -369,27 +370,35 @@ def short_map_record(e: Elf) -> None:
     e.set_symbol_size("percpu", 12)  # the last record: no other map follows it
 
 
+def case(mutate: Callable[[Elf], None], err: int, message: str, name: str | None = None) -> Any:
+    return pytest.param(mutate, err, message, id=name or mutate.__name__)
+
+
 MALFORMED = [
-    (wrong_machine, errno.EINVAL, r"not a BPF object: e_machine is 62, EM_BPF is 247"),
-    (rel_past_section, errno.EINVAL,
-     rf"relocation 0 of '\.rel{TP}': offset \d+ is not an instruction of section '{TP}'"),
-    (rel_to_license, errno.EINVAL, r"function 'count_hash', instruction \d+: relocation against '_license' \(section license\), which is not a map"),
-    (rel_to_function, errno.EOPNOTSUPP, r"function 'count_hash' takes the address of function 'count_array'"),
-    (maps_not_whole_records, errno.EINVAL, r"maps section is 116 bytes but its map records end at 112"),
-    (zero_sized_map_symbol, errno.EINVAL, r"map 'counts' is 0 bytes"),
-    (short_map_record, errno.EINVAL, r"map 'percpu': a 12-byte record is not a struct bpf_map_def"),
-    (lambda e: e.map_field("counts", 1, 0), errno.EINVAL, r"map 'counts' \(type 1\): key_size is 0"),
-    (lambda e: e.map_field("slots", 2, 0), errno.EINVAL, r"map 'slots' \(type 2\): value_size is 0"),
-    (lambda e: e.map_field("config", 3, 0), errno.EINVAL, r"map 'config' \(type 2\): max_entries is 0"),
-    (lambda e: e.map_field("config", 0, 0), errno.EINVAL, r"map 'config': type 0"),
-    (lambda e: e.map_field("config", 5, 3), errno.EINVAL, r"map 'config': inner_map_idx is 3 but it is not a map-in"),
+    case(wrong_machine, errno.EINVAL, r"not a BPF object: e_machine is 62, EM_BPF is 247"),
+    case(rel_past_section, errno.EINVAL,
+         rf"relocation 0 of '\.rel{TP}': offset \d+ is not an instruction of section '{TP}'"),
+    case(rel_to_license, errno.EINVAL,
+         r"function 'count_hash', instruction \d+: relocation against '_license' \(section license\), which is not "
+         r"a map"),
+    case(rel_to_function, errno.EOPNOTSUPP, r"function 'count_hash' takes the address of function 'count_array'"),
+    case(maps_not_whole_records, errno.EINVAL, r"maps section is 116 bytes but its map records end at 112"),
+    case(zero_sized_map_symbol, errno.EINVAL, r"map 'counts' is 0 bytes"),
+    case(short_map_record, errno.EINVAL, r"map 'percpu': a 12-byte record is not a struct bpf_map_def"),
+    case(lambda e: e.map_field("counts", 1, 0), errno.EINVAL, r"map 'counts' \(type 1\): key_size is 0",
+         "zero_key_size"),
+    case(lambda e: e.map_field("slots", 2, 0), errno.EINVAL, r"map 'slots' \(type 2\): value_size is 0",
+         "zero_value_size"),
+    case(lambda e: e.map_field("config", 3, 0), errno.EINVAL, r"map 'config' \(type 2\): max_entries is 0",
+         "zero_max_entries"),
+    case(lambda e: e.map_field("config", 0, 0), errno.EINVAL, r"map 'config': type 0", "type_unspec"),
+    case(lambda e: e.map_field("config", 5, 3), errno.EINVAL,
+         r"map 'config': inner_map_idx is 3 but it is not a map-in-map", "inner_map_idx_of_an_array"),
 ]
 
 
 @pytest.mark.parametrize("variant", ["twin", "twin.g"])
-@pytest.mark.parametrize(("mutate", "err", "message"), MALFORMED,
-                         ids=[m[0].__name__ if m[0].__name__ != "<lambda>" else m[2].split(":")[-1].strip()[:24]
-                              for m in MALFORMED])
+@pytest.mark.parametrize(("mutate", "err", "message"), MALFORMED)
 def test_malformed_legacy_objects_raise_clearly(legacy_objects, variant, mutate, err, message):
     elf = Elf(legacy_objects[variant].read_bytes())
     mutate(elf)
