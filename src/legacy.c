@@ -5,7 +5,6 @@
  * corrupt offset can only produce an error. BTF (.BTF, .BTF.ext) and debug sections are ignored, with their
  * relocations: programs are loaded without BTF.
  */
-#define _GNU_SOURCE /* strerror_r returning char * */
 #include "legacy.h"
 
 #include <elf.h>
@@ -80,11 +79,6 @@ static int printable(const char *s, int space_ok)
             return 0;
     }
     return 1;
-}
-
-static const char *errstr(int e, char *buf, size_t len)
-{
-    return strerror_r(e, buf, len);
 }
 
 /* ---------------------------------------------------------------- ELF reading */
@@ -1400,7 +1394,7 @@ static uint32_t possible_cpus(void)
 static int create_map(struct cbpf_legacy_obj *obj, size_t i, char *err, size_t errlen)
 {
     struct cbpf_legacy_map *m = &obj->maps[i];
-    char name[BPF_OBJ_NAME_LEN], eb[128];
+    char name[BPF_OBJ_NAME_LEN];
     LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = m->map_flags);
     if (m->map_flags & BPF_F_NUMA_NODE)
         opts.numa_node = m->numa_node;
@@ -1416,10 +1410,8 @@ static int create_map(struct cbpf_legacy_obj *obj, size_t i, char *err, size_t e
     if (fd < 0) {
         int e = -fd;
         return fail(err, errlen, -e,
-                    "map '%s' (type %u, key_size %u, value_size %u, max_entries %u, map_flags 0x%x): creation failed: "
-                    "%s%s",
-                    m->name, m->type, m->key_size, m->value_size, m->max_entries, m->map_flags,
-                    errstr(e, eb, sizeof(eb)), e == EPERM ? " (needs root, or CAP_BPF)" : "");
+                    "map '%s' (type %u, key_size %u, value_size %u, max_entries %u, map_flags 0x%x): creation failed",
+                    m->name, m->type, m->key_size, m->value_size, m->max_entries, m->map_flags);
     }
     m->fd = fd;
     return 0;
@@ -1455,7 +1447,7 @@ static int load_prog(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
 {
     const struct cbpf_legacy_prog_spec *ps = &spec->progs[i];
     struct cbpf_legacy_prog *pr = &obj->progs[i];
-    char name[BPF_OBJ_NAME_LEN], eb[128], tail[256];
+    char name[BPF_OBJ_NAME_LEN], tail[256];
     struct bpf_insn *insns = NULL;
     char *buf = NULL;
     int ret = 0, fd;
@@ -1511,13 +1503,12 @@ static int load_prog(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
     }
     tail[0] = '\0';
     if (buf && buf[0]) {
-        log_tail(buf, tail, sizeof(tail));
-        if (log) {
+        if (log)
             *log = strdup(buf);
-        }
+        if (!log || !*log) /* a caller with the log shows its last lines itself */
+            log_tail(buf, tail, sizeof(tail));
     }
-    ret = fail(err, errlen, -e, "program '%s' (section %s) was refused by the kernel: %s%s%s", ps->name, ps->section,
-               errstr(e, eb, sizeof(eb)), e == EPERM ? " (needs root, or CAP_BPF and CAP_PERFMON)" : "", tail);
+    ret = fail(err, errlen, -e, "program '%s' (section %s) was refused by the kernel%s", ps->name, ps->section, tail);
 done:
     free(buf);
     free(insns);
@@ -1629,25 +1620,24 @@ static long perf_event_open(struct perf_event_attr *attr, int pid, int cpu, int 
  * *link_fd (closing it detaches). */
 static int attach_perf(int prog_fd, int pfd, const char *what, int *link_fd, int *perf_fd, char *err, size_t errlen)
 {
-    char eb[128];
     int link = bpf_link_create(prog_fd, pfd, BPF_PERF_EVENT, NULL);
     if (link == -EINVAL || link == -EOPNOTSUPP) {
         if (ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0) {
             int e = errno;
             close(pfd);
-            return fail(err, errlen, -e, "%s: PERF_EVENT_IOC_SET_BPF failed: %s", what, errstr(e, eb, sizeof(eb)));
+            return fail(err, errlen, -e, "%s: PERF_EVENT_IOC_SET_BPF failed", what);
         }
     } else if (link < 0) {
         int e = -link;
         close(pfd);
-        return fail(err, errlen, -e, "%s: bpf_link_create failed: %s", what, errstr(e, eb, sizeof(eb)));
+        return fail(err, errlen, -e, "%s: bpf_link_create failed", what);
     }
     if (ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0) < 0) {
         int e = errno;
         if (link >= 0)
             close(link);
         close(pfd);
-        return fail(err, errlen, -e, "%s: enabling its perf event failed: %s", what, errstr(e, eb, sizeof(eb)));
+        return fail(err, errlen, -e, "%s: enabling its perf event failed", what);
     }
     if (link >= 0) {
         *link_fd = link;
@@ -1664,7 +1654,7 @@ static int attach_perf(int prog_fd, int pfd, const char *what, int *link_fd, int
 static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int retprobe, int *link_fd, int *perf_fd,
                          char *err, size_t errlen)
 {
-    char buf[64], eb[128], what[160];
+    char buf[64], what[160];
     const char *kind = retprobe ? "kretprobe" : "kprobe";
     snprintf(what, sizeof(what), "%s %s", kind, func);
     if (access("/sys/bus/event_source/devices", F_OK) < 0)
@@ -1674,7 +1664,7 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
         return fail(err, errlen, -EOPNOTSUPP,
                     "cannot attach a %s to %s: this kernel has no kprobes (built without CONFIG_KPROBES)", kind, func);
     if (ret < 0)
-        return fail(err, errlen, ret, "reading " KPROBE_PMU "/type: %s", errstr(-ret, eb, sizeof(eb)));
+        return fail(err, errlen, ret, "reading " KPROBE_PMU "/type failed");
     char *end;
     unsigned long type = strtoul(buf, &end, 10);
     if (end == buf || type > UINT32_MAX)
@@ -1705,7 +1695,7 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
         if (e == ENOENT || e == EINVAL)
             return fail(err, errlen, -ENOENT, "no kernel function '%s' that a %s can probe (see /proc/kallsyms)", func,
                         kind);
-        return fail(err, errlen, -e, "%s: perf_event_open failed: %s", what, errstr(e, eb, sizeof(eb)));
+        return fail(err, errlen, -e, "%s: perf_event_open failed", what);
     }
     return attach_perf(prog_fd, pfd, what, link_fd, perf_fd, err, errlen);
 }
@@ -1713,7 +1703,7 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
 static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int *perf_fd, char *err, size_t errlen)
 {
     static const char *const roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
-    char path[512], buf[64], eb[128], what[300];
+    char path[512], buf[64], what[300];
     const char *root = NULL;
     const char *slash = strchr(target, '/');
     if (!slash || !tp_part_ok(target, (size_t)(slash - target)) || !tp_part_ok(slash + 1, strlen(slash + 1)))
@@ -1734,7 +1724,7 @@ static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int 
     if (ret == -ENOENT)
         return fail(err, errlen, -ENOENT, "no tracepoint '%s' (no %s)", target, path);
     if (ret < 0)
-        return fail(err, errlen, ret, "reading %s: %s", path, errstr(-ret, eb, sizeof(eb)));
+        return fail(err, errlen, ret, "reading %s failed", path);
     char *end;
     unsigned long long id = strtoull(buf, &end, 10);
     if (end == buf)
@@ -1750,7 +1740,7 @@ static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int 
     int pfd = (int)perf_event_open(&attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
     if (pfd < 0) {
         int e = errno;
-        return fail(err, errlen, -e, "%s: perf_event_open failed: %s", what, errstr(e, eb, sizeof(eb)));
+        return fail(err, errlen, -e, "%s: perf_event_open failed", what);
     }
     return attach_perf(prog_fd, pfd, what, link_fd, perf_fd, err, errlen);
 }
@@ -1758,7 +1748,6 @@ static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int 
 int cbpf_legacy_attach_fd(int prog_fd, enum cbpf_legacy_attach_kind kind, const char *target, uint64_t offset,
                           int *link_fd, int *perf_fd, char *err, size_t errlen)
 {
-    char eb[128];
     if (err && errlen)
         err[0] = '\0';
     if (!link_fd || !perf_fd || !target)
@@ -1778,7 +1767,7 @@ int cbpf_legacy_attach_fd(int prog_fd, enum cbpf_legacy_attach_kind kind, const 
             int e = -fd;
             if (e == ENOENT)
                 return fail(err, errlen, -ENOENT, "no raw tracepoint '%s'", target);
-            return fail(err, errlen, -e, "raw tracepoint %s: open failed: %s", target, errstr(e, eb, sizeof(eb)));
+            return fail(err, errlen, -e, "raw tracepoint %s: open failed", target);
         }
         *link_fd = fd;
         return 0;

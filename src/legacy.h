@@ -10,7 +10,8 @@
  *   - the object (cbpf_legacy_load): maps created, programs relocated and loaded, optionally attached.
  * No function here keeps global state, so all may run without the GIL (two threads must not share one object).
  * Every failure returns a negative errno and writes a one-line message into err (when err and errlen are non-zero),
- * releasing whatever the call had allocated or opened.
+ * releasing whatever the call had allocated or opened. The message says what failed, not strerror(-ret): the caller
+ * adds that (cbpf's errors.c does, with the fix for EPERM).
  */
 #ifndef CBPF_LEGACY_H
 #define CBPF_LEGACY_H

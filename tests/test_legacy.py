@@ -13,6 +13,8 @@ import os
 import resource
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -195,6 +197,30 @@ def test_verifier_rejection_is_a_load_error_with_the_log(legacy_objects):
     assert "program 'bad' (section socket/bad) was refused by the kernel" in str(err)
     assert "last lines of the log" in str(err)
     assert open_fds() == before  # the map and the program loaded before it are closed
+
+
+UNPRIVILEGED = """
+import sys, cbpf
+data = sys.stdin.buffer.read()
+cbpf.Object(data, load=False).close()  # parsing needs no privilege
+try:
+    cbpf.Object(data)
+except PermissionError as e:
+    print(e)
+"""
+
+
+@pytest.mark.kernel
+def test_without_capabilities_loading_is_a_permission_error(twins):
+    # root without a capability left (bounding set cleared): bpf() refuses the first map
+    env = {**os.environ, "PYTHONPATH": str(Path(cbpf.__file__).resolve().parent.parent)}
+    r = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", UNPRIVILEGED],
+                       input=twins["legacy"].read_bytes(), capture_output=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().strip() == (
+        "[Errno 1] loading BPF object 'object' (legacy format): map 'config' (type 2, key_size 4, value_size 4, "
+        "max_entries 1, map_flags 0x0): creation failed: Operation not permitted (run as root, or grant CAP_BPF and "
+        "CAP_PERFMON)")
 
 
 @pytest.mark.kernel
