@@ -165,6 +165,9 @@ def _field(desc: Desc, offset: int, name: str) -> tuple[str, int, int, int, Any]
 
 def struct_of(obj: Any, name: str) -> Struct:
     """The struct, union or typedef of one called name in a cbpf Object's BTF."""
+    if obj.legacy:
+        raise ValueError(f"object {obj.name!r} is a legacy object (struct bpf_map_def maps): cbpf loads it with no BTF, "
+                         f"so it has no type {name!r} to decode with (pass decode= instead)")
     type_id = obj._btf_find(name)
     desc = obj._btf_describe(type_id) if type_id is not None else None
     if desc is None:

@@ -292,6 +292,9 @@ class Object(_cbpf.Object):
     @property
     def globals(self) -> Globals:
         """Global variables by name (see Globals)."""
+        if self.legacy:
+            raise ValueError(f"object {self.name!r} is a legacy object (struct bpf_map_def maps): legacy objects have "
+                             "no BTF and no global variables")
         return Globals(self)
 
     def btf_struct(self, name: str) -> _btf.Struct:

@@ -16,6 +16,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "legacy.h"
+
 /* Compatibility with CPython 3.9. */
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *cbpf_newref(PyObject *o)
@@ -62,10 +64,14 @@ typedef struct {
 
 typedef struct LinkObject LinkObject;
 
-/* One loaded BPF object: libbpf's bpf_object, its maps and programs, and the links of its programs. */
+/* One loaded BPF object: libbpf's bpf_object, or a legacy object (legacy.c) when its maps are struct bpf_map_def
+ * records in a "maps" section (libbpf 1.x refuses those); its maps and programs, and the links of its programs. */
 typedef struct {
     PyObject_HEAD
-    struct bpf_object *obj;
+    struct bpf_object *obj;  /* NULL for a legacy object */
+    bool is_legacy;
+    struct cbpf_legacy_spec *legacy_spec; /* a legacy object's parsed ELF, until load() */
+    struct cbpf_legacy_obj *legacy;       /* a legacy object's maps and programs in the kernel, once loaded */
     PyObject *maps;          /* dict name -> Map, filled when the object is opened */
     PyObject *programs;      /* dict name -> Program, filled when the object is opened */
     PyObject *kept_links;    /* list of the Links attach() made: the object keeps them alive */
@@ -112,10 +118,14 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     ObjectObject *owner;     /* strong reference */
-    struct bpf_program *prog; /* NULL once the object is closed */
+    struct bpf_program *prog; /* NULL once the object is closed, and for a legacy object's program */
     PyObject *name;
     PyObject *section;
     uint32_t type;
+    /* a legacy object's program: its index in the object's legacy_spec / legacy, -1 for libbpf's */
+    Py_ssize_t legacy_index;
+    uint32_t legacy_expected_attach_type;
+    bool legacy_autoload, legacy_autoattach;
 } ProgramObject;
 
 /* What a Link holds in the kernel; released without the GIL (detaching can wait for an RCU grace period). */
@@ -125,13 +135,15 @@ enum cbpf_attachment_kind {
     CBPF_ATTACHMENT_FD,     /* a BPF link fd of our own (xdp, tcx, cgroup): closing it detaches */
     CBPF_ATTACHMENT_SOCKET, /* SO_ATTACH_BPF on a socket, which has no BPF link */
     CBPF_ATTACHMENT_TC,     /* a filter on a clsact qdisc (kernels before tcx), which has no BPF link */
+    CBPF_ATTACHMENT_PERF,   /* a legacy object's kprobe or tracepoint: a perf event and the BPF link on it, if any */
 };
 
 typedef struct {
     enum cbpf_attachment_kind kind;
     struct bpf_link **links; /* LIBBPF: PyMem_RawMalloc'd array */
     size_t nlinks;
-    int fd;                  /* FD: the link; SOCKET: the socket's fd */
+    int fd;                  /* FD: the link; SOCKET: the socket's fd; PERF: the BPF link, or -1 (older kernels) */
+    int perf_fd;             /* PERF: the perf event */
     dev_t sock_dev;          /* SOCKET: the socket fd named at attach time (the fd may be closed and reused) */
     ino_t sock_ino;
     int ifindex;             /* TC */
@@ -181,7 +193,10 @@ PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const c
 
 /* program.c */
 ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);
+ProgramObject *cbpf_program_from_legacy(cbpf_state *st, ObjectObject *owner, Py_ssize_t index);
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted);
+bool cbpf_program_autoload(ProgramObject *self);
+bool cbpf_program_autoattach(ProgramObject *self);
 
 /* link.c */
 PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment *att, PyObject *target);
@@ -194,6 +209,8 @@ PyObject *cbpf_region_new(cbpf_state *st, int fd, size_t size, bool *writable);
 
 /* map.c */
 MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map);
+MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struct cbpf_legacy_map_spec *spec);
+int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd);
 int cbpf_map_refresh(cbpf_state *st, MapObject *self);
 void cbpf_map_invalidate(MapObject *self);
 int cbpf_ensure_bpffs(cbpf_state *st, const char *path);

@@ -16,7 +16,7 @@
 #define SO_DETACH_BPF SO_DETACH_FILTER
 #endif
 
-static const cbpf_attachment detached = {.kind = CBPF_ATTACHMENT_NONE, .fd = -1, .tc_netns_fd = -1};
+static const cbpf_attachment detached = {.kind = CBPF_ATTACHMENT_NONE, .fd = -1, .perf_fd = -1, .tc_netns_fd = -1};
 
 static bool same_file(int a, int b)
 {
@@ -57,6 +57,12 @@ void cbpf_attachment_release(cbpf_attachment *att)
         break;
     case CBPF_ATTACHMENT_FD:
         close(att->fd);
+        break;
+    case CBPF_ATTACHMENT_PERF:
+        if (att->fd >= 0) {
+            close(att->fd);
+        }
+        close(att->perf_fd);
         break;
     case CBPF_ATTACHMENT_SOCKET: {
         /* only if the fd still names that socket: closing the socket took the filter with it, and the fd number
@@ -161,7 +167,8 @@ static int link_fd(LinkObject *self)
 {
     switch (self->att.kind) {
     case CBPF_ATTACHMENT_LIBBPF: return bpf_link__fd(self->att.links[0]);
-    case CBPF_ATTACHMENT_FD: return self->att.fd;
+    case CBPF_ATTACHMENT_FD:
+    case CBPF_ATTACHMENT_PERF: return self->att.fd;
     default: return -1;
     }
 }

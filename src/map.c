@@ -123,6 +123,43 @@ MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_
     return self; /* usable once its object is loaded (cbpf_map_refresh) */
 }
 
+/* A legacy object's map (legacy.c), before load: usable once cbpf_map_set_fd gives it the fd its object made. */
+MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struct cbpf_legacy_map_spec *spec)
+{
+    MapObject *self = map_alloc(st, owner, spec->name);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->type = spec->type;
+    self->key_size = spec->key_size;
+    self->value_size = spec->value_size;
+    self->max_entries = spec->max_entries;
+    self->flags = spec->map_flags;
+    set_layout(self);
+    return self;
+}
+
+/* Points a map at an fd its object owns (a legacy object's), reading back what the kernel made of it. */
+int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
+{
+    struct bpf_map_info info = {0};
+    __u32 len = sizeof(info);
+    if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
+        cbpf_set_error(st, errno, "reading the info of map '%s'", PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    self->fd = fd;
+    self->owns_fd = false;
+    self->type = info.type;
+    self->key_size = info.key_size;
+    self->value_size = info.value_size;
+    self->max_entries = info.max_entries;
+    self->flags = info.map_flags;
+    self->id = info.id;
+    set_layout(self);
+    return setup_mmap(st, self);
+}
+
 /* A map the Map object owns, from an fd it now owns: Map.create(), Map.from_pinned(). */
 static PyObject *map_from_owned_fd(cbpf_state *st, int fd)
 {

@@ -103,13 +103,19 @@ static void close_object(ObjectObject *self)
     cbpf_attachment *atts = NULL;
     Py_ssize_t natts = cbpf_links_take_all(self, &atts);
     struct bpf_object *obj = self->obj;
+    struct cbpf_legacy_obj *legacy = self->legacy;
+    struct cbpf_legacy_spec *spec = self->legacy_spec;
     self->obj = NULL;
+    self->legacy = NULL;
+    self->legacy_spec = NULL;
     Py_CLEAR(self->elf);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < natts; i++) {
         cbpf_attachment_release(&atts[i]);
     }
     bpf_object__close(obj);
+    cbpf_legacy_close(legacy);
+    cbpf_legacy_spec_free(spec);
     Py_END_ALLOW_THREADS
     PyMem_Free(atts);
     Py_CLEAR(self->kept_links); /* detached now: dropping them runs no kernel work */
@@ -124,6 +130,53 @@ static int check_usable(ObjectObject *self)
     return 0;
 }
 
+/* A legacy object: maps created, programs relocated and loaded by legacy.c, without the GIL. */
+static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
+{
+    char err[512] = "", *log = NULL;
+    struct cbpf_legacy_obj *obj = NULL;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    int rc;
+    while (PyDict_Next(self->programs, &pos, &key, &value)) {
+        ProgramObject *p = (ProgramObject *)value;
+        self->legacy_spec->progs[p->legacy_index].autoload = p->legacy_autoload;
+    }
+    const struct cbpf_legacy_spec *spec = self->legacy_spec;
+    self->busy = true;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cbpf_legacy_load(spec, &obj, &log, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    self->busy = false;
+    if (rc < 0) {
+        char what[768];
+        snprintf(what, sizeof(what), "loading BPF object '%s' (legacy format): %s", PyUnicode_AsUTF8(self->name), err);
+        if (log != NULL) {
+            cbpf_set_load_error(st, rc, what, log);
+        }
+        else {
+            cbpf_set_error(st, rc, "%s", what);
+        }
+        free(log);
+        close_object(self);
+        return NULL;
+    }
+    self->legacy = obj;
+    self->loaded = true;
+    Py_CLEAR(self->elf);
+    /* the maps dict was filled in the spec's order, which is the loaded object's (names are unique) */
+    pos = 0;
+    for (size_t i = 0; i < obj->nmaps && PyDict_Next(self->maps, &pos, &key, &value); i++) {
+        if (cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
+            return NULL;
+        }
+    }
+    /* the instructions are in the kernel now */
+    cbpf_legacy_spec_free(self->legacy_spec);
+    self->legacy_spec = NULL;
+    return Py_NewRef(Py_None);
+}
+
 static PyObject *do_load(cbpf_state *st, ObjectObject *self)
 {
     int err;
@@ -134,6 +187,9 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     if (self->loaded || self->busy) {
         return PyErr_Format(PyExc_ValueError, "Object '%U' is already %s", self->name,
                             self->busy ? "being loaded by another thread" : "loaded");
+    }
+    if (self->is_legacy) {
+        return legacy_load(st, self);
     }
     cbpf_log_begin();
     self->busy = true;
@@ -183,7 +239,7 @@ static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
     }
     while (PyDict_Next(self->programs, &pos, &key, &value)) {
         ProgramObject *prog = (ProgramObject *)value;
-        if (!bpf_program__autoload(prog->prog) || !bpf_program__autoattach(prog->prog)) {
+        if (!cbpf_program_autoload(prog) || !cbpf_program_autoattach(prog)) {
             continue;
         }
         /* a section that names no target (xdp, tc, socket...) is attached explicitly: None */
@@ -228,17 +284,53 @@ static void last_line(const char *log, char *out, size_t size)
     }
 }
 
-static bool looks_legacy(const char *log)
-{
-    return log != NULL && strstr(log, "legacy map definitions") != NULL;
-}
-
 /* dict[name] = item, taking over the caller's reference to item. */
 static int add_by_name(PyObject *dict, PyObject *name, PyObject *item)
 {
     int rc = PyDict_SetItem(dict, name, item);
     Py_DECREF(item);
     return rc;
+}
+
+/* A legacy object (struct bpf_map_def records in "maps", which libbpf 1.x refuses): parsed by legacy.c without the
+ * GIL, its maps and programs made from the spec. */
+static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
+{
+    char err[512] = "";
+    struct cbpf_legacy_spec *spec = NULL;
+    const void *data = PyBytes_AS_STRING(self->elf);
+    size_t size = (size_t)PyBytes_GET_SIZE(self->elf);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cbpf_legacy_parse(data, size, &spec, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format: struct bpf_map_def in a \"maps\" section): %s",
+                       cname, err);
+        return -1;
+    }
+    self->is_legacy = true;
+    self->legacy_spec = spec;
+    self->closed = false;
+    self->maps = PyDict_New();
+    self->programs = PyDict_New();
+    self->kept_links = PyList_New(0);
+    if (self->maps == NULL || self->programs == NULL || self->kept_links == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < spec->nmaps; i++) {
+        MapObject *m = cbpf_map_from_legacy(st, self, &spec->maps[i]);
+        if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < spec->nprogs; i++) {
+        ProgramObject *p = cbpf_program_from_legacy(st, self, (Py_ssize_t)i);
+        if (p == NULL || add_by_name(self->programs, p->name, (PyObject *)p) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -288,6 +380,12 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cname == NULL) {
         goto error;
     }
+    if (cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf))) {
+        if (open_legacy(st, self, cname) < 0) {
+            goto error;
+        }
+        goto opened;
+    }
 
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname);
     cbpf_log_begin();
@@ -295,25 +393,17 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     int err = self->obj == NULL ? errno : 0;
     char *log = cbpf_log_end(st);
     if (self->obj == NULL) {
-        if (err == EOPNOTSUPP && looks_legacy(log)) {
-            cbpf_set_error(st, err,
-                           "BPF object '%s' uses the legacy map format (struct bpf_map_def in a section named "
-                           "\"maps\"), which this version of cbpf does not load yet",
-                           cname);
+        char what[256];
+        snprintf(what, sizeof(what), "opening BPF object '%s'", cname);
+        if (err >= LIBBPF_ERRNO__LIBELF || err == EINVAL || err == ENOEXEC || err == EPROTO ||
+            err == ENOENT || err == E2BIG) {
+            char reason[200] = "";
+            last_line(log, reason, sizeof(reason));
+            cbpf_set_error(st, err, "%s: not a valid BPF ELF object%s%s", what, reason[0] ? " (libbpf: " : "",
+                           reason[0] ? reason : "");
         }
         else {
-            char what[256];
-            snprintf(what, sizeof(what), "opening BPF object '%s'", cname);
-            if (err >= LIBBPF_ERRNO__LIBELF || err == EINVAL || err == ENOEXEC || err == EPROTO ||
-                err == ENOENT || err == E2BIG) {
-                char reason[200] = "";
-                last_line(log, reason, sizeof(reason));
-                cbpf_set_error(st, err, "%s: not a valid BPF ELF object%s%s", what, reason[0] ? " (libbpf: " : "",
-                               reason[0] ? reason : "");
-            }
-            else {
-                cbpf_set_error(st, err, "%s", what);
-            }
+            cbpf_set_error(st, err, "%s", what);
         }
         free(log);
         goto error;
@@ -344,6 +434,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
             goto error;
         }
     }
+opened:
     if (load) {
         PyObject *r = do_load(st, self);
         if (r == NULL) {
@@ -493,7 +584,7 @@ static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
     if (check_usable(self) < 0) {
         return NULL;
     }
-    const struct btf *btf = bpf_object__btf(self->obj);
+    const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL; /* legacy objects: no BTF */
     if (btf == NULL || id == 0) {
         Py_RETURN_NONE;
     }
@@ -510,7 +601,7 @@ static PyObject *Object_btf_find(ObjectObject *self, PyObject *name)
     if (cname == NULL || check_usable(self) < 0) {
         return NULL;
     }
-    const struct btf *btf = bpf_object__btf(self->obj);
+    const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL;
     if (btf == NULL) {
         Py_RETURN_NONE;
     }
@@ -540,6 +631,11 @@ static PyObject *Object_get_name(ObjectObject *self, void *Py_UNUSED(closure))
 static PyObject *Object_get_loaded(ObjectObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->loaded && !self->closed);
+}
+
+static PyObject *Object_get_legacy(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->is_legacy);
 }
 
 static PyObject *Object_get_closed(ObjectObject *self, void *Py_UNUSED(closure))
@@ -641,6 +737,8 @@ static PyGetSetDef Object_getset[] = {
     {"name", (getter)Object_get_name, NULL, "The object's name.", NULL},
     {"loaded", (getter)Object_get_loaded, NULL, "True while loaded in the kernel.", NULL},
     {"closed", (getter)Object_get_closed, NULL, "True once closed.", NULL},
+    {"legacy", (getter)Object_get_legacy, NULL,
+     "True for an object in the legacy format (struct bpf_map_def maps in a section named \"maps\").", NULL},
     {"programs", (getter)Object_get_programs, NULL, "The object's programs by name (read-only mapping of Program).",
      NULL},
     {"links", (getter)Object_get_links, NULL, "The attached Links of its programs, oldest first.", NULL},

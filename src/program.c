@@ -70,6 +70,7 @@ ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_
     }
     self->owner = (ObjectObject *)Py_NewRef(owner);
     self->prog = prog;
+    self->legacy_index = -1;
     self->type = (uint32_t)bpf_program__type(prog);
     self->name = cbpf_elf_name(bpf_program__name(prog));
     self->section = cbpf_elf_name(bpf_program__section_name(prog));
@@ -80,9 +81,71 @@ ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_
     return self;
 }
 
+/* A program of a legacy object (before load: from its spec). Its flags live here, not in libbpf. */
+ProgramObject *cbpf_program_from_legacy(cbpf_state *st, ObjectObject *owner, Py_ssize_t index)
+{
+    const struct cbpf_legacy_prog_spec *spec = &owner->legacy_spec->progs[index];
+    ProgramObject *self = (ProgramObject *)st->Program_type->tp_alloc(st->Program_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->owner = (ObjectObject *)Py_NewRef(owner);
+    self->legacy_index = index;
+    self->type = spec->prog_type;
+    self->legacy_expected_attach_type = spec->expected_attach_type;
+    self->legacy_autoload = true;
+    self->legacy_autoattach = true;
+    self->name = cbpf_elf_name(spec->name);
+    self->section = cbpf_elf_name(spec->section);
+    if (self->name == NULL || self->section == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return self;
+}
+
+static bool is_legacy(ProgramObject *self)
+{
+    return self->legacy_index >= 0;
+}
+
+/* The loaded legacy program, or NULL (object not loaded yet, or closed). */
+static struct cbpf_legacy_prog *legacy_prog(ProgramObject *self)
+{
+    struct cbpf_legacy_obj *obj = self->owner->legacy;
+    bool loaded = is_legacy(self) && obj != NULL && (size_t)self->legacy_index < obj->nprogs;
+    return loaded ? &obj->progs[self->legacy_index] : NULL;
+}
+
+static int program_fd(ProgramObject *self)
+{
+    if (is_legacy(self)) {
+        struct cbpf_legacy_prog *p = legacy_prog(self);
+        return p != NULL ? p->fd : -1;
+    }
+    int fd = self->prog != NULL ? bpf_program__fd(self->prog) : -1;
+    return fd < 0 ? -1 : fd; /* libbpf says -ENOENT for a program not loaded */
+}
+
+static enum bpf_attach_type expected_attach_type(ProgramObject *self)
+{
+    return is_legacy(self) ? (enum bpf_attach_type)self->legacy_expected_attach_type
+                           : bpf_program__expected_attach_type(self->prog);
+}
+
+bool cbpf_program_autoload(ProgramObject *self)
+{
+    return is_legacy(self) ? self->legacy_autoload : bpf_program__autoload(self->prog);
+}
+
+bool cbpf_program_autoattach(ProgramObject *self)
+{
+    return is_legacy(self) ? self->legacy_autoattach : bpf_program__autoattach(self->prog);
+}
+
 static int check_open(ProgramObject *self)
 {
-    if (self->prog == NULL) {
+    if (is_legacy(self) ? self->owner->closed : self->prog == NULL) {
         PyErr_Format(PyExc_ValueError, "program '%U' is closed: its Object was closed", self->name);
         return -1;
     }
@@ -98,7 +161,7 @@ static int check_attachable(ProgramObject *self)
         PyErr_Format(PyExc_ValueError, "program '%U' is not loaded: call Object.load() first", self->name);
         return -1;
     }
-    if (bpf_program__fd(self->prog) < 0) {
+    if (program_fd(self) < 0) {
         PyErr_Format(PyExc_ValueError, "program '%U' was not loaded (its autoload was False)", self->name);
         return -1;
     }
@@ -235,9 +298,49 @@ static PyObject *fd_result(cbpf_state *st, ProgramObject *self, int fd, int err,
     return cbpf_link_new(st, self, &att, target);
 }
 
+/* A legacy object's program attached through legacy.c (steals target, which may be NULL: out of memory). */
+static PyObject *legacy_attach(cbpf_state *st, ProgramObject *self, enum cbpf_legacy_attach_kind kind,
+                               const char *where, uint64_t offset, PyObject *target)
+{
+    char err[512];
+    int link_fd, perf_fd;
+    if (target == NULL) {
+        return NULL;
+    }
+    int rc = cbpf_legacy_attach_fd(program_fd(self), kind, where, offset, &link_fd, &perf_fd, err, sizeof(err));
+    if (rc < 0) {
+        cbpf_set_error(st, rc, "cannot attach program '%s': %s", utf8(self->name), err);
+        Py_DECREF(target);
+        return NULL;
+    }
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_PERF, .fd = link_fd, .perf_fd = perf_fd, .tc_netns_fd = -1};
+    if (perf_fd < 0) { /* a raw tracepoint's BPF link, or a perf event without one (kernels before 5.15) */
+        att.kind = CBPF_ATTACHMENT_FD;
+    }
+    return cbpf_link_new(st, self, &att, target);
+}
+
+/* Attach calls that need libbpf's bpf_program, which a legacy object's programs do not have. */
+static int require_libbpf(ProgramObject *self, const char *method)
+{
+    if (is_legacy(self)) {
+        PyErr_Format(PyExc_TypeError,
+                     "program '%U' belongs to a legacy object (struct bpf_map_def maps): %s() is not available for "
+                     "it (kprobes, tracepoints, raw tracepoints, xdp, tc, sockets and cgroups are)",
+                     self->name, method);
+        return -1;
+    }
+    return 0;
+}
+
 static const char *attach_hint(ProgramObject *self)
 {
     const char *sec = utf8(self->section);
+    if (is_legacy(self) &&
+        (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") || self->type == BPF_PROG_TYPE_PERF_EVENT)) {
+        return "its fd with perf_event_open(2) and PERF_EVENT_IOC_SET_BPF yourself (attach_uprobe and "
+               "attach_perf_event need libbpf's programs, which a legacy object does not have)";
+    }
     if (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe")) {
         return "attach_uprobe(binary, symbol)";
     }
@@ -269,6 +372,20 @@ PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool 
         return NULL;
     }
     const char *sec = utf8(self->section);
+    if (is_legacy(self)) {
+        struct cbpf_legacy_prog *p = legacy_prog(self);
+        if (p->attach_kind == CBPF_LEGACY_ATTACH_NONE) {
+            if (skip_untargeted) {
+                Py_RETURN_NONE;
+            }
+            return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
+                                self->name, sec, attach_hint(self));
+        }
+        if (section_prerequisites(st, self, sec) < 0) {
+            return NULL;
+        }
+        return legacy_attach(st, self, p->attach_kind, p->attach_target, 0, cbpf_elf_name(sec));
+    }
     if (section_prerequisites(st, self, sec) < 0) {
         return NULL;
     }
@@ -335,6 +452,10 @@ static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyOb
         Py_DECREF(target);
         return NULL;
     }
+    if (is_legacy(self)) {
+        return legacy_attach(st, self, retprobe ? CBPF_LEGACY_ATTACH_KRETPROBE : CBPF_LEGACY_ATTACH_KPROBE, func,
+                             offset, target);
+    }
     LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = offset, .retprobe = retprobe);
     cbpf_log_begin();
     struct bpf_link *link = bpf_program__attach_kprobe_opts(self->prog, func, &opts);
@@ -354,6 +475,14 @@ static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, 
         check_attachable(self) < 0 || ensure_tracefs(st) < 0) {
         return NULL;
     }
+    if (is_legacy(self)) {
+        PyObject *where = PyUnicode_FromFormat("%s/%s", category, name);
+        PyObject *link = where ? legacy_attach(st, self, CBPF_LEGACY_ATTACH_TRACEPOINT, utf8(where), 0,
+                                               PyUnicode_FromFormat("tracepoint %s/%s", category, name))
+                               : NULL;
+        Py_XDECREF(where);
+        return link;
+    }
     cbpf_log_begin();
     struct bpf_link *link = bpf_program__attach_tracepoint(self->prog, category, name);
     int err = log_done(st, link == NULL ? errno : 0);
@@ -369,6 +498,10 @@ static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *ar
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s:attach_raw_tracepoint", kwlist, &name) ||
         check_attachable(self) < 0) {
         return NULL;
+    }
+    if (is_legacy(self)) {
+        return legacy_attach(st, self, CBPF_LEGACY_ATTACH_RAW_TP, name, 0,
+                             PyUnicode_FromFormat("raw_tracepoint %s", name));
     }
     cbpf_log_begin();
     struct bpf_link *link = bpf_program__attach_raw_tracepoint(self->prog, name);
@@ -497,7 +630,7 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zkip:attach_uprobe", kwlist, &binary, &symbol, &offset, &pid,
                                      &retprobe) ||
-        check_attachable(self) < 0) {
+        check_attachable(self) < 0 || require_libbpf(self, "attach_uprobe") < 0) {
         return NULL;
     }
     if (symbol == NULL && offset == 0) {
@@ -529,8 +662,8 @@ static PyObject *Program_attach_usdt(ProgramObject *self, PyObject *args, PyObje
     char path[PATH_MAX], missing[PATH_MAX + 300];
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oss|i:attach_usdt", kwlist, &binary, &provider, &name, &pid) ||
-        check_attachable(self) < 0 || binary_path(st, self, binary, path, sizeof(path)) < 0 ||
-        ensure_probe_support(st, "uprobe") < 0) {
+        check_attachable(self) < 0 || require_libbpf(self, "attach_usdt") < 0 ||
+        binary_path(st, self, binary, path, sizeof(path)) < 0 || ensure_probe_support(st, "uprobe") < 0) {
         return NULL;
     }
     snprintf(missing, sizeof(missing), "no USDT probe %s:%s in %s", provider, name, path);
@@ -602,7 +735,8 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IK|$OOOi:attach_perf_event", kwlist, &type, &config, &period_obj,
                                      &freq_obj, &cpu_obj, &pid) ||
-        check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_PERF_EVENT, "attach_perf_event") < 0) {
+        check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_PERF_EVENT, "attach_perf_event") < 0 ||
+        require_libbpf(self, "attach_perf_event") < 0) {
         return NULL;
     }
     int has_period = optional_u64(period_obj, "sample_period", &period);
@@ -758,7 +892,7 @@ static PyObject *Program_attach_xdp(ProgramObject *self, PyObject *args, PyObjec
         return NULL;
     }
     LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
-    int fd = bpf_link_create(bpf_program__fd(self->prog), ifindex, BPF_XDP, &opts);
+    int fd = bpf_link_create(program_fd(self), ifindex, BPF_XDP, &opts);
     return fd_result(st, self, fd, errno, target);
 }
 
@@ -775,7 +909,7 @@ static PyObject *Program_attach_tc(ProgramObject *self, PyObject *args, PyObject
     }
     bool egress;
     if (direction == NULL) {
-        egress = bpf_program__expected_attach_type(self->prog) == BPF_TCX_EGRESS;
+        egress = expected_attach_type(self) == BPF_TCX_EGRESS;
     }
     else if (strcmp(direction, "ingress") == 0 || strcmp(direction, "egress") == 0) {
         egress = direction[0] == 'e';
@@ -792,7 +926,7 @@ static PyObject *Program_attach_tc(ProgramObject *self, PyObject *args, PyObject
         return NULL;
     }
     const char *dir = egress ? "egress" : "ingress";
-    int prog_fd = bpf_program__fd(self->prog);
+    int prog_fd = program_fd(self);
     if (use_tcx != 0) {
         int fd = bpf_link_create(prog_fd, ifindex, egress ? BPF_TCX_EGRESS : BPF_TCX_INGRESS, NULL);
         int err = errno;
@@ -849,7 +983,7 @@ static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
     if (target == NULL) {
         return NULL;
     }
-    int prog_fd = bpf_program__fd(self->prog);
+    int prog_fd = program_fd(self);
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &prog_fd, sizeof(prog_fd)) != 0) {
         attach_error(st, self, errno, target, NULL);
         Py_DECREF(target);
@@ -902,7 +1036,7 @@ static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyOb
         goto done;
     }
     if (type_obj == Py_None) {
-        type = bpf_program__expected_attach_type(self->prog);
+        type = expected_attach_type(self);
     }
     else if (attach_type_arg(type_obj, &type) < 0) {
         goto done;
@@ -916,7 +1050,7 @@ static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyOb
                        err == ENOENT ? "no cgroup at" : "cannot open the cgroup", p);
         goto done;
     }
-    int fd = bpf_link_create(bpf_program__fd(self->prog), cgroup_fd, type, NULL);
+    int fd = bpf_link_create(program_fd(self), cgroup_fd, type, NULL);
     int err = errno;
     close(cgroup_fd);
     result = fd_result(st, self, fd, err, PyUnicode_FromFormat("cgroup %s (%s)", p, type_str ? type_str : "?"));
@@ -931,7 +1065,7 @@ static PyObject *Program_attach_iter(ProgramObject *self, PyObject *Py_UNUSED(ig
     if (check_attachable(self) < 0) {
         return NULL;
     }
-    if (bpf_program__expected_attach_type(self->prog) != BPF_TRACE_ITER) {
+    if (expected_attach_type(self) != BPF_TRACE_ITER) {
         return PyErr_Format(PyExc_TypeError, "program '%U' (section '%U') is not an iterator: attach_iter() "
                             "attaches iter/... programs", self->name, self->section);
     }
@@ -943,16 +1077,25 @@ static PyObject *Program_attach_iter(ProgramObject *self, PyObject *Py_UNUSED(ig
 
 /* ---- attributes ---- */
 
+static bool check_open_quiet(ProgramObject *self)
+{
+    return is_legacy(self) ? !self->owner->closed : self->prog != NULL;
+}
+
 static PyObject *Program_get_fd(ProgramObject *self, void *Py_UNUSED(closure))
 {
-    int fd = self->prog != NULL ? bpf_program__fd(self->prog) : -1;
-    return PyLong_FromLong(fd < 0 ? -1 : fd); /* libbpf says -ENOENT for a program not loaded */
+    return PyLong_FromLong(check_open_quiet(self) ? program_fd(self) : -1);
 }
 
 static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(closure))
 {
     if (check_open(self) < 0) {
         return NULL;
+    }
+    if (is_legacy(self)) {
+        struct cbpf_legacy_prog *p = legacy_prog(self);
+        struct cbpf_legacy_spec *spec = self->owner->legacy_spec;
+        return PyLong_FromSize_t(p != NULL ? p->insn_cnt : spec != NULL ? spec->progs[self->legacy_index].insn_cnt : 0);
     }
     return PyLong_FromSize_t(bpf_program__insn_cnt(self->prog));
 }
@@ -962,7 +1105,7 @@ static PyObject *Program_get_autoload(ProgramObject *self, void *Py_UNUSED(closu
     if (check_open(self) < 0) {
         return NULL;
     }
-    return PyBool_FromLong(bpf_program__autoload(self->prog));
+    return PyBool_FromLong(cbpf_program_autoload(self));
 }
 
 static PyObject *Program_get_autoattach(ProgramObject *self, void *Py_UNUSED(closure))
@@ -970,7 +1113,7 @@ static PyObject *Program_get_autoattach(ProgramObject *self, void *Py_UNUSED(clo
     if (check_open(self) < 0) {
         return NULL;
     }
-    return PyBool_FromLong(bpf_program__autoattach(self->prog));
+    return PyBool_FromLong(cbpf_program_autoattach(self));
 }
 
 /* Both flags are read by Object.load() and Object.attach(): a flag set after them would do nothing. */
@@ -997,6 +1140,10 @@ static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_U
     if (on < 0) {
         return -1;
     }
+    if (is_legacy(self)) {
+        self->legacy_autoload = on;
+        return 0;
+    }
     int err = bpf_program__set_autoload(self->prog, on);
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autoload of program '%s'",
@@ -1012,6 +1159,10 @@ static int Program_set_autoattach(ProgramObject *self, PyObject *value, void *Py
     if (on < 0) {
         return -1;
     }
+    if (is_legacy(self)) {
+        self->legacy_autoattach = on;
+        return 0;
+    }
     bpf_program__set_autoattach(self->prog, on);
     return 0;
 }
@@ -1024,7 +1175,7 @@ static PyObject *Program_get_object(ProgramObject *self, void *Py_UNUSED(closure
 static PyObject *Program_repr(ProgramObject *self)
 {
     return PyUnicode_FromFormat("<cbpf.Program '%U' section='%U' type=%s%s>", self->name, self->section,
-                                type_name(self->type), self->prog == NULL ? " (closed)" : "");
+                                type_name(self->type), check_open_quiet(self) ? "" : " (closed)");
 }
 
 static int Program_traverse(ProgramObject *self, visitproc visit, void *arg)

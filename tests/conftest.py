@@ -96,6 +96,35 @@ def bpf_objects(bpf_build_dir: Path) -> dict[str, Path]:
             for src in sorted((TESTS / "bpf").glob("*.bpf.c"))}
 
 
+LEGACY = TESTS / "bpf" / "legacy"
+
+
+def compile_legacy(source: Path, out_dir: Path, debug: bool) -> Path:
+    """A program in the seed's legacy format (tests/bpf/legacy/bpf_legacy.h, no kernel or libbpf header), built as
+    the seed built them: clang -O2 -target bpf, with -g (BTF, DWARF and their relocations) or without."""
+    output = out_dir / (source.name[: -len(".bpf.c")] + (".g.o" if debug else ".o"))
+    cmd = ["clang", "-O2", *(["-g"] if debug else []), "-target", "bpf", "-DLEGACY", "-I", str(LEGACY),
+           "-c", str(source), "-o", str(output)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"clang failed on {source.name}:\n{r.stderr}")
+    return output
+
+
+@pytest.fixture(scope="session")
+def legacy_objects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every tests/bpf/legacy/NAME.bpf.c compiled once per session without -g (NAME) and with it (NAME.g)."""
+    if shutil.which("clang") is None:
+        skip_or_fail("clang is not installed (apt-get install clang)")
+    out = tmp_path_factory.mktemp("legacy")
+    objects = {}
+    for src in sorted(LEGACY.glob("*.bpf.c")):
+        for debug in (False, True):
+            obj = compile_legacy(src, out, debug)
+            objects[obj.name[: -len(".o")]] = obj
+    return objects
+
+
 @pytest.fixture
 def booted_clean():
     """boot() keeps objects for the life of the process; this gives each test a clean slate."""

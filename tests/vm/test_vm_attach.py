@@ -2,7 +2,8 @@
 
 scripts/vmtest runs these inside a guest and sets CBPF_VM_KERNEL there. On the host they skip, naming what is
 missing; inside the VM a feature that is missing fails the test, unless the guest kernel is older than the
-feature's minimum version. Programs: tests/bpf/vm_{kprobe,fentry,lsm}.bpf.c.
+feature's minimum version. Programs: tests/bpf/vm_{kprobe,fentry,lsm}.bpf.c, and vm_legacy_kprobe.bpf.c in the
+seed's legacy format (struct bpf_map_def in "maps").
 """
 
 from __future__ import annotations
@@ -139,3 +140,31 @@ def test_lsm_program_fires_on_file_open(bpf_objects):
         for _ in range(CALLS):
             os.close(os.open("/dev/null", os.O_RDONLY))
         assert obj.globals["file_opens"] == CALLS, f"active LSMs: {lsms}"
+
+
+def test_legacy_kprobe_and_kretprobe_by_section_name(bpf_objects, booted_clean):
+    """The seed's format (struct bpf_map_def in "maps", which libbpf 1.x refuses), loaded by cbpf's own loader and
+    attached by boot() from the section names, as libbpf would."""
+    need_kprobes()
+    obj = cbpf.boot(bpf_objects["vm_legacy_kprobe"])
+    assert obj.legacy
+    assert sorted(link.target for link in obj.links) == ["kprobe/__x64_sys_getpid", "kretprobe/__x64_sys_getpid"]
+    obj.maps["legacy_config"][0] = os.getpid()  # counting starts after this call
+    getpid_n(CALLS)
+    assert (cbpf.fetch("legacy_kprobe_counts", 0), cbpf.fetch("legacy_kprobe_counts", 1)) == (CALLS, CALLS)
+    obj.close()
+    assert obj.links == ()
+
+
+def test_legacy_attach_kprobe_explicitly(bpf_objects):
+    need_kprobes()
+    with cbpf.Object(bpf_objects["vm_legacy_kprobe"], attach=False) as obj:
+        obj.maps["legacy_config"][0] = os.getpid()
+        counts = obj.maps["legacy_kprobe_counts"]
+        with obj.programs["legacy_kprobe_getpid"].attach_kprobe("__x64_sys_getpid") as entry:
+            assert entry.target == "kprobe __x64_sys_getpid"
+            getpid_n(CALLS)
+        getpid_n(10)  # detached
+        assert (counts.fetch(0), counts.fetch(1)) == (CALLS, 0)
+        with pytest.raises(FileNotFoundError, match="no kernel function 'cbpf_no_such_function'"):
+            obj.programs["legacy_kretprobe_getpid"].attach_kprobe("cbpf_no_such_function", retprobe=True)

@@ -1,0 +1,136 @@
+/* cbpf: loader for "legacy" BPF ELF objects, the ones libbpf 1.x refuses at open.
+ *
+ * Such objects define their maps as `struct bpf_map_def { unsigned int type, key_size, value_size, max_entries,
+ * map_flags[, inner_map_idx, numa_node] }` records in a section named "maps", and put each program in an executable
+ * section named after its attach point ("kprobe/<fn>", "tracepoint/<cat>/<name>", "socket", "xdp", ...).
+ *
+ * Pure C (no Python.h): the extension wraps it. Two stages, kept apart:
+ *   - the spec (cbpf_legacy_parse): what the ELF says, validated, no syscall, no global state. Every input is
+ *     treated as hostile: any offset, size or index is checked before use, and nothing is read outside the buffer.
+ *   - the object (cbpf_legacy_load): maps created, programs relocated and loaded, optionally attached.
+ * No function here keeps global state, so all may run without the GIL (two threads must not share one object).
+ * Every failure returns a negative errno and writes a one-line message into err (when err and errlen are non-zero),
+ * releasing whatever the call had allocated or opened. The message says what failed, not strerror(-ret): the caller
+ * adds that (cbpf's errors.c does, with the fix for EPERM).
+ */
+#ifndef CBPF_LEGACY_H
+#define CBPF_LEGACY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/bpf.h>
+
+/* How a program is attached by cbpf_legacy_attach, from its section name. */
+enum cbpf_legacy_attach_kind {
+    CBPF_LEGACY_ATTACH_NONE = 0,   /* needs a target cbpf cannot guess (socket, xdp, cgroup, perf_event, ...) */
+    CBPF_LEGACY_ATTACH_KPROBE,     /* kprobe/<fn> */
+    CBPF_LEGACY_ATTACH_KRETPROBE,  /* kretprobe/<fn> */
+    CBPF_LEGACY_ATTACH_TRACEPOINT, /* tracepoint/<cat>/<name>, tp/<cat>/<name> */
+    CBPF_LEGACY_ATTACH_RAW_TP,     /* raw_tracepoint/<name>, raw_tp/<name> */
+};
+
+/* One map reference: instruction insn_idx (an ld_imm64) is to be loaded with the fd of map map_idx. */
+struct cbpf_legacy_reloc {
+    uint32_t insn_idx;
+    uint32_t map_idx;
+};
+
+struct cbpf_legacy_map_spec {
+    char *name; /* the symbol's name, in full (the kernel is given its first 15 characters) */
+    uint32_t type, key_size, value_size, max_entries, map_flags, inner_map_idx, numa_node;
+    int has_inner;       /* a map-in-map: inner_map_idx is the index (in maps[]) of its inner map's template */
+    uint32_t def_offset; /* where the record sits in the "maps" section */
+    uint32_t def_size;   /* the record's size in bytes (its symbol's st_size) */
+};
+
+struct cbpf_legacy_prog_spec {
+    char *name;    /* the function's symbol name */
+    char *section; /* the ELF section it came from, e.g. "tracepoint/syscalls/sys_enter_getpid" */
+    uint32_t prog_type;
+    uint32_t expected_attach_type;
+    enum cbpf_legacy_attach_kind attach_kind;
+    const char *attach_target; /* points into section: "<fn>", "<cat>/<name>", "<name>"; NULL for ATTACH_NONE */
+    /* The program as it is to be loaded: called functions (from .text or elsewhere) appended and calls fixed;
+     * map references have src_reg = BPF_PSEUDO_MAP_FD and imm = 0, to be given the map's fd (relocs[]). */
+    struct bpf_insn *insns;
+    size_t insn_cnt;
+    struct cbpf_legacy_reloc *relocs;
+    size_t nrelocs;
+    size_t nsubprogs; /* how many functions were appended after the program's own instructions */
+    int autoload;     /* 1 after parsing; cbpf_legacy_load skips (leaves fd -1) a program whose autoload is 0 */
+};
+
+struct cbpf_legacy_spec {
+    struct cbpf_legacy_map_spec *maps; /* in the order of their records in the "maps" section */
+    size_t nmaps;
+    struct cbpf_legacy_prog_spec *progs; /* by section (ELF order), then by offset in the section */
+    size_t nprogs;
+    char *license;
+    uint32_t version; /* the "version" section's value, 0 if none; not used: the running kernel's is */
+    int has_version;
+};
+
+/* 1 when data is a 64-bit BPF ELF with a section named "maps", else 0 (never fails, safe on any bytes). */
+int cbpf_legacy_is_legacy(const void *data, size_t size);
+
+/* Parses an object into *out (free with cbpf_legacy_spec_free). No syscall: safe on untrusted bytes.
+ * -EINVAL for a malformed object, -EOPNOTSUPP for a feature this loader does not handle (BTF-defined maps, global
+ * data, kfuncs, callbacks...), -E2BIG when the programs would exceed the kernel's size limit, -ENOMEM. */
+int cbpf_legacy_parse(const void *data, size_t size, struct cbpf_legacy_spec **out, char *err, size_t errlen);
+void cbpf_legacy_spec_free(struct cbpf_legacy_spec *spec);
+
+struct cbpf_legacy_map {
+    char *name;
+    uint32_t type, key_size, value_size;
+    uint32_t max_entries; /* as created (a perf event array of 0 entries gets one per possible CPU) */
+    uint32_t map_flags, inner_map_idx, numa_node;
+    int has_inner;
+    int fd;
+};
+
+struct cbpf_legacy_prog {
+    char *name;
+    char *section;
+    uint32_t prog_type;
+    uint32_t expected_attach_type;
+    enum cbpf_legacy_attach_kind attach_kind;
+    const char *attach_target; /* points into section */
+    int fd;
+    size_t insn_cnt;
+    int link_fd; /* -1 until attached: a BPF link, or the perf event fd when the kernel lacks perf links */
+    int perf_fd; /* the perf event behind a kprobe/tracepoint attachment, -1 otherwise */
+};
+
+struct cbpf_legacy_obj {
+    struct cbpf_legacy_map *maps;
+    size_t nmaps;
+    struct cbpf_legacy_prog *progs;
+    size_t nprogs;
+    char *license;
+    uint32_t kern_version; /* what kprobe programs were loaded with: the running kernel's, from uname */
+};
+
+/* Creates the maps (map-in-map templates first), relocates and loads every program. On failure returns -errno,
+ * writes a one-line message into err and, when the verifier refused a program and log is not NULL, its log into
+ * *log (malloc'd, the caller frees; NULL when there is none). Nothing stays open after a failure. */
+int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj **out, char **log, char *err,
+                     size_t errlen);
+
+/* Attaches the loaded program prog_fd to a kprobe or kretprobe (target: the function; offset into it), a tracepoint
+ * (target: "<category>/<name>") or a raw tracepoint (target: its name). On success *link_fd is a BPF link (-1 when the
+ * kernel predates perf links and the program runs through PERF_EVENT_IOC_SET_BPF) and *perf_fd the perf event behind
+ * it (-1 for a raw tracepoint): closing both detaches. -EOPNOTSUPP for a kprobe on a kernel without kprobes, -ENOENT
+ * for a missing function or tracepoint, or tracefs not mounted. */
+int cbpf_legacy_attach_fd(int prog_fd, enum cbpf_legacy_attach_kind kind, const char *target, uint64_t offset,
+                          int *link_fd, int *perf_fd, char *err, size_t errlen);
+
+/* Attaches program prog_index as its section says (see enum cbpf_legacy_attach_kind) and sets its link_fd.
+ * -EOPNOTSUPP for a section that cannot be attached without a target (socket, xdp, cgroup, perf_event...) and for a
+ * kprobe on a kernel without kprobes, -ENOENT for a missing function/tracepoint or tracefs, -EBUSY if attached. */
+int cbpf_legacy_attach(struct cbpf_legacy_obj *obj, size_t prog_index, char *err, size_t errlen);
+void cbpf_legacy_detach(struct cbpf_legacy_obj *obj, size_t prog_index);
+/* Detaches and closes everything, frees obj. NULL is accepted. */
+void cbpf_legacy_close(struct cbpf_legacy_obj *obj);
+
+#endif /* CBPF_LEGACY_H */
