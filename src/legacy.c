@@ -191,6 +191,40 @@ static const char *sec_name(const struct elf *e, size_t idx)
     return tab_str(e->shstr, e->shstr_size, e->sh[idx].sh_name);
 }
 
+int cbpf_elf_check_functions(const void *data, size_t size, char *err, size_t errlen)
+{
+    struct elf e;
+    Elf64_Shdr symsh, fsh;
+    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
+        return 0; /* libbpf says what is wrong */
+    for (size_t i = 1; i < e.shnum; i++) {
+        elf_shdr(&e, i, &symsh);
+        if (symsh.sh_type != SHT_SYMTAB)
+            continue;
+        if (!in_file(&e, symsh.sh_offset, symsh.sh_size))
+            return 0;
+        for (uint64_t off = 0; off + sizeof(Elf64_Sym) <= symsh.sh_size; off += sizeof(Elf64_Sym)) {
+            Elf64_Sym sym;
+            memcpy(&sym, e.data + symsh.sh_offset + off, sizeof(sym));
+            if (ELF64_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF || sym.st_shndx >= e.shnum ||
+                sym.st_size < INSN_SZ)
+                continue;
+            elf_shdr(&e, sym.st_shndx, &fsh);
+            if (!(fsh.sh_flags & SHF_EXECINSTR) || sym.st_value > fsh.sh_size ||
+                sym.st_size > fsh.sh_size - sym.st_value || !in_file(&e, fsh.sh_offset, fsh.sh_size))
+                continue;
+            struct bpf_insn last;
+            memcpy(&last, e.data + fsh.sh_offset + sym.st_value + sym.st_size - INSN_SZ, sizeof(last));
+            if (last.code == OP_LD_IMM64)
+                return fail(err, errlen, -EINVAL,
+                            "function at offset %llu of section %zu ends in the first half of a 16-byte ld_imm64 "
+                            "instruction", (unsigned long long)sym.st_value, (size_t)sym.st_shndx);
+        }
+        return 0;
+    }
+    return 0;
+}
+
 int cbpf_legacy_is_legacy(const void *data, size_t size)
 {
     struct elf e;

@@ -74,6 +74,10 @@ struct cbpf_legacy_spec {
 /* 1 when data is a 64-bit BPF ELF with a section named "maps", else 0 (never fails, safe on any bytes). */
 int cbpf_legacy_is_legacy(const void *data, size_t size);
 
+/* For any BPF ELF, before libbpf opens it: 0, or -EINVAL when a function ends in the first half of an ld_imm64
+ * (libbpf 1.7 would write past its copy of the program when relocating it). Never reads outside the buffer. */
+int cbpf_elf_check_functions(const void *data, size_t size, char *err, size_t errlen);
+
 /* Parses an object into *out (free with cbpf_legacy_spec_free). No syscall: safe on untrusted bytes.
  * -EINVAL for a malformed object, -EOPNOTSUPP for a feature this loader does not handle (BTF-defined maps, global
  * data, kfuncs, callbacks...), -E2BIG when the programs would exceed the kernel's size limit, -ENOMEM. */

@@ -387,6 +387,12 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         goto opened;
     }
 
+    char bad[200];
+    if (cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
+                                 sizeof(bad)) < 0) {
+        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
+        goto error;
+    }
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname);
     cbpf_log_begin();
     self->obj = bpf_object__open_mem(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), &opts);

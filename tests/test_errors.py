@@ -126,3 +126,14 @@ def test_names_that_are_not_utf8_are_escaped():
     data = (Path(__file__).parent / "fuzz-regressions" / "non-utf8-program-name.bin").read_bytes()
     with cbpf.Object(data, load=False) as obj:
         assert "cgroup\\xa0\\x9a\\x98\\x8d\\x9a\\x8c\\x8c\\xff.relcgroup_skb/egress" in obj.programs
+
+
+def test_a_function_ending_in_half_an_ld_imm64_is_refused_before_libbpf_sees_it():
+    # the fuzzer's mutation of net.bpf.o: a function symbol shortened so that its last slot opens an ld_imm64 with
+    # a relocation on it; libbpf 1.7 would write the second half past its copy of the program (ASan saw it)
+    data = (Path(__file__).parent / "fuzz-regressions" / "ld-imm64-cut-off-at-function-end.bin").read_bytes()
+    before = open_fds()
+    with pytest.raises(OSError, match=r"not a valid BPF ELF object \(function at offset 0 of section 9 ends in the "
+                                      r"first half of a 16-byte ld_imm64 instruction\)"):
+        cbpf.Object(data)
+    assert open_fds() == before
