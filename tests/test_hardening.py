@@ -247,3 +247,37 @@ def test_the_monitor_run_unprivileged_says_what_to_do():
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("python -m cbpf: ") and "run as root, or grant CAP_BPF" in r.stderr, r.stderr
+
+
+def kernel_ids(fd: int) -> dict[str, int]:
+    """The kernel's ids of what an fd holds, from /proc/self/fdinfo (prog_id, map_id, link_id)."""
+    ids = {}
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("prog_id", "map_id", "link_id"):
+                ids[key] = int(value)
+    return ids
+
+
+def in_kernel(kind: str, ident: int) -> bool:
+    return subprocess.run(["bpftool", kind, "show", "id", str(ident)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["close", "garbage collection"])
+def test_links_maps_and_programs_are_gone_from_the_kernel(bpf_objects, how):
+    obj = cbpf.Object(bpf_objects["counter"])
+    held = [("map", kernel_ids(m.fd)["map_id"]) for m in obj.maps.values()]
+    held += [("prog", kernel_ids(p.fd)["prog_id"]) for p in obj.programs.values()]
+    held += [("link", link.id) for link in obj.links]
+    assert sorted({kind for kind, _ in held}) == ["link", "map", "prog"]
+    assert all(in_kernel(kind, ident) for kind, ident in held)
+    if how == "close":
+        obj.close()
+    else:
+        del obj
+        gc.collect()
+    deadline = time.monotonic() + 10  # the kernel frees programs and maps after an RCU grace period
+    while (left := [(k, i) for k, i in held if in_kernel(k, i)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
