@@ -6,6 +6,7 @@ Environment switches:
   CBPF_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (libbpf included)
   CBPF_FUZZ=1      clang with libFuzzer coverage and ASan (libbpf included), for atheris (scripts/fuzz)
   CBPF_WERROR=1    warnings are errors
+  CBPF_VALGRIND=1  tell valgrind's memcheck what the kernel wrote (scripts/test-valgrind)
   CBPF_CLANG=path  the clang that compiles BPF C (default: clang)
   CBPF_STATIC_DEPS=1  zlib and libelf linked in statically from build/deps (scripts/build-deps makes them), for
                       wheels that need nothing but the C library; =PREFIX takes PREFIX/{include,lib} instead.
@@ -174,6 +175,8 @@ extra_compile_args = c_flags() + ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused
                                   "-Wno-missing-field-initializers", "-Wno-cast-function-type"]
 if flag("CBPF_WERROR"):
     extra_compile_args.append("-Werror")
+if flag("CBPF_VALGRIND"):  # marks what the kernel wrote through bpf() commands valgrind does not know
+    extra_compile_args.append("-DCBPF_VALGRIND")
 # export PyInit__cbpf only: the version script hides the rest, libbpf's default-visibility API included (GNU ld and
 # lld alike; lld, which scripts/build-wheel's glibc-pinned toolchain links with, has no --exclude-libs)
 extra_link_args = [f"-Wl,--version-script={ROOT / 'src' / 'cbpf.map'}"]

@@ -169,6 +169,15 @@ extern PyType_Spec cbpf_ringbuf_spec;
 extern PyType_Spec cbpf_perfbuf_spec;
 extern PyType_Spec cbpf_decoder_spec;
 
+/* Memory the kernel filled through a bpf() command valgrind does not know (the batch commands of valgrind 3.19):
+ * without this, memcheck takes it for uninitialised. A no-op unless built with CBPF_VALGRIND=1. */
+#ifdef CBPF_VALGRIND
+#include <valgrind/memcheck.h>
+#define CBPF_KERNEL_WROTE(p, len) VALGRIND_MAKE_MEM_DEFINED((p), (len))
+#else
+#define CBPF_KERNEL_WROTE(p, len) ((void)0)
+#endif
+
 /* A name out of an ELF or its BTF (map, program, section, field): the file is untrusted, so bytes that are not UTF-8
  * become backslash escapes instead of a UnicodeDecodeError. */
 static inline PyObject *cbpf_elf_name(const char *s)

@@ -697,6 +697,9 @@ static int read_chunk(MapObject *self, int fd, cursor *c, entries *e, uint32_t n
                                        e->values + e->len * vs, &count, &opts);
         err = err ? errno : 0;
         if (err == 0 || err == ENOENT) {
+            CBPF_KERNEL_WROTE(e->keys + e->len * ks, (size_t)count * ks);
+            CBPF_KERNEL_WROTE(e->values + e->len * vs, (size_t)count * vs);
+            CBPF_KERNEL_WROTE(out_token, ts);
             e->len += count;
             memcpy(c->token, out_token, ts);
             c->mode = err == ENOENT ? 'E' : 'B';
