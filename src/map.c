@@ -139,6 +139,22 @@ MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struc
     return self;
 }
 
+/* A map over fd, as the kernel describes it. */
+static void apply_info(MapObject *self, int fd, bool owns_fd, const struct bpf_map_info *info)
+{
+    self->fd = fd;
+    self->owns_fd = owns_fd;
+    self->type = info->type;
+    self->key_size = info->key_size;
+    self->value_size = info->value_size;
+    self->max_entries = info->max_entries;
+    self->flags = info->map_flags;
+    self->id = info->id;
+    self->btf_key_type_id = info->btf_key_type_id;
+    self->btf_value_type_id = info->btf_value_type_id;
+    set_layout(self);
+}
+
 /* Points a map at an fd its object owns (a legacy object's), reading back what the kernel made of it. */
 int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
 {
@@ -148,15 +164,7 @@ int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
         cbpf_set_error(st, errno, "reading the info of map '%s'", PyUnicode_AsUTF8(self->name));
         return -1;
     }
-    self->fd = fd;
-    self->owns_fd = false;
-    self->type = info.type;
-    self->key_size = info.key_size;
-    self->value_size = info.value_size;
-    self->max_entries = info.max_entries;
-    self->flags = info.map_flags;
-    self->id = info.id;
-    set_layout(self);
+    apply_info(self, fd, false, &info);
     return setup_mmap(st, self);
 }
 
@@ -175,17 +183,7 @@ static PyObject *map_from_owned_fd(cbpf_state *st, int fd)
         close(fd);
         return NULL;
     }
-    self->fd = fd;
-    self->owns_fd = true;
-    self->type = info.type;
-    self->key_size = info.key_size;
-    self->value_size = info.value_size;
-    self->max_entries = info.max_entries;
-    self->flags = info.map_flags;
-    self->id = info.id;
-    self->btf_key_type_id = info.btf_key_type_id;
-    self->btf_value_type_id = info.btf_value_type_id;
-    set_layout(self);
+    apply_info(self, fd, true, &info);
     if (setup_mmap(st, self) < 0) {
         Py_DECREF(self);
         return NULL;
