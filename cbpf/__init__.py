@@ -7,15 +7,35 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
 from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
 from cbpf._cbpf import _booted_maps, num_possible_cpus
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct
-from cbpf._events import PerfBuffer, RingBuffer
-from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
+
+if TYPE_CHECKING:
+    from cbpf._events import PerfBuffer, RingBuffer
+    from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
+
+# imported on first use: their enums and classes take milliseconds to build, and most programs never touch them
+_LAZY = {"PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs", "PerfHardware": "_programs",
+         "PerfSoftware": "_programs", "PerfType": "_programs", "ProgramType": "_programs"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cbpf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"cbpf.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
