@@ -17,12 +17,23 @@ with atheris.instrument_imports():
 LOAD = os.environ.get("CBPF_FUZZ_LOAD", "1") != "0"  # also hand what libbpf accepts to the kernel's verifier
 
 
+# Maps the kernel would really allocate are capped: a mutated max_entries asks for tens of gigabytes, which the
+# kernel grants (an mmapable array of 15 GB, all of it resident once mapped), and libFuzzer stops on the RSS.
+MAX_MAP_BYTES = 64 << 20
+
+
 def one_input(data: bytes) -> None:
     try:
-        obj = cbpf.Object(data, name="fuzz", load=LOAD, attach=False)
+        obj = cbpf.Object(data, name="fuzz", load=False, attach=False)
     except OSError:
         return
     try:
+        too_big = any(m.max_entries * (m.key_size + m.value_size) > MAX_MAP_BYTES for m in obj.maps.values())
+        if LOAD and not too_big:
+            try:
+                obj.load()
+            except OSError:
+                return
         for m in obj.maps.values():
             m.fd  # noqa: B018 - touch every map object
     finally:
