@@ -395,13 +395,15 @@ class Bench:
         for name, row in rows.items():
             if not row["rate"]:
                 continue
-            print(f"  {name:<36} {statistics.median(row['rate']):11,.0f} {statistics.median(row['ratio']):10.3f}x "
+            ratio = f"{statistics.median(row['ratio']):10.3f}x" if row["ratio"] else f"{'n/a':>11}"
+            print(f"  {name:<36} {statistics.median(row['rate']):11,.0f} {ratio} "
                   f"{statistics.median(row['cpu']):5.0%} {statistics.median(row['lost']):6.1%}")
 
     @staticmethod
     def _row(row: dict[str, list[float]], rate: float, base: float, cpu: float, lost: float) -> None:
         row["rate"].append(rate)
-        row["ratio"].append(rate / base)
+        if base > 0:  # a round where the producer never ran (a loaded machine) has no ratio
+            row["ratio"].append(rate / base)
         row["cpu"].append(cpu)
         row["lost"].append(lost)
 
