@@ -292,6 +292,16 @@ static int add_by_name(PyObject *dict, PyObject *name, PyObject *item)
     return rc;
 }
 
+/* An opened object (either format): open, with empty maps and programs dicts and no kept links yet. */
+static int open_containers(ObjectObject *self)
+{
+    self->closed = false;
+    self->maps = PyDict_New();
+    self->programs = PyDict_New();
+    self->kept_links = PyList_New(0);
+    return self->maps == NULL || self->programs == NULL || self->kept_links == NULL ? -1 : 0;
+}
+
 /* A legacy object (struct bpf_map_def records in "maps", which libbpf 1.x refuses): parsed by legacy.c without the
  * GIL, its maps and programs made from the spec. */
 static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
@@ -311,11 +321,7 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
     }
     self->is_legacy = true;
     self->legacy_spec = spec;
-    self->closed = false;
-    self->maps = PyDict_New();
-    self->programs = PyDict_New();
-    self->kept_links = PyList_New(0);
-    if (self->maps == NULL || self->programs == NULL || self->kept_links == NULL) {
+    if (open_containers(self) < 0) {
         return -1;
     }
     for (size_t i = 0; i < spec->nmaps; i++) {
@@ -415,10 +421,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         goto error;
     }
     free(log);
-    self->closed = false;
-
-    self->maps = PyDict_New();
-    if (self->maps == NULL) {
+    if (open_containers(self) < 0) {
         goto error;
     }
     struct bpf_map *map;
@@ -427,11 +430,6 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
             goto error;
         }
-    }
-    self->programs = PyDict_New();
-    self->kept_links = PyList_New(0);
-    if (self->programs == NULL || self->kept_links == NULL) {
-        goto error;
     }
     struct bpf_program *prog;
     bpf_object__for_each_program(prog, self->obj) {
