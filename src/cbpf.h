@@ -185,6 +185,11 @@ static inline PyObject *cbpf_elf_name(const char *s)
     return PyUnicode_DecodeUTF8(s ? s : "", s ? (Py_ssize_t)strlen(s) : 0, "backslashreplace");
 }
 
+/* Checked arithmetic for every size and offset computed in C (sizes come from ELF files, BTF, the kernel or the
+ * caller): true when a + b (a * b) does not fit *out, whose type decides the range. */
+#define cbpf_checked_add(a, b, out) __builtin_add_overflow((a), (b), (out))
+#define cbpf_checked_mul(a, b, out) __builtin_mul_overflow((a), (b), (out))
+
 static inline cbpf_state *cbpf_get_state(PyObject *module)
 {
     return (cbpf_state *)PyModule_GetState(module);
@@ -199,6 +204,10 @@ void cbpf_log_emit_pending(cbpf_state *st);
 int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
+
+/* object.c: 0, or -1 with RuntimeError while another thread loads obj (libbpf rewrites the object's state then:
+ * relocated programs, re-mapped .rodata); `what` names the refused operation. */
+int cbpf_object_check_idle(ObjectObject *obj, const char *what);
 
 /* program.c */
 ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);

@@ -186,9 +186,14 @@ static int parse_field(cbpf_state *st, PyObject *item, field *f)
     return 0;
 }
 
+/* Where a field ends, or -1 when that does not fit a Py_ssize_t (offsets and counts come from the caller). */
 static Py_ssize_t field_end(const field *f)
 {
-    return f->offset + f->size * (f->count ? f->count : 1);
+    Py_ssize_t bytes, end;
+    if (cbpf_checked_mul(f->size, f->count ? f->count : 1, &bytes) || cbpf_checked_add(f->offset, bytes, &end)) {
+        return -1;
+    }
+    return end;
 }
 
 static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -199,6 +204,9 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     cbpf_state *st = cbpf_state_from_type(type);
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnO:_Decoder", kwlist, &tuple_type, &size, &fields)) {
         return NULL;
+    }
+    if (size < 0) {
+        return PyErr_Format(PyExc_ValueError, "a decoder's struct size must be >= 0, not %zd", size);
     }
     if (!PyType_Check(tuple_type) || !PyType_IsSubtype((PyTypeObject *)tuple_type, &PyTuple_Type) ||
         ((PyTypeObject *)tuple_type)->tp_basicsize != PyTuple_Type.tp_basicsize ||
@@ -228,7 +236,8 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
             goto error;
         }
         self->nfields = i + 1;
-        if (field_end(&self->fields[i]) > size) {
+        Py_ssize_t end = field_end(&self->fields[i]);
+        if (end < 0 || end > size) {
             PyErr_Format(PyExc_ValueError, "decoder field %zd ends past the struct's %zd bytes", i, size);
             goto error;
         }

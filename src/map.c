@@ -1467,37 +1467,50 @@ static PyObject *Map_memoryview(MapObject *self, PyObject *Py_UNUSED(ignored))
 /* Before load, the initial contents of .data/.rodata/.bss as libbpf holds them: read or write a range. */
 static PyObject *Map_initial_value(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    Py_buffer data = {0};
+    PyObject *result = NULL;
     if (nargs < 2 || nargs > 3) {
         return PyErr_Format(PyExc_TypeError, "_initial_value(offset, size[, data])");
     }
-    Py_ssize_t off = PyLong_AsSsize_t(args[0]), size = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t off = PyLong_AsSsize_t(args[0]), size = PyLong_AsSsize_t(args[1]), end;
     if ((off == -1 || size == -1) && PyErr_Occurred()) {
         return NULL;
+    }
+    /* the data first: an exporter written in Python may let another thread run, and start a load */
+    if (nargs == 3 && PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* libbpf re-maps a frozen .rodata read-only during load and copies .data/.bss into the kernel: neither a read
+     * nor a write may run then (a write would fault, or be lost) */
+    if (cbpf_object_check_idle(self->owner, nargs == 2 ? "reading a global" : "writing a global") < 0) {
+        goto done;
     }
     size_t total = 0;
     void *base = self->map ? bpf_map__initial_value(self->map, &total) : NULL;
     if (base == NULL || self->fd >= 0) {
-        return PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)",
-                            self->name);
+        PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)", self->name);
+        goto done;
     }
-    if (off < 0 || size < 0 || (size_t)off + (size_t)size > total) {
-        return PyErr_Format(PyExc_ValueError, "range %zd+%zd is outside map '%U' (%zu bytes)", off, size,
-                            self->name, total);
+    if (off < 0 || size < 0 || cbpf_checked_add(off, size, &end) || (size_t)end > total) {
+        PyErr_Format(PyExc_ValueError, "range %zd+%zd is outside map '%U' (%zu bytes)", off, size, self->name,
+                     total);
+        goto done;
     }
     if (nargs == 2) {
-        return PyBytes_FromStringAndSize((const char *)base + off, size);
-    }
-    Py_buffer data = {0};
-    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
-        return NULL;
+        result = PyBytes_FromStringAndSize((const char *)base + off, size);
+        goto done;
     }
     if (data.len != size) {
-        PyBuffer_Release(&data);
-        return PyErr_Format(PyExc_ValueError, "expected %zd bytes, got %zd", size, data.len);
+        PyErr_Format(PyExc_ValueError, "expected %zd bytes, got %zd", size, data.len);
+        goto done;
     }
     memcpy((char *)base + off, data.buf, (size_t)size);
-    PyBuffer_Release(&data);
-    Py_RETURN_NONE;
+    result = Py_NewRef(Py_None);
+done:
+    if (data.obj != NULL) {
+        PyBuffer_Release(&data);
+    }
+    return result;
 }
 
 /* Runs n lookups of one key from C: the baseline the benchmarks compare fetch() against. Returns seconds. */

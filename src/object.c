@@ -130,6 +130,16 @@ static int check_usable(ObjectObject *self)
     return 0;
 }
 
+int cbpf_object_check_idle(ObjectObject *obj, const char *what)
+{
+    if (obj != NULL && obj->busy) {
+        PyErr_Format(PyExc_RuntimeError, "Object '%U' is being loaded by another thread: %s waits until load() "
+                     "returns", obj->name, what);
+        return -1;
+    }
+    return 0;
+}
+
 /* A legacy object: maps created, programs relocated and loaded by legacy.c, without the GIL. */
 static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
 {
@@ -224,7 +234,7 @@ static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
 {
     PyObject *made = NULL, *key, *value;
     Py_ssize_t pos = 0;
-    if (check_usable(self) < 0) {
+    if (check_usable(self) < 0 || cbpf_object_check_idle(self, "attach()") < 0) {
         return NULL;
     }
     if (!self->loaded) {
@@ -473,9 +483,8 @@ static PyObject *Object_attach(ObjectObject *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *Object_close(ObjectObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->busy) {
-        return PyErr_Format(PyExc_RuntimeError, "Object '%U' is being loaded by another thread: close it after",
-                            self->name);
+    if (cbpf_object_check_idle(self, "close()") < 0) {
+        return NULL;
     }
     close_object(self);
     Py_RETURN_NONE;
@@ -585,7 +594,7 @@ static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
     if (id == (unsigned long)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (check_usable(self) < 0) {
+    if (check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }
     const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL; /* legacy objects: no BTF */
@@ -602,7 +611,7 @@ static PyObject *Object_btf_find(ObjectObject *self, PyObject *name)
         return PyErr_Format(PyExc_TypeError, "a type name must be a str, not %.100s", Py_TYPE(name)->tp_name);
     }
     const char *cname = PyUnicode_AsUTF8(name);
-    if (cname == NULL || check_usable(self) < 0) {
+    if (cname == NULL || check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }
     const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL;

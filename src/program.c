@@ -154,7 +154,7 @@ static int check_open(ProgramObject *self)
 
 static int check_attachable(ProgramObject *self)
 {
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_object_check_idle(self->owner, "attaching its programs") < 0) {
         return -1;
     }
     if (!self->owner->loaded) {
@@ -1136,7 +1136,10 @@ static int set_flag(ProgramObject *self, PyObject *value, const char *flag, bool
 
 static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    int on = set_flag(self, value, "autoload", self->owner->loaded || self->owner->busy, "Object.load()");
+    if (value != NULL && cbpf_object_check_idle(self->owner, "setting autoload") < 0) {
+        return -1;
+    }
+    int on = set_flag(self, value, "autoload", self->owner->loaded, "Object.load()");
     if (on < 0) {
         return -1;
     }
