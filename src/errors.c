@@ -30,8 +30,8 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
     if (n < 0) {
         return 0;
     }
-    size_t need = tl_log.len + (size_t)n + 2;
-    if (need > LOG_CAP) {
+    size_t need;
+    if (cbpf_checked_add(tl_log.len, (size_t)n + 2, &need) || need > LOG_CAP) {
         return 0;
     }
     if (need > tl_log.cap) {

@@ -229,14 +229,13 @@ static char *read_iterator(int fd, size_t *len)
     char *buf = PyMem_RawMalloc(cap);
     while (buf != NULL) {
         if (n == cap) {
-            char *grown = PyMem_RawRealloc(buf, cap * 2);
+            char *grown = cbpf_checked_mul(cap, 2, &cap) ? NULL : PyMem_RawRealloc(buf, cap);
             if (grown == NULL) {
                 PyMem_RawFree(buf);
                 errno = ENOMEM;
                 return NULL;
             }
             buf = grown;
-            cap *= 2;
         }
         ssize_t got = read(fd, buf + n, cap - n);
         if (got < 0 && errno == EINTR) {

@@ -35,7 +35,10 @@ static int setup_mmap(cbpf_state *st, MapObject *self)
         self->region != NULL) {
         return 0;
     }
-    size_t size = (size_t)((self->value_size + 7) & ~7u) * self->max_entries;
+    size_t stride = ((size_t)self->value_size + 7) & ~(size_t)7, size;
+    if (cbpf_checked_mul(stride, (size_t)self->max_entries, &size)) {
+        return 0; /* cannot be mapped: read through the syscalls */
+    }
     bool writable;
     PyObject *region = cbpf_region_new(st, self->fd, size ? size : 1, &writable);
     if (region == NULL) {
@@ -651,17 +654,26 @@ static int entries_reserve(MapObject *self, entries *e, size_t more)
     if (e->len + more <= e->cap) {
         return 0;
     }
-    size_t cap = e->cap ? e->cap : 1024;
-    while (cap < e->len + more) {
-        cap *= 2;
+    size_t cap = e->cap ? e->cap : 1024, need, kbytes, vbytes;
+    if (cbpf_checked_add(e->len, more, &need)) {
+        return -ENOMEM;
+    }
+    while (cap < need) {
+        if (cbpf_checked_mul(cap, 2, &cap)) {
+            return -ENOMEM;
+        }
     }
     size_t vs = full_value_size(self);
-    unsigned char *k = PyMem_RawRealloc(e->keys, cap * (self->key_size ? self->key_size : 1));
+    if (cbpf_checked_mul(cap, (size_t)(self->key_size ? self->key_size : 1), &kbytes) ||
+        cbpf_checked_mul(cap, vs ? vs : 1, &vbytes)) {
+        return -ENOMEM;
+    }
+    unsigned char *k = PyMem_RawRealloc(e->keys, kbytes);
     if (k == NULL) {
         return -ENOMEM;
     }
     e->keys = k;
-    unsigned char *v = PyMem_RawRealloc(e->values, cap * (vs ? vs : 1));
+    unsigned char *v = PyMem_RawRealloc(e->values, vbytes);
     if (v == NULL) {
         return -ENOMEM;
     }
