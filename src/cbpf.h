@@ -149,6 +149,7 @@ typedef struct {
     int ifindex;             /* TC */
     int tc_netns_fd;         /* TC: the network namespace it was attached in (netlink speaks to the caller's) */
     uint32_t tc_attach_point, tc_handle, tc_priority;
+    pid_t pid;               /* the process that attached: in another (a fork), releasing only closes its copies */
 } cbpf_attachment;
 
 struct LinkObject {
@@ -157,6 +158,7 @@ struct LinkObject {
     LinkObject *prev, *next; /* in program->owner->live while attached */
     PyObject *target;        /* str: what it is attached to */
     PyObject *pin_path;      /* str once pinned */
+    pid_t pin_pid;           /* the process that pinned it: detach() in another leaves the pin */
     cbpf_attachment att;
 };
 

@@ -45,9 +45,49 @@ static void tc_detach(cbpf_attachment *att)
     }
 }
 
+/* In a process forked from the one that attached: what it inherited are copies of the parent's fds, on the
+ * parent's perf events, sockets and qdiscs. Closing a copy leaves the parent's attachment in place, but libbpf's
+ * detach would disable the shared perf event (PERF_EVENT_IOC_DISABLE), a socket's SO_DETACH_BPF or a netlink
+ * request would remove the parent's filter: none of that runs here. A perf event fd that libbpf keeps to itself
+ * stays open until this process exits. */
+static void release_inherited(cbpf_attachment *att)
+{
+    switch (att->kind) {
+    case CBPF_ATTACHMENT_LIBBPF:
+        for (size_t i = 0; i < att->nlinks; i++) {
+            int fd = bpf_link__fd(att->links[i]);
+            bpf_link__disconnect(att->links[i]);
+            if (fd >= 0) {
+                close(fd);
+            }
+            bpf_link__destroy(att->links[i]); /* disconnected: frees, detaches nothing */
+        }
+        PyMem_RawFree(att->links);
+        break;
+    case CBPF_ATTACHMENT_TC:
+        if (att->tc_netns_fd >= 0) {
+            close(att->tc_netns_fd);
+        }
+        break;
+    case CBPF_ATTACHMENT_SOCKET: /* the socket is shared with the parent: its filter stays */
+    case CBPF_ATTACHMENT_NONE:
+        break;
+    case CBPF_ATTACHMENT_FD: /* closing a copy of a BPF link fd does not detach it */
+    case CBPF_ATTACHMENT_PERF: /* nor closing copies of a perf event's fds */
+        cbpf_attachment_release(att);
+        return;
+    }
+    *att = detached;
+}
+
 /* Runs without the GIL. A pinned BPF link outlives this: the pin holds it in the kernel. */
 void cbpf_attachment_release(cbpf_attachment *att)
 {
+    if (att->pid != 0 && att->pid != getpid()) {
+        att->pid = 0;
+        release_inherited(att);
+        return;
+    }
     switch (att->kind) {
     case CBPF_ATTACHMENT_LIBBPF:
         for (size_t i = 0; i < att->nlinks; i++) {
@@ -114,6 +154,7 @@ PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment 
     self->program = (ProgramObject *)Py_NewRef(program);
     self->target = target;
     self->att = *att;
+    self->att.pid = getpid();
     *att = detached;
     ObjectObject *owner = program->owner;
     self->next = owner->live;
@@ -184,8 +225,9 @@ static int check_attached(LinkObject *self)
 
 static PyObject *Link_detach(LinkObject *self, PyObject *Py_UNUSED(ignored))
 {
-    /* a pinned link lives on in bpffs after the process: detach() means it, so the pin goes too */
-    if (self->pin_path != NULL && cbpf_unpin(&self->pin_path, "link") < 0) {
+    /* a pinned link lives on in bpffs after the process: detach() means it, so the pin goes too; in a forked
+     * child, the pin its parent made stays the parent's */
+    if (self->pin_path != NULL && self->pin_pid == getpid() && cbpf_unpin(&self->pin_path, "link") < 0) {
         return NULL;
     }
     cbpf_link_detach(self);
@@ -211,6 +253,7 @@ static PyObject *Link_pin(LinkObject *self, PyObject *path)
     if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
+    self->pin_pid = getpid();
     Py_RETURN_NONE;
 }
 
