@@ -126,6 +126,8 @@ typedef struct {
     Py_ssize_t legacy_index;
     uint32_t legacy_expected_attach_type;
     bool legacy_autoload, legacy_autoattach;
+    bool pinned;             /* opened with Program.from_pinned() (or Link.from_pinned()): no ELF, no libbpf */
+    int pinned_fd;           /* then: its fd, owned; -1 once its Object is closed */
 } ProgramObject;
 
 /* What a Link holds in the kernel; released without the GIL (detaching can wait for an RCU grace period). */
@@ -149,7 +151,8 @@ typedef struct {
     int ifindex;             /* TC */
     int tc_netns_fd;         /* TC: the network namespace it was attached in (netlink speaks to the caller's) */
     uint32_t tc_attach_point, tc_handle, tc_priority;
-    pid_t pid;               /* the process that attached: in another (a fork), releasing only closes its copies */
+    unsigned long generation; /* cbpf_process_generation() of the process that attached: in a forked child, releasing
+                               * only closes the child's copies */
 } cbpf_attachment;
 
 struct LinkObject {
@@ -158,7 +161,7 @@ struct LinkObject {
     LinkObject *prev, *next; /* in program->owner->live while attached */
     PyObject *target;        /* str: what it is attached to */
     PyObject *pin_path;      /* str once pinned */
-    pid_t pin_pid;           /* the process that pinned it: detach() in another leaves the pin */
+    unsigned long pin_generation; /* of the process that pinned it: detach() in a forked child leaves the pin */
     cbpf_attachment att;
 };
 
@@ -211,7 +214,11 @@ PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const c
  * relocated programs, re-mapped .rodata); `what` names the refused operation. */
 int cbpf_object_check_idle(ObjectObject *obj, const char *what);
 
+ObjectObject *cbpf_object_for_pinned(cbpf_state *st, PyObject *name);
+
 /* program.c */
+ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path);
+void cbpf_program_invalidate(ProgramObject *self);
 ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);
 ProgramObject *cbpf_program_from_legacy(cbpf_state *st, ObjectObject *owner, Py_ssize_t index);
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted);
@@ -219,6 +226,7 @@ bool cbpf_program_autoload(ProgramObject *self);
 bool cbpf_program_autoattach(ProgramObject *self);
 
 /* link.c */
+unsigned long cbpf_process_generation(void);
 PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment *att, PyObject *target);
 void cbpf_attachment_release(cbpf_attachment *att);
 Py_ssize_t cbpf_links_take_all(ObjectObject *owner, cbpf_attachment **out);
@@ -236,6 +244,8 @@ void cbpf_map_invalidate(MapObject *self);
 int cbpf_ensure_bpffs(cbpf_state *st, const char *path);
 int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path);
 int cbpf_unpin(PyObject **pin_path, const char *what);
+const char *cbpf_fd_kind(int fd);
+int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path);
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);

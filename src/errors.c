@@ -8,7 +8,10 @@
 #include "cbpf.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define LOG_CAP (16u << 20) /* a verifier log can reach megabytes; past this, records are dropped */
 
@@ -126,12 +129,28 @@ char *cbpf_log_end(cbpf_state *st)
     return warnings;
 }
 
+/* Whether the process lacks what BPF needs: CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON. */
+static bool lacks_bpf_capabilities(void)
+{
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) {
+        return false; /* cannot tell: no hint rather than a wrong one */
+    }
+#define HAS(cap) ((data[(cap) / 32].effective >> ((cap) % 32)) & 1u)
+    bool ok = HAS(CAP_SYS_ADMIN) || (HAS(39 /* CAP_BPF */) && HAS(38 /* CAP_PERFMON */));
+#undef HAS
+    return !ok;
+}
+
 static const char *hint_for(int err)
 {
     switch (err) {
     case EPERM:
     case EACCES:
-        return " (run as root, or grant CAP_BPF and CAP_PERFMON)";
+        /* root is refused for other reasons (a path outside bpffs, a lockdown...): the hint would mislead */
+        return lacks_bpf_capabilities() ? " (run as root, or grant CAP_BPF and CAP_PERFMON)" : "";
     case ENOMEM:
         return " (out of memory, or the locked-memory limit is too low)";
     default:

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +16,28 @@
 #ifndef SO_DETACH_BPF
 #define SO_DETACH_BPF SO_DETACH_FILTER
 #endif
+
+/* Which process this is, without a system call (getpid() would be one per detach, and the tests count getpid
+ * calls): 1 in the process that loaded cbpf, one more in each forked child (a pthread_atfork handler). Recorded at
+ * attach time, compared at release; 0 means not recorded. */
+static volatile unsigned long fork_generation = 1;
+static pthread_once_t watch_forks_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void)
+{
+    fork_generation++;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+unsigned long cbpf_process_generation(void)
+{
+    pthread_once(&watch_forks_once, watch_forks);
+    return fork_generation;
+}
 
 static const cbpf_attachment detached = {.kind = CBPF_ATTACHMENT_NONE, .fd = -1, .perf_fd = -1, .tc_netns_fd = -1};
 
@@ -83,8 +106,8 @@ static void release_inherited(cbpf_attachment *att)
 /* Runs without the GIL. A pinned BPF link outlives this: the pin holds it in the kernel. */
 void cbpf_attachment_release(cbpf_attachment *att)
 {
-    if (att->pid != 0 && att->pid != getpid()) {
-        att->pid = 0;
+    if (att->generation != 0 && att->generation != cbpf_process_generation()) {
+        att->generation = 0;
         release_inherited(att);
         return;
     }
@@ -154,7 +177,7 @@ PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment 
     self->program = (ProgramObject *)Py_NewRef(program);
     self->target = target;
     self->att = *att;
-    self->att.pid = getpid();
+    self->att.generation = cbpf_process_generation();
     *att = detached;
     ObjectObject *owner = program->owner;
     self->next = owner->live;
@@ -227,7 +250,7 @@ static PyObject *Link_detach(LinkObject *self, PyObject *Py_UNUSED(ignored))
 {
     /* a pinned link lives on in bpffs after the process: detach() means it, so the pin goes too; in a forked
      * child, the pin its parent made stays the parent's */
-    if (self->pin_path != NULL && self->pin_pid == getpid() && cbpf_unpin(&self->pin_path, "link") < 0) {
+    if (self->pin_path != NULL && self->pin_generation == cbpf_process_generation() && cbpf_unpin(&self->pin_path, "link") < 0) {
         return NULL;
     }
     cbpf_link_detach(self);
@@ -253,7 +276,7 @@ static PyObject *Link_pin(LinkObject *self, PyObject *path)
     if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
-    self->pin_pid = getpid();
+    self->pin_generation = cbpf_process_generation();
     Py_RETURN_NONE;
 }
 
@@ -306,7 +329,12 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     if (check_attached(self) < 0) {
         return NULL;
     }
-    if (bpf_program__expected_attach_type(self->program->prog) != BPF_TRACE_ITER) {
+    struct bpf_link_info info;
+    __u32 info_len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    /* asked of the kernel: a legacy object's or a pinned program has no libbpf program to ask */
+    if (link_fd(self) < 0 || bpf_link_get_info_by_fd(link_fd(self), &info, &info_len) != 0 ||
+        info.type != BPF_LINK_TYPE_ITER) {
         return PyErr_Format(PyExc_TypeError, "Link %U is not an iterator: read() reads iter/... programs",
                             self->target);
     }
@@ -328,6 +356,50 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     }
     PyObject *result = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     PyMem_RawFree(data);
+    return result;
+}
+
+/* A BPF link pinned in bpffs, with its program (Program.from_pinned's kind). The Link holds the pin as if it had
+ * made it: detach() removes the pin and closes the fd (the link goes when nothing else holds it), unpin() only
+ * the pin. */
+static PyObject *Link_from_pinned(PyTypeObject *cls, PyObject *path)
+{
+    cbpf_state *st = cbpf_state_from_type(cls);
+    PyObject *abs = NULL, *result = NULL;
+    ProgramObject *program = NULL;
+    int fd = cbpf_open_pinned(st, path, "link", &abs);
+    if (fd < 0) {
+        return NULL;
+    }
+    struct bpf_link_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (bpf_link_get_info_by_fd(fd, &info, &len) != 0) {
+        cbpf_set_error(st, errno, "reading the info of the link pinned at %s", PyUnicode_AsUTF8(abs));
+        close(fd);
+        goto done;
+    }
+    int prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
+    if (prog_fd < 0) {
+        cbpf_set_error(st, errno, "opening the program of the link pinned at %s", PyUnicode_AsUTF8(abs));
+        close(fd);
+        goto done;
+    }
+    program = cbpf_program_from_fd(st, prog_fd, abs);
+    if (program == NULL) {
+        close(fd);
+        goto done;
+    }
+    const char *type = libbpf_bpf_link_type_str((enum bpf_link_type)info.type);
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_FD, .fd = fd, .perf_fd = -1, .tc_netns_fd = -1};
+    result = cbpf_link_new(st, program, &att, PyUnicode_FromFormat("%s link pinned at %U", type ? type : "a", abs));
+    if (result != NULL) {
+        ((LinkObject *)result)->pin_path = Py_NewRef(abs);
+        ((LinkObject *)result)->pin_generation = cbpf_process_generation();
+    }
+done:
+    Py_XDECREF(program);
+    Py_XDECREF(abs);
     return result;
 }
 
@@ -416,6 +488,10 @@ static PyMethodDef Link_methods[] = {
      "outlives this Link, its Object and the process, until unpin() or detach() or the file is removed."},
     {"unpin", (PyCFunction)Link_unpin, METH_NOARGS,
      "unpin($self, /)\n--\n\nRemoves the pin made by pin(); the link stays attached while this Link is."},
+    {"from_pinned", (PyCFunction)Link_from_pinned, METH_O | METH_CLASS,
+     "from_pinned($type, path, /)\n--\n\nOpens a BPF link pinned in bpffs, with its program (link.program, opened "
+     "as Program.from_pinned does). detach() removes the pin (and the link, unless something else holds it); "
+     "unpin() removes only the pin."},
     {"read", (PyCFunction)Link_read, METH_NOARGS,
      "read($self, /)\n--\n\nRuns an iterator link (iter/... programs) once and returns all it wrote, as bytes."},
     {"__enter__", (PyCFunction)Link_enter, METH_NOARGS, NULL},

@@ -6,7 +6,10 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -1334,27 +1337,156 @@ int cbpf_ensure_bpffs(cbpf_state *st, const char *path)
     return 0;
 }
 
-/* Pins fd at path (bpffs mounted first when missing) and records the path in *pin_path. what names the thing. */
+/* path as an absolute path (relative ones from the current directory), as bytes: a pin is found again by it after
+ * a chdir. */
+static PyObject *absolute_path(PyObject *path)
+{
+    PyObject *encoded = NULL;
+    if (!PyUnicode_FSConverter(path, &encoded)) {
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(encoded);
+    if (p[0] == '/') {
+        return encoded;
+    }
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    const char *rest = p;
+    while (rest[0] == '.' && rest[1] == '/') {
+        rest += 2;
+    }
+    PyObject *abs = PyBytes_FromFormat("%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", rest);
+    Py_DECREF(encoded);
+    return abs;
+}
+
+/* A path on no bpffs (the kernel says EPERM or EINVAL for those): the message says so, whatever the errno. */
+static bool on_bpffs(const char *path, bool parent)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    if (parent) {
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            slash[slash == dir ? 1 : 0] = '\0';
+        }
+    }
+    struct statfs sf;
+    return statfs(dir, &sf) != 0 || sf.f_type == BPF_FS_MAGIC; /* cannot tell: let the errno speak */
+}
+
+/* Pins fd at path (bpffs mounted first when missing) and records the absolute path in *pin_path. what names the
+ * thing. A thing pinned already is not pinned again: unpin() first (a second pin would be forgotten by unpin()). */
 int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path)
 {
     PyObject *encoded = NULL;
     int rc = -1;
-    if (!PyUnicode_FSConverter(path, &encoded)) {
+    if (*pin_path != NULL) {
+        PyErr_Format(PyExc_ValueError, "%s is pinned already, at %U: unpin() it first", what, *pin_path);
+        return -1;
+    }
+    encoded = absolute_path(path);
+    if (encoded == NULL) {
         return -1;
     }
     const char *p = PyBytes_AS_STRING(encoded);
+    if (strlen(p) != (size_t)PyBytes_GET_SIZE(encoded)) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        goto done;
+    }
     if (cbpf_ensure_bpffs(st, p) < 0) {
         goto done;
     }
     if (bpf_obj_pin(fd, p) != 0) {
-        cbpf_set_error(st, errno, "pinning %s at %s", what, p);
+        int err = errno;
+        if (err != EEXIST && err != ENOENT && !on_bpffs(p, true)) {
+            cbpf_set_error(st, err, "pinning %s at %s: the directory is not on a bpffs (pin under /sys/fs/bpf, or "
+                           "mount -t bpf bpf DIR)", what, p);
+        }
+        else {
+            cbpf_set_error(st, err, "pinning %s at %s", what, p);
+        }
         goto done;
     }
-    Py_XSETREF(*pin_path, PyUnicode_DecodeFSDefault(p));
+    *pin_path = PyUnicode_DecodeFSDefault(p);
     rc = *pin_path == NULL ? -1 : 0;
 done:
     Py_DECREF(encoded);
     return rc;
+}
+
+/* What a BPF fd holds, from the name of its anonymous inode: "map", "program", "link", or NULL. */
+const char *cbpf_fd_kind(int fd)
+{
+    char link[64], target[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0) {
+        return NULL;
+    }
+    target[n] = '\0';
+    if (strcmp(target, "anon_inode:bpf-map") == 0) {
+        return "map";
+    }
+    if (strcmp(target, "anon_inode:bpf-prog") == 0) {
+        return "program";
+    }
+    if (strcmp(target, "anon_inode:bpf_link") == 0 || strcmp(target, "anon_inode:bpf-link") == 0) {
+        return "link";
+    }
+    return NULL;
+}
+
+/* Opens what is pinned at path, which must be a `want` ("map", "program" or "link"). Returns the fd, or -1 with
+ * TypeError naming what the pin holds, or the OSError; *abs_path (when given) gets the absolute path as str. */
+int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path)
+{
+    PyObject *encoded = absolute_path(path);
+    int fd = -1;
+    if (encoded == NULL) {
+        return -1;
+    }
+    const char *p = PyBytes_AS_STRING(encoded);
+    if (strlen(p) != (size_t)PyBytes_GET_SIZE(encoded)) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        goto done;
+    }
+    if (cbpf_ensure_bpffs(st, p) < 0) {
+        goto done;
+    }
+    fd = bpf_obj_get(p);
+    if (fd < 0) {
+        int err = errno;
+        if (err != ENOENT && !on_bpffs(p, false)) {
+            cbpf_set_error(st, err, "opening the pinned %s %s: not a file on a bpffs", want, p);
+        }
+        else {
+            cbpf_set_error(st, err, "opening the pinned %s %s", want, p);
+        }
+        goto done;
+    }
+    const char *kind = cbpf_fd_kind(fd);
+    if (kind == NULL || strcmp(kind, want) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s holds a pinned %s, not a %s%s%s%s", p, kind ? kind : "BPF object of "
+                     "another kind", want, kind ? ": open it with " : "", kind ? (strcmp(kind, "map") == 0 ? "Map" :
+                     strcmp(kind, "link") == 0 ? "Link" : "Program") : "", kind ? ".from_pinned()" : "");
+        close(fd);
+        fd = -1;
+        goto done;
+    }
+    if (abs_path != NULL) {
+        *abs_path = PyUnicode_DecodeFSDefault(p);
+        if (*abs_path == NULL) {
+            close(fd);
+            fd = -1;
+        }
+    }
+done:
+    Py_DECREF(encoded);
+    return fd;
 }
 
 /* Removes the pin at *pin_path (gone already is fine) and forgets it. */
@@ -1404,24 +1536,8 @@ static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *Map_from_pinned(PyTypeObject *cls, PyObject *path)
 {
     cbpf_state *st = cbpf_state_from_type(cls);
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(path, &encoded)) {
-        return NULL;
-    }
-    const char *p = PyBytes_AS_STRING(encoded);
-    if (cbpf_ensure_bpffs(st, p) < 0) {
-        Py_DECREF(encoded);
-        return NULL;
-    }
-    int fd = bpf_obj_get(p);
-    if (fd < 0) {
-        int err = errno;
-        cbpf_set_error(st, err, "opening the pinned map %s", p);
-        Py_DECREF(encoded);
-        return NULL;
-    }
-    Py_DECREF(encoded);
-    return map_from_owned_fd(st, fd);
+    int fd = cbpf_open_pinned(st, path, "map", NULL);
+    return fd < 0 ? NULL : map_from_owned_fd(st, fd);
 }
 
 /* create(type, key_size, value_size, max_entries, flags=0, name=None, inner_map=None): a map of its own. */

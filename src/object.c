@@ -98,7 +98,7 @@ static void close_object(ObjectObject *self)
     }
     pos = 0;
     while (self->programs != NULL && PyDict_Next(self->programs, &pos, &key, &value)) {
-        ((ProgramObject *)value)->prog = NULL;
+        cbpf_program_invalidate((ProgramObject *)value);
     }
     cbpf_attachment *atts = NULL;
     Py_ssize_t natts = cbpf_links_take_all(self, &atts);
@@ -347,6 +347,25 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
         }
     }
     return 0;
+}
+
+/* The Object a program opened from a pin belongs to: loaded, with no ELF and no maps; closing it closes the program
+ * and detaches its Links as for any Object. */
+ObjectObject *cbpf_object_for_pinned(cbpf_state *st, PyObject *name)
+{
+    ObjectObject *self = (ObjectObject *)st->Object_type->tp_alloc(st->Object_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->name = Py_NewRef(name);
+    if (open_containers(self) < 0) {
+        self->closed = true;
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->loaded = true;
+    self->attached = true; /* attach() has nothing to do: no section names a target */
+    return self;
 }
 
 static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)

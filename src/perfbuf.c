@@ -22,7 +22,7 @@ typedef struct {
     unsigned long long lost;
     Py_ssize_t page_cnt;
     int wakeup_events;
-    pid_t pid;       /* the process that opened the buffers */
+    unsigned long generation; /* cbpf_process_generation() where the buffers were opened */
 } PerfBufferObject;
 
 struct sample_record {
@@ -94,7 +94,7 @@ static void release(PyObject *op)
     self->map_fd = -1;
     /* closing perf events can wait for the kernel; nothing here touches Python */
     Py_BEGIN_ALLOW_THREADS
-    if (pb != NULL && self->pid != getpid()) {
+    if (pb != NULL && self->generation != cbpf_process_generation()) {
         /* a forked child: perf_buffer__free would disable the parent's perf events (they are shared) and delete
          * the parent's entries of the map. Each fd it would use is first made a copy of /dev/null (atomically:
          * no other thread can get the number meanwhile), on which those calls fail and only close. */
@@ -173,7 +173,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->lost_callback = lost_callback == Py_None ? NULL : Py_NewRef(lost_callback);
     self->page_cnt = page_cnt;
     self->wakeup_events = wakeup_events;
-    self->pid = getpid();
+    self->generation = cbpf_process_generation();
     self->map_fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
     if (self->map_fd < 0) {
         cbpf_set_error(st, errno, "duplicating the fd of map '%s'", PyUnicode_AsUTF8(m->name));

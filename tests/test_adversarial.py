@@ -152,3 +152,152 @@ def test_initial_value_range_overflow(bpf_objects):
             m._initial_value(2**62, 2**62)
         with pytest.raises(ValueError, match="outside map"):
             m._initial_value(2**63 - 1, 1, b"x")
+
+
+# ---- 4. pins: absolute paths, one pin at a time -------------------------------------------------------------
+
+@pytest.fixture
+def bpffs_dir():
+    cbpf.Map.create("array", 4, 4, 1).close()  # nothing pinned: only so that bpffs gets mounted by pin() below
+    path = Path(f"/sys/fs/bpf/cbpf-adv-{os.getpid()}")
+    yield path
+    for p in Path("/sys/fs/bpf").glob(f"cbpf-adv-{os.getpid()}*"):
+        p.unlink()
+
+
+@pytest.mark.kernel
+def test_relative_pin_is_stored_absolute_and_unpin_after_chdir_removes_it(bpffs_dir, tmp_path, monkeypatch):
+    with cbpf.Map.create("array", 4, 4, 1) as m:
+        m.pin("/sys/fs/bpf/" + bpffs_dir.name + "-probe")  # mounts bpffs if needed
+        m.unpin()
+        monkeypatch.chdir("/sys/fs/bpf")
+        m.pin("./" + bpffs_dir.name)
+        assert m.pin_path == str(bpffs_dir)
+        decoy = tmp_path / bpffs_dir.name
+        decoy.write_text("not a pin")
+        monkeypatch.chdir(tmp_path)
+        m.unpin()
+        assert not bpffs_dir.exists()
+        assert decoy.read_text() == "not a pin"
+
+
+@pytest.mark.kernel
+def test_a_second_pin_is_refused_and_the_first_kept(bpffs_dir):
+    with cbpf.Map.create("array", 4, 4, 1) as m:
+        m.pin(bpffs_dir)
+        with pytest.raises(ValueError, match="pinned already, at " + str(bpffs_dir)):
+            m.pin(str(bpffs_dir) + "-2")
+        assert not Path(str(bpffs_dir) + "-2").exists()
+        assert m.pin_path == str(bpffs_dir)
+        m.unpin()
+        assert not bpffs_dir.exists()
+        m.pin(str(bpffs_dir) + "-2")  # after unpin(), a new pin is fine
+        m.unpin()
+
+
+# ---- 5. from_pinned checks what the pin holds; Link and Program open from pins --------------------------------
+
+@pytest.mark.kernel
+def test_from_pinned_checks_the_kind_and_opens_links_and_programs(bpf_objects, bpffs_dir):
+    with cbpf.Object(bpf_objects["tracing"], attach=False) as obj:
+        obj.globals["target_tgid"] = os.getpid()
+        prog = obj.programs["raw_getpid"]
+        link = prog.attach_raw_tracepoint("sys_enter")
+        link.pin(str(bpffs_dir) + "-link")
+        with pytest.raises(TypeError, match="holds a pinned link, not a map: open it with Link.from_pinned"):
+            cbpf.Map.from_pinned(str(bpffs_dir) + "-link")
+        with pytest.raises(TypeError, match="holds a pinned link, not a program"):
+            cbpf.Program.from_pinned(str(bpffs_dir) + "-link")
+        obj.maps["tracing.bss"].pin(str(bpffs_dir) + "-map")
+        with pytest.raises(TypeError, match="holds a pinned map, not a link: open it with Map.from_pinned"):
+            cbpf.Link.from_pinned(str(bpffs_dir) + "-map")
+
+        pinned = cbpf.Link.from_pinned(str(bpffs_dir) + "-link")
+        assert pinned.attached and pinned.pin_path == str(bpffs_dir) + "-link"
+        assert pinned.program.name == "raw_getpid" and pinned.program.type == cbpf.ProgramType.RAW_TRACEPOINT
+        assert pinned.id == link.id
+        link.unpin()
+        link.detach()  # the pinned Link still holds it: it goes on counting
+        before = obj.globals["raw_calls"]
+        for _ in range(9):
+            os.getpid()
+        assert obj.globals["raw_calls"] - before == 9
+        pinned.detach()  # the last holder: detached for good, and the pin gone
+        assert not Path(str(bpffs_dir) + "-link").exists()
+        before = obj.globals["raw_calls"]
+        os.getpid()
+        assert obj.globals["raw_calls"] == before
+        pinned.program.object.close()
+        obj.maps["tracing.bss"].unpin()
+
+        prog_path = str(bpffs_dir) + "-prog"
+        subprocess.run(["bpftool", "prog", "pin", "id", str(_prog_id(prog.fd)), prog_path], check=True)
+        p = cbpf.Program.from_pinned(prog_path)
+        assert p.name == "raw_getpid" and p.fd >= 0 and p.insn_count == prog.insn_count
+        with pytest.raises(TypeError, match="opened from a pin"):
+            p.attach_raw_tracepoint("sys_enter")
+        with pytest.raises(TypeError, match="opened from a pin"):
+            p.attach()
+        p.object.close()
+        assert p.fd == -1
+        os.unlink(prog_path)
+
+
+def _prog_id(fd: int) -> int:
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        if line.startswith("prog_id:"):
+            return int(line.split()[1])
+    raise AssertionError("no prog_id in fdinfo")
+
+
+@pytest.mark.kernel
+def test_pinned_socket_program_attaches_and_counts(bpf_objects, bpffs_dir):
+    import socket
+    with cbpf.Object(bpf_objects["net"], attach=False) as obj:
+        path = str(bpffs_dir) + "-sock"
+        subprocess.run(["bpftool", "prog", "pin", "id", str(_prog_id(obj.programs["socket_count"].fd)), path],
+                       check=True)
+        p = cbpf.Program.from_pinned(path)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with a, b:
+            link = p.attach_socket(b)
+            for _ in range(6):
+                a.send(b"x")
+                b.recv(4)
+            assert obj.globals["socket_packets"] == 6
+            link.detach()
+        with pytest.raises(ValueError, match="pass attach_type"):
+            p.attach_cgroup("/sys/fs/cgroup")
+        p.object.close()
+        os.unlink(path)
+
+
+# ---- 11. the capability hint only for a process that lacks the capability ------------------------------------
+
+@pytest.mark.kernel
+def test_pin_and_from_pinned_outside_bpffs_say_so_without_the_capability_hint(tmp_path):
+    with cbpf.Map.create("array", 4, 4, 1) as m:
+        with pytest.raises(PermissionError) as e:
+            m.pin(tmp_path / "x")
+        assert "not on a bpffs" in str(e.value) and "CAP_BPF" not in str(e.value)
+    with pytest.raises(OSError) as e:
+        cbpf.Map.from_pinned("/etc/passwd")
+    assert "not a file on a bpffs" in str(e.value) and "CAP_BPF" not in str(e.value)
+
+
+@pytest.mark.kernel
+def test_capability_hint_when_the_capability_is_missing():
+    """A child that dropped every capability (capset) is refused and told which capabilities to grant."""
+    r = run_child("""
+        import ctypes, cbpf
+        libc = ctypes.CDLL(None, use_errno=True)
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)()
+        assert libc.capset(header, data) == 0, ctypes.get_errno()
+        try:
+            cbpf.Map.create("array", 4, 4, 1)
+        except PermissionError as e:
+            print(e)
+    """)
+    assert_clean_exit(r)
+    assert "grant CAP_BPF and CAP_PERFMON" in r.stdout, r.stdout
