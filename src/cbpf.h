@@ -210,6 +210,12 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
 
+/* module.c: O& converters for unsigned arguments (uint32_t, uint64_t) that raise OverflowError out of range, and a
+ * str as a C string (NULL with ValueError when it holds a NUL: "lo\0x" must not name "lo"). */
+int cbpf_u32_converter(PyObject *o, void *out);
+int cbpf_u64_converter(PyObject *o, void *out);
+const char *cbpf_c_string(PyObject *s, const char *what);
+
 /* object.c: 0, or -1 with RuntimeError while another thread loads obj (libbpf rewrites the object's state then:
  * relocated programs, re-mapped .rodata); `what` names the refused operation. */
 int cbpf_object_check_idle(ObjectObject *obj, const char *what);

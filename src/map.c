@@ -218,6 +218,38 @@ static int check_open(MapObject *self)
     return -1;
 }
 
+/* Maps without keys: a keyed call or a whole-map read fails in the kernel with EINVAL or ENOTSUPP. What the map is
+ * and what reads it instead, or NULL for a map with keys. */
+static const char *keyless_use(uint32_t type)
+{
+    switch (type) {
+    case BPF_MAP_TYPE_QUEUE: return "a queue: it has no keys to look up or iterate; use push(), pop() and peek()";
+    case BPF_MAP_TYPE_STACK: return "a stack: it has no keys to look up or iterate; use push(), pop() and peek()";
+    case BPF_MAP_TYPE_BLOOM_FILTER:
+        return "a bloom filter: it has no keys and its values cannot be read back; use push(value) and "
+               "`value in map`";
+    case BPF_MAP_TYPE_RINGBUF:
+        return "a ring buffer: it has no keys to look up or iterate; read its events with cbpf.RingBuffer(map)";
+    case BPF_MAP_TYPE_USER_RINGBUF:
+        return "a user ring buffer: it has no keys to look up or iterate (BPF programs drain it)";
+    default: return NULL;
+    }
+}
+
+/* check_open(), and a map with keys: `op` names the call refused. */
+static int check_keyed(MapObject *self, const char *op)
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    const char *use = keyless_use(self->type);
+    if (use != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: map '%U' is %s", op, self->name, use);
+        return -1;
+    }
+    return 0;
+}
+
 /* An exact int of at most one internal digit (30 bits and a sign), read without a call. */
 static inline bool compact_int(PyObject *obj, long *v)
 {
@@ -240,6 +272,21 @@ static inline bool compact_int(PyObject *obj, long *v)
 #endif
 }
 
+/* A buffer of floating-point numbers (struct module format: e, f, d, g; Zf, Zd, Zg complex). */
+static bool float_format(const char *format)
+{
+    if (format == NULL) {
+        return false;
+    }
+    while (*format && strchr("@=<>!", *format)) {
+        format++;
+    }
+    if (*format == 'Z') {
+        format++;
+    }
+    return format[0] != '\0' && format[1] == '\0' && strchr("efdg", format[0]) != NULL;
+}
+
 /* Turns a key or value into bytes of exactly `size`: a Python int is packed in native byte order for sizes
  * 1, 2, 4 and 8; anything with the buffer protocol must have that many bytes. `scratch` holds 8 bytes. On
  * success *out points at the bytes and, for a buffer, `view` must be released by the caller. */
@@ -247,7 +294,14 @@ static int to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *ma
                     Py_buffer *view, const void **out)
 {
     if (!PyLong_Check(obj) && PyObject_CheckBuffer(obj)) {
-        if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT) < 0) {
+            return -1;
+        }
+        if (what[0] == 'k' && float_format(view->format)) {
+            /* a float is refused as a key: so is a numpy float, whose bytes are no better a key */
+            PyErr_Format(PyExc_TypeError, "map '%U' takes a key as an int or a buffer of %u bytes, not floats (%.100s)",
+                         mapname, size, Py_TYPE(obj)->tp_name);
+            PyBuffer_Release(view);
             return -1;
         }
         if ((size_t)view->len != size) {
@@ -434,6 +488,9 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
     const void *k = NULL;
     PyObject *result = NULL;
 
+    if (self->mm == NULL && check_keyed(self, "fetch()") < 0) {
+        return NULL;
+    }
     uint32_t vs = self->value_size;
     if (vs != 1 && vs != 2 && vs != 4 && vs != 8) {
         if (check_open(self) < 0) {
@@ -525,7 +582,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *key)
     unsigned char *value = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "lookup") < 0) {
         return NULL;
     }
     value = PyMem_Malloc(full_value_size(self) ? full_value_size(self) : 1);
@@ -566,7 +623,7 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "update") < 0) {
         return NULL;
     }
     if (cbpf_map_key(st, self, args[0], &kscratch, &kview, &k) < 0) {
@@ -604,7 +661,7 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     const void *k = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "delete") < 0) {
         return NULL;
     }
     if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
@@ -803,7 +860,7 @@ static PyObject *Map_dump_raw(MapObject *self, PyObject *Py_UNUSED(ignored))
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     entries e = {0};
     PyObject *result = NULL;
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "reading the whole map") < 0) {
         return NULL;
     }
     if (read_all(st, self, &e) == 0) {
@@ -885,11 +942,11 @@ static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     bool sems = false;
     p.fd = -1;
     int err = 0;
+    if (check_keyed(self, "reading the whole map") < 0) {
+        return NULL;
+    }
     if (!int_sized(self->key_size) || !int_sized(self->value_size)) {
         Py_RETURN_NOTIMPLEMENTED;
-    }
-    if (check_open(self) < 0) {
-        return NULL;
     }
     dict = PyDict_New();
     p.c = PyMem_Calloc(1, sizeof(cursor) + token_size(self));
@@ -974,7 +1031,7 @@ static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize
     if (n <= 0 || n > (1 << 20)) {
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "chunk size out of range");
     }
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "iterating") < 0) {
         return NULL;
     }
     size_t csize = sizeof(cursor) + token_size(self);
@@ -1014,12 +1071,7 @@ static Py_ssize_t Map_length(MapObject *self)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     entries e = {0};
-    if (check_open(self) < 0) {
-        return -1;
-    }
-    if (self->key_size == 0) {
-        PyErr_Format(PyExc_TypeError, "map '%U' has no keys (a queue, stack or bloom filter): len() does not "
-                     "apply", self->name);
+    if (check_keyed(self, "len()") < 0) {
         return -1;
     }
     Py_ssize_t n = read_all(st, self, &e) == 0 ? (Py_ssize_t)e.len : -1;
@@ -1027,15 +1079,34 @@ static Py_ssize_t Map_length(MapObject *self)
     return n;
 }
 
-/* Checks a buffer of whole records: returns the record count or -1. */
-static Py_ssize_t records(MapObject *self, Py_buffer *view, size_t size, const char *what)
+/* Checks a buffer of whole records of `size` bytes: returns the record count or -1. Its items must be bytes, whole
+ * records, or (`element`, when not 0) one per-CPU value each: a uint32 array is not cut into 8-byte keys. Keys may
+ * not be floats. The count must fit the kernel's 32-bit one. */
+static Py_ssize_t records(MapObject *self, Py_buffer *view, size_t size, size_t element, const char *what)
 {
     if (size == 0 || view->len % (Py_ssize_t)size != 0) {
         PyErr_Format(PyExc_ValueError, "map '%U' takes %s as a buffer of whole %zu-byte records, got %zd bytes",
                      self->name, what, size, view->len);
         return -1;
     }
-    return view->len / (Py_ssize_t)size;
+    size_t item = (size_t)view->itemsize;
+    if (item != 1 && item != size && (element == 0 || item != element)) {
+        PyErr_Format(PyExc_ValueError, "map '%U' takes %s of %zu bytes each, got a buffer of %zu-byte items (format "
+                     "'%s'): pass an array whose items are whole %s, or bytes", self->name, what, size, item,
+                     view->format ? view->format : "B", what);
+        return -1;
+    }
+    if (what[0] == 'k' && float_format(view->format)) {
+        PyErr_Format(PyExc_TypeError, "map '%U' takes keys as ints or bytes, not floats (format '%s')", self->name,
+                     view->format);
+        return -1;
+    }
+    Py_ssize_t n = view->len / (Py_ssize_t)size;
+    if ((uint64_t)n > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%zd %s in one batch: at most %u", n, what, UINT32_MAX);
+        return -1;
+    }
+    return n;
 }
 
 static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1047,14 +1118,18 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
     if (parse_flags(args, nargs, kwnames, 2, "update_batch() takes keys, values and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || PyObject_GetBuffer(args[0], &kv, PyBUF_C_CONTIGUOUS) < 0) {
+    if (check_keyed(self, "update_batch()") < 0 ||
+        PyObject_GetBuffer(args[0], &kv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[1], &vv, PyBUF_C_CONTIGUOUS) < 0) {
+    if (PyObject_GetBuffer(args[1], &vv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         goto done;
     }
-    Py_ssize_t nk = records(self, &kv, self->key_size, "keys");
-    Py_ssize_t nv = nk < 0 ? -1 : records(self, &vv, full_value_size(self), "values");
+    Py_ssize_t nk = records(self, &kv, self->key_size, 0, "keys");
+    Py_ssize_t nv = nk < 0 ? -1
+                           : records(self, &vv, full_value_size(self),
+                                     self->ncpus > 1 && self->value_size == self->value_stride ? self->value_size : 0,
+                                     "values");
     if (nv < 0) {
         goto done;
     }
@@ -1098,10 +1173,10 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer kv = {0};
     PyObject *result = NULL;
-    if (check_open(self) < 0 || PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS) < 0) {
+    if (check_keyed(self, "delete_batch()") < 0 || PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         return NULL;
     }
-    Py_ssize_t n = records(self, &kv, self->key_size, "keys");
+    Py_ssize_t n = records(self, &kv, self->key_size, 0, "keys");
     if (n < 0) {
         goto done;
     }
@@ -1152,7 +1227,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
     if (nargs != 2) {
         return PyErr_Format(PyExc_TypeError, "lookup_into() takes a key and a writable buffer");
     }
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "lookup_into()") < 0) {
         return NULL;
     }
     if (PyObject_GetBuffer(args[1], &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
@@ -1183,11 +1258,34 @@ done:
     return result;
 }
 
-/* Queues, stacks and bloom filters: values without keys. pop() and peek() give None when empty. */
+/* Queues and stacks (and bloom filters for push): values without keys, as the kernel defines them. */
+static int check_keyless(MapObject *self, const char *op, bool bloom_too)
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    if (self->type == BPF_MAP_TYPE_QUEUE || self->type == BPF_MAP_TYPE_STACK ||
+        (bloom_too && self->type == BPF_MAP_TYPE_BLOOM_FILTER)) {
+        return 0;
+    }
+    if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
+        PyErr_Format(PyExc_TypeError, "%s: map '%U' is a bloom filter, whose values cannot be read back: ask "
+                     "`value in map` whether a value may be in it", op, self->name);
+    }
+    else {
+        const char *type = libbpf_bpf_map_type_str((enum bpf_map_type)self->type);
+        PyErr_Format(PyExc_TypeError, "%s is for queues and stacks%s: map '%U' is a %s map%s", op,
+                     bloom_too ? " (and bloom filters)" : "", self->name, type ? type : "?",
+                     keyless_use(self->type) ? "" : ": use lookup(), update() and delete()");
+    }
+    return -1;
+}
+
+/* pop() and peek() give None when empty (the kernel's ENOENT). */
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_open(self) < 0) {
+    if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0) {
         return NULL;
     }
     PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
@@ -1227,13 +1325,18 @@ static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nar
     if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || to_bytes(args[0], self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+    if (check_keyless(self, "push()", true) < 0 ||
+        to_bytes(args[0], self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
         return NULL;
     }
     int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
     int err = errno;
     if (view.obj) {
         PyBuffer_Release(&view);
+    }
+    if (rc != 0 && err == E2BIG && self->type != BPF_MAP_TYPE_BLOOM_FILTER) {
+        return cbpf_set_error(st, err, "push to map '%s': it is full (%u values; push(value, flags=BPF_EXIST) "
+                              "drops the oldest to make room)", PyUnicode_AsUTF8(self->name), self->max_entries);
     }
     if (rc != 0) {
         return cbpf_set_error(st, err, "push to map '%s'", PyUnicode_AsUTF8(self->name));
@@ -1363,6 +1466,17 @@ static PyObject *absolute_path(PyObject *path)
     return abs;
 }
 
+/* A pin's path, absolute, as bytes (an embedded NUL is a ValueError), with bpffs mounted when it is under
+ * /sys/fs/bpf. */
+static PyObject *bpffs_path(cbpf_state *st, PyObject *path)
+{
+    PyObject *encoded = absolute_path(path);
+    if (encoded != NULL && cbpf_ensure_bpffs(st, PyBytes_AS_STRING(encoded)) < 0) {
+        Py_CLEAR(encoded);
+    }
+    return encoded;
+}
+
 /* A path on no bpffs (the kernel says EPERM or EINVAL for those): the message says so, whatever the errno. */
 static bool on_bpffs(const char *path, bool parent)
 {
@@ -1388,18 +1502,11 @@ int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObje
         PyErr_Format(PyExc_ValueError, "%s is pinned already, at %U: unpin() it first", what, *pin_path);
         return -1;
     }
-    encoded = absolute_path(path);
+    encoded = bpffs_path(st, path);
     if (encoded == NULL) {
         return -1;
     }
     const char *p = PyBytes_AS_STRING(encoded);
-    if (strlen(p) != (size_t)PyBytes_GET_SIZE(encoded)) {
-        PyErr_SetString(PyExc_ValueError, "embedded null byte");
-        goto done;
-    }
-    if (cbpf_ensure_bpffs(st, p) < 0) {
-        goto done;
-    }
     if (bpf_obj_pin(fd, p) != 0) {
         int err = errno;
         if (err != EEXIST && err != ENOENT && !on_bpffs(p, true)) {
@@ -1444,19 +1551,12 @@ const char *cbpf_fd_kind(int fd)
  * TypeError naming what the pin holds, or the OSError; *abs_path (when given) gets the absolute path as str. */
 int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path)
 {
-    PyObject *encoded = absolute_path(path);
+    PyObject *encoded = bpffs_path(st, path);
     int fd = -1;
     if (encoded == NULL) {
         return -1;
     }
     const char *p = PyBytes_AS_STRING(encoded);
-    if (strlen(p) != (size_t)PyBytes_GET_SIZE(encoded)) {
-        PyErr_SetString(PyExc_ValueError, "embedded null byte");
-        goto done;
-    }
-    if (cbpf_ensure_bpffs(st, p) < 0) {
-        goto done;
-    }
     fd = bpf_obj_get(p);
     if (fd < 0) {
         int err = errno;
@@ -1546,12 +1646,14 @@ static PyObject *Map_create(PyTypeObject *cls, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"type", "key_size", "value_size", "max_entries", "flags", "name", "inner_map",
                              "map_extra", NULL};
     cbpf_state *st = cbpf_state_from_type(cls);
-    unsigned int type, key_size, value_size, max_entries, flags = 0;
-    unsigned long long map_extra = 0;
+    uint32_t type, key_size, value_size, max_entries, flags = 0;
+    uint64_t map_extra = 0;
     const char *name = NULL;
     PyObject *inner = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IIII|IzOK:create", kwlist, &type, &key_size, &value_size,
-                                     &max_entries, &flags, &name, &inner, &map_extra)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&O&|O&zOO&:create", kwlist, cbpf_u32_converter, &type,
+                                     cbpf_u32_converter, &key_size, cbpf_u32_converter, &value_size,
+                                     cbpf_u32_converter, &max_entries, cbpf_u32_converter, &flags, &name, &inner,
+                                     cbpf_u64_converter, &map_extra)) {
         return NULL;
     }
     LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags, .map_extra = map_extra);

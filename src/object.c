@@ -411,7 +411,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (self->elf == NULL || self->name == NULL) {
         goto error;
     }
-    const char *cname = PyUnicode_AsUTF8(self->name);
+    const char *cname = cbpf_c_string(self->name, "object name");
     if (cname == NULL) {
         goto error;
     }
@@ -629,7 +629,7 @@ static PyObject *Object_btf_find(ObjectObject *self, PyObject *name)
     if (!PyUnicode_Check(name)) {
         return PyErr_Format(PyExc_TypeError, "a type name must be a str, not %.100s", Py_TYPE(name)->tp_name);
     }
-    const char *cname = PyUnicode_AsUTF8(name);
+    const char *cname = cbpf_c_string(name, "type name");
     if (cname == NULL || check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }

@@ -503,15 +503,16 @@ static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyOb
     static char *kwlist[] = {"func", "retprobe", "offset", NULL};
     const char *func;
     int retprobe = 0;
-    unsigned long offset = 0;
+    uint64_t offset = 0;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|pk:attach_kprobe", kwlist, &func, &retprobe, &offset) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|pO&:attach_kprobe", kwlist, &func, &retprobe,
+                                     cbpf_u64_converter, &offset) ||
         check_attachable(self) < 0 || refuse_pinned(self, "attach_kprobe") < 0) {
         return NULL;
     }
     char where[64] = "";
     if (offset) {
-        snprintf(where, sizeof(where), "+0x%lx", offset);
+        snprintf(where, sizeof(where), "+0x%llx", (unsigned long long)offset);
     }
     PyObject *target = PyUnicode_FromFormat("%s %s%s", retprobe ? "kretprobe" : "kprobe", func, where);
     if (target == NULL) {
@@ -693,12 +694,12 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     static char *kwlist[] = {"binary", "symbol", "offset", "pid", "retprobe", NULL};
     PyObject *binary;
     const char *symbol = NULL;
-    unsigned long offset = 0;
+    uint64_t offset = 0;
     int pid = -1, retprobe = 0;
     char path[PATH_MAX], missing[PATH_MAX + 300];
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zkip:attach_uprobe", kwlist, &binary, &symbol, &offset, &pid,
-                                     &retprobe) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zO&ip:attach_uprobe", kwlist, &binary, &symbol,
+                                     cbpf_u64_converter, &offset, &pid, &retprobe) ||
         check_attachable(self) < 0 || require_libbpf(self, "attach_uprobe") < 0) {
         return NULL;
     }
@@ -715,7 +716,7 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     int err = log_done(st, link == NULL ? errno : 0);
     char where[64] = "";
     if (offset || symbol == NULL) {
-        snprintf(where, sizeof(where), "%s0x%lx", symbol ? "+" : "", offset);
+        snprintf(where, sizeof(where), "%s0x%llx", symbol ? "+" : "", (unsigned long long)offset);
     }
     PyObject *target = PyUnicode_FromFormat("%s %s:%s%s", retprobe ? "uretprobe" : "uprobe", path, symbol ? symbol : "",
                                             where);
@@ -796,14 +797,15 @@ static int optional_u64(PyObject *o, const char *what, unsigned long long *v)
 static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"type", "config", "sample_period", "sample_freq", "cpu", "pid", NULL};
-    unsigned int type;
-    unsigned long long config, period = 0, freq = 0;
+    uint32_t type;
+    uint64_t config;
+    unsigned long long period = 0, freq = 0;
     PyObject *period_obj = Py_None, *freq_obj = Py_None, *cpu_obj = Py_None, *target = NULL;
     int pid = -1, ncpus = 0, *cpus = NULL;
     cbpf_attachment att = {.kind = CBPF_ATTACHMENT_LIBBPF, .fd = -1, .tc_netns_fd = -1};
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IK|$OOOi:attach_perf_event", kwlist, &type, &config, &period_obj,
-                                     &freq_obj, &cpu_obj, &pid) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&|$OOOi:attach_perf_event", kwlist, cbpf_u32_converter, &type,
+                                     cbpf_u64_converter, &config, &period_obj, &freq_obj, &cpu_obj, &pid) ||
         check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_PERF_EVENT, "attach_perf_event") < 0 ||
         require_libbpf(self, "attach_perf_event") < 0) {
         return NULL;
@@ -831,13 +833,13 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             goto error;
         }
         ncpus = 1;
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, config, cpus[0],
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, (unsigned long long)config, cpus[0],
                                       pid >= 0 ? " pid" : "");
     }
     else if (pid >= 0) {
         cpus[0] = -1; /* the process wherever it runs */
         ncpus = 1;
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu pid %d", type, config, pid);
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu pid %d", type, (unsigned long long)config, pid);
     }
     else {
         ncpus = online_cpus(cpus, possible);
@@ -845,7 +847,7 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             cbpf_set_error(st, errno, "reading /sys/devices/system/cpu/online");
             goto error;
         }
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, config, ncpus);
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, (unsigned long long)config, ncpus);
     }
     if (target == NULL) {
         goto error;
@@ -897,7 +899,7 @@ error:
 static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface, char name[IF_NAMESIZE])
 {
     if (PyUnicode_Check(iface)) {
-        const char *s = PyUnicode_AsUTF8(iface);
+        const char *s = cbpf_c_string(iface, "interface name");
         if (s == NULL) {
             return -1;
         }
@@ -1067,7 +1069,7 @@ static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
 static int attach_type_arg(PyObject *o, enum bpf_attach_type *out)
 {
     if (PyUnicode_Check(o)) {
-        const char *want = PyUnicode_AsUTF8(o);
+        const char *want = cbpf_c_string(o, "attach type");
         if (want == NULL) {
             return -1;
         }

@@ -301,3 +301,140 @@ def test_capability_hint_when_the_capability_is_missing():
     """)
     assert_clean_exit(r)
     assert "grant CAP_BPF and CAP_PERFMON" in r.stdout, r.stdout
+
+
+# ---- 6. unsigned arguments are range-checked, never wrapped ----------------------------------------------------
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("field", ["type", "key_size", "value_size", "max_entries", "flags", "map_extra"])
+@pytest.mark.parametrize("value", [2**32 + 5, -1, 2**64])
+def test_map_create_refuses_out_of_range_numbers(field, value):
+    args = {"type": 1, "key_size": 4, "value_size": 4, "max_entries": 1, "flags": 0, "map_extra": 0}
+    if field == "map_extra" and value == 2**32 + 5:
+        value = 2**64 + 5
+    args[field] = value
+    with pytest.raises(OverflowError, match="out of range for an unsigned"):
+        cbpf._cbpf.Map.create(**args)
+
+
+@pytest.mark.kernel
+def test_attach_perf_event_refuses_out_of_range_type_and_config(bpf_objects):
+    with cbpf.Object(bpf_objects["perf"], attach=False) as obj:
+        prog = obj.programs["on_sample"]
+        for type_, config in ((2**32 + 1, 0), (-1, 0), (1, 2**64), (1, -1)):
+            with pytest.raises(OverflowError, match="out of range"):
+                prog.attach_perf_event(type_, config, sample_period=1000)
+        assert obj.attached_count == 0
+
+
+# ---- 7. queues, stacks and bloom filters as the kernel defines them; maps that cannot be iterated say so -----
+
+@pytest.mark.kernel
+def test_queue_and_stack_semantics():
+    with cbpf.Map.create("queue", 0, 4, 3) as q:
+        assert q.pop() is None and q.peek() is None
+        for v in (10, 20, 30):
+            q.push(v)
+        with pytest.raises(OSError, match="it is full .*BPF_EXIST"):
+            q.push(40)
+        q.push(40, flags=cbpf.BPF_EXIST)  # drops the oldest, 10
+        assert q.peek() == (20).to_bytes(4, sys.byteorder) and q.peek() == (20).to_bytes(4, sys.byteorder)
+        assert [q.pop(), q.pop(), q.pop(), q.pop()] == [v.to_bytes(4, sys.byteorder) for v in (20, 30, 40)] + [None]
+    with cbpf.Map.create("stack", 0, 4, 3) as s:
+        for v in (1, 2, 3):
+            s.push(v)
+        s.push(4, flags=cbpf.BPF_EXIST)  # drops the oldest, 1
+        assert s.peek() == (4).to_bytes(4, sys.byteorder)
+        assert [s.pop(), s.pop(), s.pop(), s.pop()] == [v.to_bytes(4, sys.byteorder) for v in (4, 3, 2)] + [None]
+
+
+@pytest.mark.kernel
+def test_bloom_filter_semantics():
+    with cbpf.Map.create("bloom_filter", 0, 8, 1000, map_extra=5) as b:
+        assert 7 not in b
+        for v in (7, 11, 13):
+            b.push(v)
+        assert 7 in b and 11 in b and 13 in b
+        with pytest.raises(TypeError, match="bloom filter, whose values cannot be read back"):
+            b.peek()
+        with pytest.raises(TypeError, match="bloom filter, whose values cannot be read back"):
+            b.pop()
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("kind,key_size,value_size,max_entries,says", [
+    ("queue", 0, 4, 4, "a queue: it has no keys.*push\\(\\), pop\\(\\) and peek\\(\\)"),
+    ("stack", 0, 4, 4, "a stack: it has no keys"),
+    ("bloom_filter", 0, 4, 16, "a bloom filter: .*`value in map`"),
+    ("ringbuf", 0, 0, 4096, "a ring buffer: .*cbpf.RingBuffer\\(map\\)"),
+])
+def test_maps_without_keys_say_what_to_use(kind, key_size, value_size, max_entries, says):
+    with cbpf.Map.create(kind, key_size, value_size, max_entries) as m:
+        for call in (lambda: list(m.items()), lambda: list(m.keys()), lambda: m.to_dict(), lambda: len(m),
+                     lambda: m.lookup(0), lambda: m.update(0, 0), lambda: m.delete(0), lambda: m.fetch(0),
+                     lambda: m.update_batch(b"", b""), lambda: m.delete_batch(b""), m._dump_raw):
+            with pytest.raises(TypeError, match=says):
+                call()
+
+
+@pytest.mark.kernel
+def test_push_pop_peek_on_a_hash_say_what_to_use():
+    with cbpf.Map.create("hash", 4, 4, 4) as h:
+        for call in (h.pop, h.peek, lambda: h.push(1)):
+            with pytest.raises(TypeError, match="for queues and stacks.*a hash map: use lookup"):
+                call()
+
+
+# ---- 8. batches check dtype and itemsize; a float is no key -----------------------------------------------------
+
+@pytest.mark.kernel
+def test_batches_check_item_sizes_and_float_keys():
+    np = pytest.importorskip("numpy")
+    with cbpf.Map.create("hash", 8, 8, 16) as m:
+        with pytest.raises(ValueError, match="8 bytes each, got a buffer of 4-byte items"):
+            m.update_batch(np.arange(4, dtype=np.uint32), np.zeros(2, dtype=np.uint64))
+        with pytest.raises(ValueError, match="4-byte items"):
+            m.delete_batch(np.arange(4, dtype=np.uint32))
+        with pytest.raises(TypeError, match="not floats"):
+            m.update_batch(np.arange(2, dtype=np.float64), np.zeros(2, dtype=np.uint64))
+        assert len(m) == 0
+        assert m.update_batch(np.arange(3, dtype=np.uint64), np.arange(3, dtype=np.uint64) * 10) == 3
+        assert m.update_batch(bytes(8), bytes(8)) == 1  # raw bytes are whole records
+        with pytest.raises(TypeError, match="not floats"):
+            m.lookup(np.float64(1.0))
+        with pytest.raises(TypeError):
+            m.lookup(1.0)
+        assert m.lookup(np.uint64(1)) == (10).to_bytes(8, sys.byteorder)
+        m.update(np.uint64(5), np.float64(2.5))  # a float value is bytes of a double: fine
+        assert m.lookup(5) == np.float64(2.5).tobytes()
+
+
+# ---- 9. an embedded NUL is refused, not cut --------------------------------------------------------------------
+
+@pytest.mark.kernel
+def test_embedded_nul_is_a_value_error(bpf_objects, tmp_path):
+    with cbpf.Object(bpf_objects["net"], attach=False) as obj:
+        with pytest.raises(ValueError, match="NUL"):
+            obj.programs["xdp_count"].attach_xdp("lo\0x")
+        with pytest.raises(ValueError):
+            obj.programs["cgroup_egress"].attach_cgroup("/sys/fs/cgroup\0x")
+        with pytest.raises(ValueError, match="NUL"):
+            obj.programs["cgroup_egress"].attach_cgroup("/sys/fs/cgroup", attach_type="cgroup_inet_egress\0x")
+        with pytest.raises(ValueError, match="NUL"):
+            obj._btf_find("xdp_md\0x")
+        assert obj.attached_count == 0
+    with cbpf.Object(bpf_objects["tracing"], attach=False) as obj:
+        prog = obj.programs["tp_getpid"]
+        with pytest.raises(ValueError):
+            prog.attach_tracepoint("syscalls\0", "sys_enter_getpid")
+        with pytest.raises(ValueError):
+            obj.programs["raw_getpid"].attach_raw_tracepoint("sys_enter\0x")
+    with cbpf.Object(bpf_objects["probes"], attach=False) as obj:
+        with pytest.raises(ValueError):
+            obj.programs["on_entry"].attach_uprobe("/bin/true\0x", "main")
+        with pytest.raises(ValueError):
+            obj.programs["on_entry"].attach_uprobe("/bin/true", "main\0x")
+    with cbpf.Map.create("array", 4, 4, 1) as m, pytest.raises(ValueError):
+        m.pin("/sys/fs/bpf/x\0y")
+    with pytest.raises(ValueError, match="NUL"):
+        cbpf.Object(bpf_objects["minimal"], name="a\0b", load=False)
