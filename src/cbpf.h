@@ -208,6 +208,7 @@ char *cbpf_log_end(cbpf_state *st);
 void cbpf_log_emit_pending(cbpf_state *st);
 int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
+int cbpf_strerror(int err, char *buf, size_t size);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
 
 /* module.c: O& converters for unsigned arguments (uint32_t, uint64_t) that raise OverflowError out of range, and a

@@ -158,6 +158,58 @@ static const char *hint_for(int err)
     }
 }
 
+/* The kernel's internal codes (include/linux/errnos.h), which reach user space from some BPF paths (ENOTSUPP above
+ * all) and which strerror() calls "Unknown error". */
+static const char *kernel_internal_error(int err)
+{
+    switch (err) {
+    case 512: return "Restart the system call (ERESTARTSYS, kernel-internal code 512)";
+    case 513: return "Restart the system call (ERESTARTNOINTR, kernel-internal code 513)";
+    case 514: return "Restart if no handler (ERESTARTNOHAND, kernel-internal code 514)";
+    case 515: return "No ioctl command (ENOIOCTLCMD, kernel-internal code 515)";
+    case 516: return "Restart by calling sys_restart_syscall (ERESTART_RESTARTBLOCK, kernel-internal code 516)";
+    case 517: return "Driver requests probe retry (EPROBE_DEFER, kernel-internal code 517)";
+    case 518: return "Open found a stale dentry (EOPENSTALE, kernel-internal code 518)";
+    case 519: return "Parameter not supported (ENOPARAM, kernel-internal code 519)";
+    case 521: return "Illegal NFS file handle (EBADHANDLE, kernel-internal code 521)";
+    case 522: return "Update synchronization mismatch (ENOTSYNC, kernel-internal code 522)";
+    case 523: return "Cookie is stale (EBADCOOKIE, kernel-internal code 523)";
+    case 524: return "Operation not supported (ENOTSUPP, kernel-internal code 524)";
+    case 525: return "Buffer or request is too small (ETOOSMALL, kernel-internal code 525)";
+    case 526: return "An untranslatable error occurred (ESERVERFAULT, kernel-internal code 526)";
+    case 527: return "Type not supported by server (EBADTYPE, kernel-internal code 527)";
+    case 528: return "Request initiated, but will not complete before timeout (EJUKEBOX, kernel-internal code 528)";
+    case 529: return "iocb queued, will get completion event (EIOCBQUEUED, kernel-internal code 529)";
+    case 530: return "Conflict with recalled state (ERECALLCONFLICT, kernel-internal code 530)";
+    default: return NULL;
+    }
+}
+
+/* err's text (positive or negative): strerror's, the kernel's internal codes named, libbpf's own codes (4000 and
+ * up: bad ELF, endianness, relocation...) through libbpf_strerror. Returns the errno a Python exception should
+ * carry: EINVAL for libbpf's codes, which are no errno values. */
+int cbpf_strerror(int err, char *buf, size_t size)
+{
+    if (err < 0) {
+        err = -err;
+    }
+    if (err == 0) {
+        err = EINVAL;
+    }
+    const char *internal = kernel_internal_error(err);
+    if (internal != NULL) {
+        snprintf(buf, size, "%s", internal);
+    }
+    else if (err >= __LIBBPF_ERRNO__START && err < __LIBBPF_ERRNO__START + 1000) {
+        libbpf_strerror(err, buf, size);
+        return EINVAL;
+    }
+    else {
+        snprintf(buf, size, "%s", strerror(err));
+    }
+    return err;
+}
+
 /* Raises the OSError subclass that matches err (so EPERM gives PermissionError, ENOENT FileNotFoundError) with
  * a message of its own. err may be given negative, as libbpf returns it. Always returns NULL. */
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...)
@@ -168,21 +220,8 @@ PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    if (err < 0) {
-        err = -err;
-    }
-    if (err == 0) {
-        err = EINVAL;
-    }
-    char reason[128];
-    if (err >= LIBBPF_ERRNO__LIBELF) {
-        /* libbpf's own codes (bad ELF, relocation...) are not errno values: keep the text, report EINVAL */
-        libbpf_strerror(err, reason, sizeof(reason));
-        err = EINVAL;
-    }
-    else {
-        snprintf(reason, sizeof(reason), "%s", strerror(err));
-    }
+    char reason[160];
+    err = cbpf_strerror(err, reason, sizeof(reason));
     PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what, reason, hint_for(err));
     if (msg == NULL) {
         return NULL;
@@ -249,16 +288,18 @@ PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const c
     if (tail == NULL) {
         goto done;
     }
+    char reason[160];
+    err = cbpf_strerror(err, reason, sizeof(reason));
     if (n) {
-        msg = PyUnicode_FromFormat("%s: %s; last lines of the log:\n  %U", what, strerror(err ? err : EINVAL), tail);
+        msg = PyUnicode_FromFormat("%s: %s; last lines of the log:\n  %U", what, reason, tail);
     }
     else {
-        msg = PyUnicode_FromFormat("%s: %s", what, strerror(err ? err : EINVAL));
+        msg = PyUnicode_FromFormat("%s: %s", what, reason);
     }
     if (msg == NULL) {
         goto done;
     }
-    exc = PyObject_CallFunction(st->LoadError, "iO", err ? err : EINVAL, msg);
+    exc = PyObject_CallFunction(st->LoadError, "iO", err, msg);
     if (exc == NULL) {
         goto done;
     }

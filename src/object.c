@@ -275,7 +275,7 @@ error:
     return NULL;
 }
 
-/* The last non-empty line of libbpf's warnings, with a closing parenthesis, for a one-line message. */
+/* The last non-empty line of libbpf's warnings, for a one-line message. */
 static void last_line(const char *log, char *out, size_t size)
 {
     if (log == NULL) {
@@ -289,9 +289,36 @@ static void last_line(const char *log, char *out, size_t size)
     while (start > log && start[-1] != '\n') {
         start--;
     }
-    if (end > start) {
-        snprintf(out, size, "%.*s)", (int)(end - start), start);
+    /* libbpf starts its messages with "libbpf: ": the caller's text already says where it comes from */
+    if ((size_t)(end - start) > 8 && strncmp(start, "libbpf: ", 8) == 0) {
+        start += 8;
     }
+    if (end > start) {
+        snprintf(out, size, "%.*s", (int)(end - start), start);
+    }
+}
+
+/* An ELF of the other byte order (-target bpfeb here): libbpf opens it, reads its globals byte-swapped and fails
+ * at load with "Endian mismatch"; the legacy loader cannot read it. Refused up front, whichever format. */
+static int check_byte_order(cbpf_state *st, const char *cname, const unsigned char *elf, size_t size)
+{
+    static const unsigned char magic[4] = {0x7f, 'E', 'L', 'F'};
+    if (size < 6 || memcmp(elf, magic, 4) != 0) {
+        return 0; /* not an ELF: libbpf says so */
+    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned char native = 1; /* ELFDATA2LSB */
+#else
+    const unsigned char native = 2; /* ELFDATA2MSB */
+#endif
+    if (elf[5] != native) {
+        const char *order = elf[5] == 1 ? "little-endian" : elf[5] == 2 ? "big-endian" : "of no known byte order";
+        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
+                       "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
+                       native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
+        return -1;
+    }
+    return 0;
 }
 
 /* dict[name] = item, taking over the caller's reference to item. */
@@ -415,6 +442,10 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cname == NULL) {
         goto error;
     }
+    if (check_byte_order(st, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
+                         (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
+        goto error;
+    }
     if (cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf))) {
         if (open_legacy(st, self, cname) < 0) {
             goto error;
@@ -434,17 +465,18 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     int err = self->obj == NULL ? errno : 0;
     char *log = cbpf_log_end(st);
     if (self->obj == NULL) {
-        char what[256];
-        snprintf(what, sizeof(what), "opening BPF object '%s'", cname);
-        if (err >= LIBBPF_ERRNO__LIBELF || err == EINVAL || err == ENOEXEC || err == EPROTO ||
-            err == ENOENT || err == E2BIG) {
-            char reason[200] = "";
-            last_line(log, reason, sizeof(reason));
-            cbpf_set_error(st, err, "%s: not a valid BPF ELF object%s%s", what, reason[0] ? " (libbpf: " : "",
-                           reason[0] ? reason : "");
+        /* The bytes are in memory: whatever libbpf says but ENOMEM is about them (ENOENT: "couldn't find symbol
+         * table", ESRCH, EOPNOTSUPP: "program is static"...), so the error is the documented EINVAL, with
+         * libbpf's own code and last message in the text. */
+        char reason[300] = "", code[160];
+        last_line(log, reason, sizeof(reason));
+        cbpf_strerror(err, code, sizeof(code));
+        if (err == ENOMEM) {
+            cbpf_set_error(st, err, "opening BPF object '%s'", cname);
         }
         else {
-            cbpf_set_error(st, err, "%s", what);
+            cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)", cname,
+                           reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
         }
         free(log);
         goto error;

@@ -679,10 +679,21 @@ static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, ch
     }
     const char *name = PyBytes_AS_STRING(encoded);
     int rc = 0;
+    struct stat sb;
     if (!resolve_binary(name, out, size)) {
         cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
                                    "LD_LIBRARY_PATH and the library directories)",
                        utf8(self->name), name);
+        rc = -1;
+    }
+    else if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cbpf_set_error(st, EISDIR, "cannot attach program '%s' to %s: a directory, not an ELF file (an executable "
+                       "or a shared library)", utf8(self->name), out);
+        rc = -1;
+    }
+    else if (!is_elf(out)) {
+        cbpf_set_error(st, ENOEXEC, "cannot attach program '%s' to %s: not an ELF file (an executable or a shared "
+                       "library)", utf8(self->name), out);
         rc = -1;
     }
     Py_DECREF(encoded);

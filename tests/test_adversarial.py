@@ -438,3 +438,103 @@ def test_embedded_nul_is_a_value_error(bpf_objects, tmp_path):
         m.pin("/sys/fs/bpf/x\0y")
     with pytest.raises(ValueError, match="NUL"):
         cbpf.Object(bpf_objects["minimal"], name="a\0b", load=False)
+
+
+# ---- 10, 15. the kernel's internal codes and libbpf's own have real messages ------------------------------------
+
+@pytest.mark.kernel
+def test_kernel_internal_enotsupp_has_a_message():
+    with cbpf.Map.create("stack_trace", 4, 64, 16) as m:
+        with pytest.raises(OSError) as e:
+            m.delete_batch(bytes(4))
+    assert e.value.errno == 524
+    assert "Operation not supported (ENOTSUPP, kernel-internal code 524)" in str(e.value)
+    assert "Unknown error" not in str(e.value)
+
+
+# ---- 12, 14, 16. malformed objects: always OSError EINVAL, with libbpf's reason once --------------------------
+
+def compile_c(tmp_path: Path, name: str, source: str, target: str = "bpf") -> Path:
+    (tmp_path / f"{name}.bpf.c").write_text(textwrap.dedent(source))
+    out = tmp_path / f"{name}.bpf.o"
+    cmd = ["clang", "-O2", "-g", "-target", target, "-I", cbpf.include_dir(), "-idirafter",
+           "/usr/include/x86_64-linux-gnu", "-c", str(tmp_path / f"{name}.bpf.c"), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.kernel
+def test_an_extern_without_btf_is_einval_not_file_not_found(tmp_path):
+    obj = compile_c(tmp_path, "fwd", """
+        #include <linux/bpf.h>
+        #include <bpf/bpf_helpers.h>
+        extern int undefined_var;
+        SEC("tracepoint/syscalls/sys_enter_getpid")
+        int prog(void *ctx) { return undefined_var; }
+        char LICENSE[] SEC("license") = "GPL";
+    """)
+    with pytest.raises(OSError) as e:
+        cbpf.Object(obj, load=False)
+    assert type(e.value) is OSError and e.value.errno == 22
+    msg = str(e.value)
+    assert "not a valid BPF ELF object (libbpf: failed to find BTF for extern 'undefined_var'" in msg
+    assert msg.count("libbpf:") == 1
+
+
+@pytest.mark.kernel
+def test_eopnotsupp_at_open_keeps_libbpfs_reason(tmp_path):
+    obj = compile_c(tmp_path, "static", """
+        #include <linux/bpf.h>
+        #include <bpf/bpf_helpers.h>
+        SEC("tracepoint/syscalls/sys_enter_getpid")
+        static int hidden(void *ctx) { return 0; }
+        int (*keep)(void *) = hidden;
+        char LICENSE[] SEC("license") = "GPL";
+    """)
+    with pytest.raises(OSError) as e:
+        cbpf.Object(obj, load=False)
+    assert type(e.value) is OSError and e.value.errno == 22
+    assert "program 'hidden' is static and not supported" in str(e.value)
+    assert str(e.value).count("libbpf:") == 1
+
+
+@pytest.mark.kernel
+def test_big_endian_objects_are_refused_at_open(tmp_path, bpf_build_dir):
+    from conftest import LEGACY, TESTS, compile_bpf
+    modern = compile_bpf(TESTS / "bpf" / "maps.bpf.c", tmp_path, ("-I", str(bpf_build_dir), "-target", "bpfeb"))
+    legacy_src = sorted(LEGACY.glob("*.bpf.c"))[0]
+    legacy = tmp_path / "legacy-be.o"
+    subprocess.run(["clang", "-O2", "-target", "bpfeb", "-DLEGACY", "-I", str(LEGACY), "-c", str(legacy_src),
+                    "-o", str(legacy)], check=True, capture_output=True)
+    for path in (modern, legacy):
+        for source in (path, path.read_bytes()):
+            with pytest.raises(OSError) as e:
+                cbpf.Object(source, load=False)
+            assert type(e.value) is OSError and e.value.errno == 22
+            assert "the object is big-endian, this machine is little-endian" in str(e.value)
+
+
+def test_malformed_elf_bytes_are_always_einval():
+    """Structural mutants of a real object that libbpf refuses for reasons of its own errno (ENOENT, ESRCH...)."""
+    import struct as st
+    elf = bytearray(b"\x7fELF\x02\x01\x01" + bytes(57))  # an ELF64 header and nothing behind it
+    st.pack_into("<HHIQQQIHHHHHH", elf, 16, 1, 247, 1, 0, 0, 0, 0, 64, 0, 0, 64, 0, 0)
+    for data in (bytes(elf), bytes(elf[:40]), b"\x7fELF", bytes(elf) + bytes(100)):
+        with pytest.raises(OSError) as e:
+            cbpf.Object(data, load=False)
+        assert type(e.value) is OSError and e.value.errno == 22, e.value
+
+
+# ---- 13. a uprobe target that is no ELF file ----------------------------------------------------------------------
+
+@pytest.mark.kernel
+def test_uprobe_target_not_an_elf(bpf_objects, tmp_path):
+    (tmp_path / "script").write_text("#!/bin/sh\n")
+    with cbpf.Object(bpf_objects["probes"], attach=False) as obj:
+        prog = obj.programs["on_entry"]
+        with pytest.raises(IsADirectoryError, match="a directory, not an ELF file"):
+            prog.attach_uprobe(tmp_path, "main")
+        with pytest.raises(OSError, match="not an ELF file") as e:
+            prog.attach_uprobe(tmp_path / "script", "main")
+        assert e.value.errno == 8
+        assert obj.attached_count == 0
