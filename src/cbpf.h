@@ -217,6 +217,9 @@ int cbpf_u32_converter(PyObject *o, void *out);
 int cbpf_u64_converter(PyObject *o, void *out);
 const char *cbpf_c_string(PyObject *s, const char *what);
 
+/* elfcheck.c: 0, or -1 with why filled for an ELF image libbpf must not be given (see the file). */
+int cbpf_elf_precheck(const void *image, size_t size, char *why, size_t whylen);
+
 /* object.c: 0, or -1 with RuntimeError while another thread loads obj (libbpf rewrites the object's state then:
  * relocated programs, re-mapped .rodata); `what` names the refused operation. */
 int cbpf_object_check_idle(ObjectObject *obj, const char *what);

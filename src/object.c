@@ -454,7 +454,8 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
 
     char bad[200];
-    if (cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
+    if (cbpf_elf_precheck(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad, sizeof(bad)) < 0 ||
+        cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
                                  sizeof(bad)) < 0) {
         cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
         goto error;
