@@ -49,7 +49,9 @@ def c_flags():
     if flag("CBPF_SANITIZE"):
         flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
     if flag("CBPF_FUZZ"):
-        flags += ["-fsanitize=fuzzer-no-link,address", "-fno-omit-frame-pointer", "-g"]
+        # UBSan too, each report fatal: libFuzzer then keeps the input as a crash (the ASan runtime carries UBSan's)
+        flags += ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer", "-g"]
     return flags
 
 
