@@ -538,3 +538,45 @@ def test_uprobe_target_not_an_elf(bpf_objects, tmp_path):
             prog.attach_uprobe(tmp_path / "script", "main")
         assert e.value.errno == 8
         assert obj.attached_count == 0
+
+
+# ---- UBSan sites in libbpf: shapes refused before libbpf reads them ------------------------------------------
+
+def _sections(data: bytes) -> dict[str, tuple[int, int, int]]:
+    """name -> (header offset, sh_offset, sh_size)"""
+    import struct as st
+    shoff, shnum, shstrndx = st.unpack_from("<Q", data, 40)[0], *st.unpack_from("<HH", data, 60)
+    heads = [st.unpack_from("<IIQQQQIIQQ", data, shoff + i * 64) for i in range(shnum)]
+    names = heads[shstrndx][4]
+    out = {}
+    for i, h in enumerate(heads):
+        name = data[names + h[0]:data.index(b"\0", names + h[0])].decode()
+        out[name] = (shoff + i * 64, h[4], h[5])
+    return out
+
+
+@pytest.mark.kernel
+def test_shapes_libbpf_would_read_misaligned_are_refused(bpf_objects):
+    import struct as st
+    good = bpf_objects["maps"].read_bytes()
+    secs = _sections(good)
+    cases = {}
+    shoff = st.unpack_from("<Q", good, 40)[0]
+    moved = bytearray(good[:shoff] + bytes(4) + good[shoff:])
+    st.pack_into("<Q", moved, 40, shoff + 4)
+    cases["the section header table at offset %d is not 8-byte aligned" % (shoff + 4)] = moved
+    for name in (".BTF", ".BTF.ext"):
+        bad = bytearray(good)
+        st.pack_into("<I", bad, secs[name][1] + 4, st.unpack_from("<I", good, secs[name][1] + 4)[0] + 2)
+        cases[f"section {name} has a header of"] = bad
+        empty = bytearray(good)
+        st.pack_into("<Q", empty, secs[name][0] + 32, 0)
+        cases[f"section {name} is empty"] = empty
+    regression = (Path(__file__).parent / "fuzz-regressions" / "btf-ext-header-length-not-a-multiple-of-4.bin")
+    cases["section .BTF.ext has a header of 33 bytes, not a multiple of 4"] = regression.read_bytes()
+    for says, data in cases.items():
+        with pytest.raises(OSError, match="not a valid BPF ELF object") as e:
+            cbpf.Object(bytes(data), load=False)
+        assert e.value.errno == 22 and says in str(e.value), (says, str(e.value))
+    with cbpf.Object(good, load=False) as obj:  # the unmutated object opens
+        assert "stats" in obj.maps
