@@ -1717,7 +1717,8 @@ static PyObject *Map_initial_value(MapObject *self, PyObject *const *args, Py_ss
     }
     size_t total = 0;
     void *base = self->map ? bpf_map__initial_value(self->map, &total) : NULL;
-    if (base == NULL || self->fd >= 0) {
+    /* libbpf's fd as well as ours: once loaded, a frozen .rodata image is mapped read-only */
+    if (base == NULL || self->fd >= 0 || bpf_map__fd(self->map) >= 0 || (self->owner && self->owner->loaded)) {
         PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)", self->name);
         goto done;
     }

@@ -153,12 +153,13 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
         self->legacy_spec->progs[p->legacy_index].autoload = p->legacy_autoload;
     }
     const struct cbpf_legacy_spec *spec = self->legacy_spec;
+    /* busy until the maps point at their fds: what runs meanwhile (a collection, logging) may switch threads */
     self->busy = true;
     Py_BEGIN_ALLOW_THREADS
     rc = cbpf_legacy_load(spec, &obj, &log, err, sizeof(err));
     Py_END_ALLOW_THREADS
-    self->busy = false;
     if (rc < 0) {
+        self->busy = false;
         char what[768];
         snprintf(what, sizeof(what), "loading BPF object '%s' (legacy format): %s", PyUnicode_AsUTF8(self->name), err);
         if (log != NULL) {
@@ -178,12 +179,14 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
     pos = 0;
     for (size_t i = 0; i < obj->nmaps && PyDict_Next(self->maps, &pos, &key, &value); i++) {
         if (cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
+            self->busy = false;
             return NULL;
         }
     }
     /* the instructions are in the kernel now */
     cbpf_legacy_spec_free(self->legacy_spec);
     self->legacy_spec = NULL;
+    self->busy = false;
     return Py_NewRef(Py_None);
 }
 
@@ -202,11 +205,12 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         return legacy_load(st, self);
     }
     cbpf_log_begin();
+    /* busy until the maps know their fds: logging libbpf's messages and making the maps' regions run Python code,
+     * which may switch threads while libbpf's state is loaded but the maps still look unloaded */
     self->busy = true;
     Py_BEGIN_ALLOW_THREADS
     err = bpf_object__load(self->obj);
     Py_END_ALLOW_THREADS
-    self->busy = false;
     log = cbpf_log_end(st);
     if (err != 0) {
         char what[256];
@@ -214,6 +218,7 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         cbpf_set_load_error(st, err, what, log);
         free(log);
         /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
+        self->busy = false;
         close_object(self);
         return NULL;
     }
@@ -222,12 +227,16 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     Py_CLEAR(self->elf);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
+    PyObject *result = Py_None;
     while (PyDict_Next(self->maps, &pos, &key, &value)) {
         if (cbpf_map_refresh(st, (MapObject *)value) < 0) {
-            return NULL;
+            result = NULL;
+            break;
         }
     }
-    Py_RETURN_NONE;
+    self->busy = false;
+    Py_XINCREF(result);
+    return result;
 }
 
 static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
@@ -249,6 +258,11 @@ static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
     }
     while (PyDict_Next(self->programs, &pos, &key, &value)) {
         ProgramObject *prog = (ProgramObject *)value;
+        if (self->closed) {
+            /* making a Link may run a collection, and so another thread, which closed the object */
+            PyErr_Format(PyExc_ValueError, "Object '%U' was closed while attach() ran", self->name);
+            goto error;
+        }
         if (!cbpf_program_autoload(prog) || !cbpf_program_autoattach(prog)) {
             continue;
         }
