@@ -250,7 +250,8 @@ static PyObject *Link_detach(LinkObject *self, PyObject *Py_UNUSED(ignored))
 {
     /* a pinned link lives on in bpffs after the process: detach() means it, so the pin goes too; in a forked
      * child, the pin its parent made stays the parent's */
-    if (self->pin_path != NULL && self->pin_generation == cbpf_process_generation() && cbpf_unpin(&self->pin_path, "link") < 0) {
+    if (self->pin_path != NULL && self->pin_generation == cbpf_process_generation() &&
+        cbpf_unpin(&self->pin_path, "link") < 0) {
         return NULL;
     }
     cbpf_link_detach(self);

@@ -1173,7 +1173,8 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer kv = {0};
     PyObject *result = NULL;
-    if (check_keyed(self, "delete_batch()") < 0 || PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    if (check_keyed(self, "delete_batch()") < 0 ||
+        PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         return NULL;
     }
     Py_ssize_t n = records(self, &kv, self->key_size, 0, "keys");

@@ -136,7 +136,8 @@ ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path)
     self->type = info.type;
     self->name = cbpf_elf_name(info.name);
     self->section = PyUnicode_FromString("");
-    if (self->name == NULL || self->section == NULL || PyDict_SetItem(owner->programs, self->name, (PyObject *)self) < 0) {
+    if (self->name == NULL || self->section == NULL ||
+        PyDict_SetItem(owner->programs, self->name, (PyObject *)self) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -844,8 +845,8 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             goto error;
         }
         ncpus = 1;
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, (unsigned long long)config, cpus[0],
-                                      pid >= 0 ? " pid" : "");
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, (unsigned long long)config,
+                                      cpus[0], pid >= 0 ? " pid" : "");
     }
     else if (pid >= 0) {
         cpus[0] = -1; /* the process wherever it runs */
@@ -858,7 +859,8 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             cbpf_set_error(st, errno, "reading /sys/devices/system/cpu/online");
             goto error;
         }
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, (unsigned long long)config, ncpus);
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, (unsigned long long)config,
+                                      ncpus);
     }
     if (target == NULL) {
         goto error;
