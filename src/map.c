@@ -317,6 +317,17 @@ static int to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *ma
     return 0;
 }
 
+int cbpf_map_to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *mapname, uint64_t *scratch,
+                      Py_buffer *view, const void **out)
+{
+    return to_bytes(obj, size, what, mapname, scratch, view, out);
+}
+
+int cbpf_map_check_open(MapObject *self)
+{
+    return check_open(self);
+}
+
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view, const void **out)
 {
     (void)st;
@@ -513,20 +524,19 @@ static PyObject *value_to_python(MapObject *self, const unsigned char *value)
 static PyObject *Map_lookup(MapObject *self, PyObject *key)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
+    cbpf_keybuf kb = {0};
     const void *k = NULL;
     unsigned char *value = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     value = PyMem_Malloc(full_value_size(self) ? full_value_size(self) : 1);
     if (value == NULL) {
         return PyErr_NoMemory();
     }
-    if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
+    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
         goto done;
     }
     if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
@@ -541,9 +551,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *key)
     }
     result = value_to_python(self, value);
 done:
-    if (view.obj != NULL) {
-        PyBuffer_Release(&view);
-    }
+    cbpf_keybuf_release(&kb);
     PyMem_Free(value);
     return result;
 }
@@ -551,8 +559,7 @@ done:
 static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t kscratch = 0, vscratch = 0;
-    Py_buffer kview = {0}, vview = {0};
+    cbpf_keybuf kb = {0}, vb = {0};
     const void *k = NULL, *v = NULL;
     PyObject *result = NULL;
     unsigned long long flags;
@@ -560,19 +567,18 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
-    if (cbpf_map_key(st, self, args[0], &kscratch, &kview, &k) < 0) {
+    if (cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
         goto done;
     }
-    if (self->ncpus == 1) {
-        if (value_bytes(self, args[1], &vscratch, &vview, &v) < 0) {
+    if (holds_fds(self->type)) {
+        if (value_bytes(self, args[1], vb.inline_, &vb.view, &v) < 0) {
             goto done;
         }
     }
-    else if (to_bytes(args[1], (uint32_t)full_value_size(self), "per-CPU value (one slot per possible CPU)",
-                      self->name, &vscratch, &vview, &v) < 0) {
+    else if (cbpf_map_encode_value(self, args[1], &vb, &v) < 0) {
         goto done;
     }
     if (bpf_map_update_elem(self->fd, k, v, flags) != 0) {
@@ -581,27 +587,23 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     }
     result = Py_NewRef(Py_None);
 done:
-    if (kview.obj != NULL) {
-        PyBuffer_Release(&kview);
-    }
-    if (vview.obj != NULL) {
-        PyBuffer_Release(&vview);
-    }
+    cbpf_keybuf_release(&kb);
+    cbpf_keybuf_release(&vb);
     return result;
 }
 
 static PyObject *Map_delete(MapObject *self, PyObject *key)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
+    cbpf_keybuf kb = {0};
     const void *k = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
-    if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
+    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
+        cbpf_keybuf_release(&kb);
         return NULL;
     }
     if (bpf_map_delete_elem(self->fd, k) == 0) {
@@ -613,9 +615,7 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     else {
         cbpf_set_error(st, errno, "delete from map '%s'", PyUnicode_AsUTF8(self->name));
     }
-    if (view.obj != NULL) {
-        PyBuffer_Release(&view);
-    }
+    cbpf_keybuf_release(&kb);
     return result;
 }
 
@@ -843,13 +843,29 @@ static void *pipeline_reader(void *arg)
     }
 }
 
+/* to_dict()'s key and value: decoded by type; untyped, ints by size (per-CPU values summed) or else bytes. */
+static PyObject *dict_key(MapObject *self, const unsigned char *p)
+{
+    if (self->key_codec == NULL && int_sized(self->key_size)) {
+        return int_at(p, self->key_size);
+    }
+    return cbpf_map_decode_key(self, p);
+}
+
+static PyObject *dict_value(MapObject *self, const unsigned char *p)
+{
+    if (self->value_codec == NULL && int_sized(self->value_size)) {
+        return self->ncpus == 1 ? int_at(p, self->value_size) : PyLong_FromUnsignedLongLong(value_sum(self, p));
+    }
+    return cbpf_map_decode_value(self, p);
+}
+
 static int add_entries(MapObject *self, PyObject *dict, entries *e)
 {
     size_t vs = full_value_size(self);
     for (size_t i = 0; i < e->len; i++) {
-        PyObject *k = int_at(e->keys + i * self->key_size, self->key_size);
-        PyObject *v = self->ncpus == 1 ? int_at(e->values + i * vs, self->value_size)
-                                       : PyLong_FromUnsignedLongLong(value_sum(self, e->values + i * vs));
+        PyObject *k = dict_key(self, e->keys + i * self->key_size);
+        PyObject *v = dict_value(self, e->values + i * vs);
         int rc = (k && v) ? PyDict_SetItem(dict, k, v) : -1;
         Py_XDECREF(k);
         Py_XDECREF(v);
@@ -860,8 +876,7 @@ static int add_entries(MapObject *self, PyObject *dict, entries *e)
     return 0;
 }
 
-/* The whole map as {int: int} for 1/2/4/8-byte keys and values (per-CPU values summed), with no intermediate
- * objects. Other layouts are left to the Python layer (NotImplemented). */
+/* The whole map as a dict, decoded by type (see dict_key, dict_value), with no intermediate objects. */
 static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
@@ -870,10 +885,7 @@ static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     bool sems = false;
     p.fd = -1;
     int err = 0;
-    if (!int_sized(self->key_size) || !int_sized(self->value_size)) {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     dict = PyDict_New();
@@ -991,6 +1003,53 @@ static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize
 done:
     Py_XDECREF(state);
     entries_free(&e);
+    return result;
+}
+
+/* _read_decoded(cursor_or_None, n, what) -> (list, cursor_or_None): one step of keys() (what 0), values() (1)
+ * or items() (2), decoded by type (bytes when untyped). */
+static PyObject *Map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *chunk = NULL, *list = NULL, *result = NULL;
+    if (nargs != 3) {
+        return PyErr_Format(PyExc_TypeError, "_read_decoded(cursor, n, what)");
+    }
+    long what = PyLong_AsLong(args[2]);
+    if (what < 0 || what > 2) {
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "what is 0, 1 or 2");
+    }
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
+        return NULL;
+    }
+    chunk = Map_read_chunk(self, args, 2);
+    if (chunk == NULL) {
+        return NULL;
+    }
+    const unsigned char *keys = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(chunk, 0));
+    const unsigned char *values = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(chunk, 1));
+    Py_ssize_t count = PyLong_AsSsize_t(PyTuple_GET_ITEM(chunk, 2));
+    size_t vs = full_value_size(self);
+    list = PyList_New(count);
+    if (list == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *k = what == 1 ? NULL : cbpf_map_decode_key(self, keys + (size_t)i * self->key_size);
+        PyObject *v = what == 0 ? NULL : cbpf_map_decode_value(self, values + (size_t)i * vs);
+        PyObject *item = what == 0 ? k : what == 1 ? v : (k && v) ? PyTuple_Pack(2, k, v) : NULL;
+        if (what == 2) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+        }
+        if (item == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    result = PyTuple_Pack(2, list, PyTuple_GET_ITEM(chunk, 3));
+done:
+    Py_XDECREF(list);
+    Py_DECREF(chunk);
     return result;
 }
 
@@ -1130,8 +1189,8 @@ done:
 static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer kview = {0}, out = {0};
+    cbpf_keybuf kb = {0};
+    Py_buffer out = {0};
     const void *k = NULL;
     PyObject *result = NULL;
     if (nargs != 2) {
@@ -1148,7 +1207,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
                      full_value_size(self), out.len);
         goto done;
     }
-    if (cbpf_map_key(st, self, args[0], &scratch, &kview, &k) < 0) {
+    if (cbpf_map_types(self) < 0 || cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
         goto done;
     }
     if (bpf_map_lookup_elem(self->fd, k, out.buf) == 0) {
@@ -1161,9 +1220,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
         cbpf_set_error(st, errno, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
     }
 done:
-    if (kview.obj) {
-        PyBuffer_Release(&kview);
-    }
+    cbpf_keybuf_release(&kb);
     PyBuffer_Release(&out);
     return result;
 }
@@ -1172,7 +1229,7 @@ done:
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
@@ -1182,7 +1239,12 @@ static PyObject *keyless_read(MapObject *self, bool remove)
     int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, PyBytes_AS_STRING(value))
                     : bpf_map_lookup_elem(self->fd, NULL, PyBytes_AS_STRING(value));
     if (rc == 0) {
-        return value;
+        if (self->value_codec == NULL) {
+            return value;
+        }
+        PyObject *typed = cbpf_decoder_decode(self->value_codec, PyBytes_AS_STRING(value), self->value_size);
+        Py_DECREF(value);
+        return typed;
     }
     Py_DECREF(value);
     if (errno == ENOENT) {
@@ -1205,21 +1267,19 @@ static PyObject *Map_peek(MapObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
+    cbpf_keybuf vb = {0};
     const void *v = NULL;
     unsigned long long flags;
     if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || to_bytes(args[0], self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, args[0], &vb, &v) < 0) {
+        cbpf_keybuf_release(&vb);
         return NULL;
     }
     int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
     int err = errno;
-    if (view.obj) {
-        PyBuffer_Release(&view);
-    }
+    cbpf_keybuf_release(&vb);
     if (rc != 0) {
         return cbpf_set_error(st, err, "push to map '%s'", PyUnicode_AsUTF8(self->name));
     }
@@ -1228,16 +1288,6 @@ static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nar
 
 /* ---- the mapping protocol ---- */
 
-static PyObject *Map_subscript(MapObject *self, PyObject *key)
-{
-    PyObject *value = Map_lookup(self, key);
-    if (value == Py_None) {
-        Py_DECREF(value);
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    return value;
-}
 
 static int Map_ass_subscript(MapObject *self, PyObject *key, PyObject *value)
 {
@@ -1262,17 +1312,15 @@ static int Map_contains(MapObject *self, PyObject *key)
 {
     if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
         /* a bloom filter is asked about a value: "maybe there" or "surely not" */
-        uint64_t scratch = 0;
-        Py_buffer view = {0};
+        cbpf_keybuf vb = {0};
         const void *v = NULL;
-        if (check_open(self) < 0 || to_bytes(key, self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+        if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, key, &vb, &v) < 0) {
+            cbpf_keybuf_release(&vb);
             return -1;
         }
         int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)v);
         int err = errno;
-        if (view.obj) {
-            PyBuffer_Release(&view);
-        }
+        cbpf_keybuf_release(&vb);
         if (rc == 0 || err == ENOENT) {
             return rc == 0;
         }
@@ -1640,12 +1688,20 @@ static int Map_traverse(MapObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->owner);
+    Py_VISIT(self->key_type);
+    Py_VISIT(self->value_type);
+    Py_VISIT(self->key_codec);
+    Py_VISIT(self->value_codec);
     return 0;
 }
 
 static int Map_clear_refs(MapObject *self)
 {
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->key_type);
+    Py_CLEAR(self->value_type);
+    Py_CLEAR(self->key_codec);
+    Py_CLEAR(self->value_codec);
     return 0;
 }
 
@@ -1696,9 +1752,15 @@ static PyMethodDef Map_methods[] = {
     {"_dump_raw", (PyCFunction)Map_dump_raw, METH_NOARGS,
      "_dump_raw($self, /)\n--\n\nThe whole map as (keys bytes, values bytes, count), read with batch lookups."},
     {"_dump_dict", (PyCFunction)Map_dump_dict, METH_NOARGS,
-     "_dump_dict($self, /)\n--\n\nThe whole map as {int: int}, or NotImplemented for other layouts."},
+     "_dump_dict($self, /)\n--\n\nThe whole map as a dict, decoded by the types (ints by size when untyped)."},
     {"_read_chunk", FASTCALL(Map_read_chunk), METH_FASTCALL,
      "_read_chunk($self, cursor, n, /)\n--\n\nOne step of an iteration: (keys, values, count, next cursor)."},
+    {"_read_decoded", FASTCALL(Map_read_decoded), METH_FASTCALL,
+     "_read_decoded($self, cursor, n, what, /)\n--\n\nOne chunk of keys, values or items, decoded."},
+    {"get", FASTCALL(cbpf_map_get), METH_FASTCALL,
+     "get($self, key, default=None, /)\n--\n\nThe value at key, decoded by the map's types, or default."},
+    {"_set_codecs", FASTCALL(cbpf_map_set_codecs), METH_FASTCALL,
+     "_set_codecs($self, key, value, /)\n--\n\nThe key and value codecs (None: bytes); see Map.set_types()."},
     {"pin", (PyCFunction)Map_pin, METH_O,
      "pin($self, path, /)\n--\n\nPins the map in bpffs (mounted at /sys/fs/bpf when missing)."},
     {"unpin", (PyCFunction)Map_unpin, METH_NOARGS, "unpin($self, /)\n--\n\nRemoves the pin made by pin()."},
@@ -1741,6 +1803,10 @@ static PyGetSetDef Map_getset[] = {
     {"pin_path", (getter)Map_get_pin_path, NULL, "Where pin() pinned the map, or None.", NULL},
     {"mmapped", (getter)Map_get_mmapped, NULL, "True when the map's memory is mapped into the process.", NULL},
     {"writable", (getter)Map_get_writable, NULL, "False for mmapped memory the kernel froze (.rodata).", NULL},
+    {"key_type", (getter)cbpf_map_get_key_type, NULL,
+     "The keys' cbpf.Type: from the map's BTF, or given with set_types(); None when untyped (bytes).", NULL},
+    {"value_type", (getter)cbpf_map_get_value_type, NULL,
+     "The values' cbpf.Type: from the map's BTF, or given with set_types(); None when untyped (bytes).", NULL},
     {"ncpus", (getter)Map_get_ncpus, NULL, "Values per key: possible CPUs for per-CPU maps, else 1.", NULL},
     {"value_stride", (getter)Map_get_value_stride, NULL,
      "Bytes between per-CPU values (value_size rounded up to 8 on per-CPU maps).", NULL},
@@ -1756,7 +1822,7 @@ static PyType_Slot Map_slots[] = {
     {Py_tp_traverse, Map_traverse},
     {Py_tp_clear, Map_clear_refs},
     {Py_tp_dealloc, Map_dealloc},
-    {Py_mp_subscript, Map_subscript},
+    {Py_mp_subscript, cbpf_map_subscript},
     {Py_mp_ass_subscript, Map_ass_subscript},
     {Py_mp_length, Map_length},
     {Py_sq_contains, Map_contains},
