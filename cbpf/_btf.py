@@ -82,6 +82,8 @@ def type_name(desc: Desc) -> str:
         return f"{type_name(desc[1])}[{desc[2]}]"
     if kind == "stack":
         return f"stack trace ({desc[1] // 8} addresses)"
+    if len(desc) > 3 and desc[3]:
+        return f"{kind} {desc[3]}"
     return f"{kind} ({desc[1]} bytes)"
 
 
@@ -90,9 +92,9 @@ def _members(desc: Desc) -> list[tuple[str, int, int, Desc, int]]:
     out = []
     for m in desc[2]:
         if desc[0] == "datasec":
-            out.append((m[0], m[1], 0, m[3], m[1] * 8))
+            out.append((m[0] or None, m[1], 0, m[3], m[1] * 8))
         else:
-            out.append((m[0], m[1], m[2], m[3], m[4] if len(m) > 4 else m[1] * 8))
+            out.append((m[0] or None, m[1], m[2], m[3], m[4] if len(m) > 4 else m[1] * 8))
     return out
 
 
@@ -126,7 +128,7 @@ def codec(desc: Desc, name: str) -> Any:
     if kind in ("struct", "union", "datasec"):
         members = _members(desc)
         fields = [_field(mtype, off, mname, bits, bitoff, name) for mname, off, bits, mtype, bitoff in members]
-        tuple_type = _tuple_type(name, members, [f[4] if f[0] == "r" and f[5] is None else None for f in fields])
+        tuple_type = _tuple_type(desc[3] if len(desc) > 3 and desc[3] else name, members, [f[4] if f[0] == "r" and f[5] is None else None for f in fields])
         return _cbpf._Decoder(tuple_type, desc[1], fields, union=kind == "union")
     return _cbpf._Decoder(None, size_of(desc), [_field(desc, 0, name, 0, 0, name)])
 
@@ -150,7 +152,8 @@ def _field(desc: Desc, offset: int, name: str | None, bits: int, bitoff: int, ow
     if kind == "float" and desc[1] in (4, 8):
         return ("f", offset, desc[1], 0, None, name)
     if kind in ("struct", "union"):
-        return ("r", offset, desc[1], 0, codec(desc, name or f"{owner}_anonymous"), name)
+        tname = desc[3] if len(desc) > 3 and desc[3] else name or f"{owner}_anonymous"
+        return ("r", offset, desc[1], 0, codec(desc, tname), name)
     if kind == "stack":
         return ("k", offset, 8, desc[1] // 8, None, name)
     if kind == "array":

@@ -62,8 +62,12 @@ int cbpf_map_refresh(cbpf_state *st, MapObject *self)
     self->value_size = bpf_map__value_size(m);
     self->max_entries = bpf_map__max_entries(m);
     self->flags = bpf_map__map_flags(m);
-    self->btf_key_type_id = bpf_map__btf_key_type_id(m);
-    self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    /* libbpf creates some map types (queues, stacks, stack traces...) without BTF and then forgets their ids: the
+     * ids found at open still name their types in the object's BTF */
+    if (bpf_map__btf_key_type_id(m) || bpf_map__btf_value_type_id(m) || self->fd < 0) {
+        self->btf_key_type_id = bpf_map__btf_key_type_id(m);
+        self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    }
     set_layout(self);
     if (self->fd >= 0) {
         struct bpf_map_info info = {0};

@@ -575,7 +575,9 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
             }
             PyList_SET_ITEM(fields, i, field);
         }
-        return Py_BuildValue("(sIN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields);
+        /* (kind, size, members, name: "" when anonymous) */
+        return Py_BuildValue("(sINN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields,
+                             cbpf_elf_name(btf__name_by_offset(btf, t->name_off)));
     }
     __s64 size = btf__resolve_size(btf, id);
     return Py_BuildValue("(sL)", "bytes", (long long)(size < 0 ? 0 : size));
