@@ -106,7 +106,9 @@ int cbpf_map_encode_key(MapObject *self, PyObject *key, cbpf_keybuf *kb, const v
 int cbpf_map_encode_value(MapObject *self, PyObject *value, cbpf_keybuf *kb, const void **out)
 {
     size_t full = (size_t)self->value_stride * self->ncpus;
-    if (self->value_codec == NULL || raw_input(value)) {
+    /* per-CPU maps: an int is one CPU's value, only a buffer holds them all */
+    bool raw = self->ncpus == 1 ? raw_input(value) : PyObject_CheckBuffer(value) && !PyUnicode_Check(value);
+    if (self->value_codec == NULL || raw) {
         if (self->ncpus == 1) {
             return cbpf_map_to_bytes(value, self->value_size, "value", self->name, kb->inline_, &kb->view, out);
         }
