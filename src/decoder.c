@@ -98,6 +98,21 @@ static PyObject *scalar(const cbpf_field *f, const unsigned char *p)
 
 static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail);
 
+/* A tuple of ints, floats, strs, bytes and untracked tuples can never be part of a reference cycle: the
+ * collector need not follow it. Untracked now, a whole map's worth of keys and values costs no collections (as
+ * CPython untracks such tuples itself, later, once a collection has seen them). */
+static void untrack_if_atomic(PyObject *t)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(t, i);
+        if (PyTuple_Check(v) ? PyObject_GC_IsTracked(v) : PyObject_IS_GC(v)) {
+            return;
+        }
+    }
+    PyObject_GC_UnTrack(t);
+}
+
 static PyObject *element(const cbpf_field *f, const unsigned char *p, Py_ssize_t avail)
 {
     if (f->kind == 'r') {
@@ -128,6 +143,9 @@ static PyObject *stack_trace(const unsigned char *p, Py_ssize_t count)
             break;
         }
         PyTuple_SET_ITEM(t, i, v);
+    }
+    if (t != NULL) {
+        untrack_if_atomic(t);
     }
     return t;
 }
@@ -176,6 +194,7 @@ static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py
         }
         PyTuple_SET_ITEM(t, i, v);
     }
+    untrack_if_atomic(t);
     return t;
 }
 
@@ -197,6 +216,7 @@ static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ss
         }
         PyTuple_SET_ITEM(record, i, v);
     }
+    untrack_if_atomic(record);
     return record;
 }
 
