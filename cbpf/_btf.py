@@ -87,7 +87,10 @@ def type_name(desc: Desc) -> str:
     return f"{kind} ({desc[1]} bytes)"
 
 
-def _members(desc: Desc) -> list[tuple[str, int, int, Desc, int]]:
+Member = Tuple[Any, int, int, Desc, int]  # name (None when anonymous), byte offset, bits, type, bit offset
+
+
+def _members(desc: Desc) -> list[Member]:
     """(name, byte offset, bits, type, bit offset) of a struct, union or datasec."""
     out = []
     for m in desc[2]:
@@ -98,7 +101,11 @@ def _members(desc: Desc) -> list[tuple[str, int, int, Desc, int]]:
     return out
 
 
-def _tuple_type(name: str, members: list[tuple[str, int, int, Desc, int]], codecs: list[Any]) -> Any:
+def _anonymous_field(i: int, sub: str) -> property:
+    return property(lambda self: getattr(self[i], sub))
+
+
+def _tuple_type(name: str, members: list[Member], codecs: list[Any]) -> Any:
     """The named tuple of a struct. Anonymous struct and union members keep a place of their own (`_3`), and
     their fields are reachable by name as in C (a property each)."""
     from collections import namedtuple
@@ -112,9 +119,9 @@ def _tuple_type(name: str, members: list[tuple[str, int, int, Desc, int]], codec
     for i, codec in anonymous:
         for sub in codec.type._fields:
             if sub not in base._fields and sub not in props:
-                props[sub] = property(lambda self, i=i, sub=sub: getattr(self[i], sub))
+                props[sub] = _anonymous_field(i, sub)
         for sub in getattr(codec.type, "_anonymous_fields", ()):
-            props.setdefault(sub, property(lambda self, i=i, sub=sub: getattr(self[i], sub)))
+            props.setdefault(sub, _anonymous_field(i, sub))
     props["_anonymous_fields"] = tuple(k for k in props if k not in ("__slots__",))
     return type(base.__name__, (base,), props)
 
