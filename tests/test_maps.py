@@ -303,7 +303,7 @@ def test_per_cpu_array_counts_and_struct_values(maps_obj):
 def test_queue_written_by_bpf(maps_obj):
     getpid_n(3)
     q = maps_obj.maps["tids"]
-    tid = u32(threading.get_native_id())
+    tid = threading.get_native_id()  # a __u32 value by the map's BTF
     assert [q.pop(), q.pop(), q.pop(), q.pop()] == [tid, tid, tid, None]
 
 
