@@ -69,6 +69,15 @@ static PyObject *bitfield(const cbpf_field *f, const unsigned char *p)
 
 static PyObject *scalar(const cbpf_field *f, const unsigned char *p)
 {
+    if ((f->kind == 'u' || f->kind == 'i') && f->bits == 0) {
+        /* the common case first */
+        uint64_t u = load(p, f->size);
+        if (f->kind == 'u') {
+            return from_u64(u);
+        }
+        unsigned shift = 64 - 8 * (unsigned)f->size; /* sign-extend from the field's width */
+        return PyLong_FromLongLong((int64_t)(u << shift) >> shift);
+    }
     switch (f->kind) {
     case 'f': {
         float fl;
@@ -83,17 +92,8 @@ static PyObject *scalar(const cbpf_field *f, const unsigned char *p)
     case '?': return PyBool_FromLong(*p != 0);
     case 'x':
     case 'X': return int128(p, f->kind == 'x');
-    default: break;
+    default: return bitfield(f, p);
     }
-    if (f->bits) {
-        return bitfield(f, p);
-    }
-    uint64_t u = load(p, f->size);
-    if (f->kind == 'u') {
-        return from_u64(u);
-    }
-    unsigned shift = 64 - 8 * (unsigned)f->size; /* sign-extend from the field's width */
-    return PyLong_FromLongLong((int64_t)(u << shift) >> shift);
 }
 
 static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail);
@@ -111,17 +111,6 @@ static void untrack_if_atomic(PyObject *t)
         }
     }
     PyObject_GC_UnTrack(t);
-}
-
-static PyObject *element(const cbpf_field *f, const unsigned char *p, Py_ssize_t avail)
-{
-    if (f->kind == 'r') {
-        return decode_at((DecoderObject *)f->extra, p, avail);
-    }
-    if (avail < f->size) {
-        return scalar(f, zeros); /* a field past the end of a short event: empty */
-    }
-    return scalar(f, p);
 }
 
 static PyObject *text(const unsigned char *p, Py_ssize_t len)
@@ -144,44 +133,20 @@ static PyObject *stack_trace(const unsigned char *p, Py_ssize_t count)
         }
         PyTuple_SET_ITEM(t, i, v);
     }
-    if (t != NULL) {
-        untrack_if_atomic(t);
-    }
     return t;
 }
 
-/* A field of a struct at base, of which `avail` bytes exist (a variable-length event may stop inside its last
- * fields: those decode to what is present, or empty). */
-static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py_ssize_t avail)
+static PyObject *element(const cbpf_field *f, const unsigned char *p, Py_ssize_t avail)
 {
-    const unsigned char *p = base + f->offset;
-    Py_ssize_t have = f->end <= avail ? f->size * (f->count ? f->count : 1) : avail - f->offset;
-    if (have < 0) {
-        have = 0;
+    if (f->kind == 'r') {
+        return decode_at((DecoderObject *)f->extra, p, avail);
     }
-    Py_ssize_t size = f->size < have ? f->size : have; /* of a lone value (count == 0) */
-    switch (f->kind) {
-    case 's': return text(p, size);
-    case 'b': return PyBytes_FromStringAndSize((const char *)p, size);
-    case 'k': return stack_trace(p, have / 8);
-    case 'p': {
-        if (size < f->size) {
-            return PyBytes_FromStringAndSize((const char *)p, size);
-        }
-        PyObject *raw = PyBytes_FromStringAndSize((const char *)p, f->size);
-        if (raw == NULL) {
-            return NULL;
-        }
-        PyObject *v = PyObject_CallOneArg(f->extra, raw);
-        Py_DECREF(raw);
-        return v;
-    }
-    default: break;
-    }
-    if (f->count == 0) {
-        return element(f, p, have);
-    }
-    Py_ssize_t n = have / f->size; /* the elements present */
+    return scalar(f, avail < f->size ? zeros : p); /* a scalar cut by the end of a short event: empty */
+}
+
+/* The first n elements of an array field. */
+static PyObject *array(const cbpf_field *f, const unsigned char *p, Py_ssize_t n)
+{
     PyObject *t = PyTuple_New(n);
     if (t == NULL) {
         return NULL;
@@ -196,6 +161,54 @@ static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py
     }
     untrack_if_atomic(t);
     return t;
+}
+
+/* A field that ends past the `avail` bytes at base (a variable-length event stops inside its last fields):
+ * what is present decodes, the rest is empty (0, "", b"", a shorter tuple). */
+static PyObject *decode_short(const cbpf_field *f, const unsigned char *base, Py_ssize_t avail)
+{
+    const unsigned char *p = base + f->offset;
+    Py_ssize_t have = avail > f->offset ? avail - f->offset : 0;
+    Py_ssize_t size = f->size < have ? f->size : have;
+    switch (f->kind) {
+    case 's': return text(p, size);
+    case 'b':
+    case 'p': return PyBytes_FromStringAndSize((const char *)p, size);
+    case 'k': return stack_trace(p, have / 8);
+    default: break;
+    }
+    return f->count == 0 ? element(f, p, have) : array(f, p, have / f->size);
+}
+
+/* A field of a struct at base, of which `avail` bytes exist. */
+static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py_ssize_t avail)
+{
+    if (f->end > avail) {
+        return decode_short(f, base, avail);
+    }
+    const unsigned char *p = base + f->offset;
+    if (f->count == 0) {
+        switch (f->kind) {
+        case 'r': return decode_at((DecoderObject *)f->extra, p, f->size);
+        case 's': return text(p, f->size);
+        case 'b': return PyBytes_FromStringAndSize((const char *)p, f->size);
+        case 'k': return stack_trace(p, 0);
+        case 'p': {
+            PyObject *raw = PyBytes_FromStringAndSize((const char *)p, f->size);
+            if (raw == NULL) {
+                return NULL;
+            }
+            PyObject *v = PyObject_CallOneArg(f->extra, raw);
+            Py_DECREF(raw);
+            return v;
+        }
+        default: return scalar(f, p);
+        }
+    }
+    if (f->kind == 'k') {
+        return stack_trace(p, f->count);
+    }
+    return array(f, p, f->count);
 }
 
 static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail)

@@ -234,8 +234,8 @@ def test_legacy_object_maps_typed(legacy_objects):
 def test_stack_traces_and_symbols(values_obj):
     os.getpid()
     ids = values_obj.maps["stack_ids"].to_dict()
-    stacks = values_obj.maps["stacks"]
-    user, kernel = stacks[ids[0]], stacks[ids[1]]
+    user, kernel = values_obj.maps["user_stacks"][ids[0]], values_obj.maps["kernel_stacks"][ids[1]]
+    assert values_obj.maps["user_stacks"].value_type.name == "stack trace (127 addresses)"
     assert isinstance(user, tuple) and 1 <= len(user) <= 127 and all(user)  # trailing zeros dropped
     name, offset, module = cbpf.usym(PID, user[0])
     assert "getpid" in name and offset >= 0 and "libc" in module

@@ -102,12 +102,20 @@ struct {
     __type(value, struct inner);
 } pairs_queue SEC(".maps");
 
+/* user and kernel stacks apart: a stack id is a hash bucket, and two stacks in one bucket would evict each other */
 struct {
     __uint(type, BPF_MAP_TYPE_STACK_TRACE);
-    __uint(max_entries, 16);
+    __uint(max_entries, 256);
     __uint(key_size, sizeof(__u32));
     __uint(value_size, 127 * sizeof(__u64));
-} stacks SEC(".maps");
+} user_stacks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+    __uint(max_entries, 256);
+    __uint(key_size, sizeof(__u32));
+    __uint(value_size, 127 * sizeof(__u64));
+} kernel_stacks SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -223,12 +231,12 @@ int on_getpid(void *ctx)
         user_ok = check(in);
     g_user_ok = check(&g_from_user);
 
-    __s64 sid = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+    __s64 sid = bpf_get_stackid(ctx, &user_stacks, BPF_F_USER_STACK | BPF_F_REUSE_STACKID);
     if (sid >= 0) {
         __u32 s = sid;
         bpf_map_update_elem(&stack_ids, &zero, &s, BPF_ANY);
     }
-    sid = bpf_get_stackid(ctx, &stacks, 0);
+    sid = bpf_get_stackid(ctx, &kernel_stacks, BPF_F_REUSE_STACKID);
     if (sid >= 0) {
         __u32 one = 1, s = sid;
         bpf_map_update_elem(&stack_ids, &one, &s, BPF_ANY);
