@@ -315,6 +315,7 @@ int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events);
  * encode: value into the codec's size of bytes at buf (zeroed first); -1 with an exception naming `what` and the
  * field. */
 PyObject *cbpf_decoder_decode(PyObject *decoder, const void *data, size_t size);
+PyObject *cbpf_decoder_decode_kept(PyObject *decoder, const void *data, size_t size); /* untracked by the GC */
 int cbpf_codec_encode(PyObject *codec, PyObject *value, void *buf, const char *what);
 Py_ssize_t cbpf_codec_size(PyObject *codec);
 

@@ -31,6 +31,7 @@ typedef struct {
     const char *cname; /* name's UTF-8, for error messages ("" when anonymous) */
     int shift;         /* bitfields: bits into the `size` bytes */
     int bits;          /* bitfields: width, else 0 */
+    bool plain_int;    /* an 'i' or 'u' of 1, 2, 4 or 8 bytes, no bitfield, no array: the fast path */
 } cbpf_field;
 
 typedef struct {
@@ -41,6 +42,7 @@ typedef struct {
     cbpf_field *fields;
     vectorcallfunc vectorcall;
     bool is_union; /* encoding from a tuple writes one member only: the first of the largest size */
+    bool atomic;   /* every field decodes to an int, float, bool, str or bytes: records hold no tracked object */
 } DecoderObject;
 
 /* Checked arithmetic for sizes and offsets from untrusted plans: true on overflow. */

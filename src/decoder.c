@@ -67,16 +67,21 @@ static PyObject *bitfield(const cbpf_field *f, const unsigned char *p)
     return PyLong_FromLongLong((int64_t)(u << up) >> up);
 }
 
+/* An int of 1, 2, 4 or 8 bytes: the common field. */
+static inline PyObject *plain_int(const cbpf_field *f, const unsigned char *p)
+{
+    uint64_t u = load(p, f->size);
+    if (f->kind == 'u') {
+        return from_u64(u);
+    }
+    unsigned shift = 64 - 8 * (unsigned)f->size; /* sign-extend from the field's width */
+    return PyLong_FromLongLong((int64_t)(u << shift) >> shift);
+}
+
 static PyObject *scalar(const cbpf_field *f, const unsigned char *p)
 {
-    if ((f->kind == 'u' || f->kind == 'i') && f->bits == 0) {
-        /* the common case first */
-        uint64_t u = load(p, f->size);
-        if (f->kind == 'u') {
-            return from_u64(u);
-        }
-        unsigned shift = 64 - 8 * (unsigned)f->size; /* sign-extend from the field's width */
-        return PyLong_FromLongLong((int64_t)(u << shift) >> shift);
+    if (f->plain_int || ((f->kind == 'u' || f->kind == 'i') && f->bits == 0)) {
+        return plain_int(f, p);
     }
     switch (f->kind) {
     case 'f': {
@@ -96,7 +101,7 @@ static PyObject *scalar(const cbpf_field *f, const unsigned char *p)
     }
 }
 
-static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail);
+static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail, bool untrack);
 
 /* A tuple of ints, floats, strs, bytes and untracked tuples can never be part of a reference cycle: the
  * collector need not follow it. Untracked now, a whole map's worth of keys and values costs no collections (as
@@ -139,7 +144,7 @@ static PyObject *stack_trace(const unsigned char *p, Py_ssize_t count)
 static PyObject *element(const cbpf_field *f, const unsigned char *p, Py_ssize_t avail)
 {
     if (f->kind == 'r') {
-        return decode_at((DecoderObject *)f->extra, p, avail);
+        return decode_at((DecoderObject *)f->extra, p, avail, true);
     }
     return scalar(f, avail < f->size ? zeros : p); /* a scalar cut by the end of a short event: empty */
 }
@@ -189,7 +194,7 @@ static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py
     const unsigned char *p = base + f->offset;
     if (f->count == 0) {
         switch (f->kind) {
-        case 'r': return decode_at((DecoderObject *)f->extra, p, f->size);
+        case 'r': return decode_at((DecoderObject *)f->extra, p, f->size, true);
         case 's': return text(p, f->size);
         case 'b': return PyBytes_FromStringAndSize((const char *)p, f->size);
         case 'k': return stack_trace(p, 0);
@@ -211,7 +216,10 @@ static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py
     return array(f, p, f->count);
 }
 
-static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail)
+/* untrack: leave the collector a record that can hold no cycle (see untrack_if_atomic). Nested records and arrays
+ * always are; a top-level one only for map reads, which keep many (an event is mostly dropped at once, and
+ * untracking it would cost the stream path). */
+static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail, bool untrack)
 {
     if (self->type == NULL) {
         return decode_field(&self->fields[0], base, avail);
@@ -222,21 +230,35 @@ static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ss
         return NULL;
     }
     for (Py_ssize_t i = 0; i < self->nfields; i++) {
-        PyObject *v = decode_field(&self->fields[i], base, avail);
+        const cbpf_field *f = &self->fields[i];
+        PyObject *v = f->plain_int && f->end <= avail ? plain_int(f, base + f->offset) : decode_field(f, base, avail);
         if (v == NULL) {
             Py_DECREF(record);
             return NULL;
         }
         PyTuple_SET_ITEM(record, i, v);
     }
-    untrack_if_atomic(record);
+    if (untrack) {
+        if (self->atomic) {
+            PyObject_GC_UnTrack(record);
+        }
+        else {
+            untrack_if_atomic(record);
+        }
+    }
     return record;
 }
 
 PyObject *cbpf_decoder_decode(PyObject *decoder, const void *data, size_t size)
 {
     DecoderObject *self = (DecoderObject *)decoder;
-    return decode_at(self, data, size > (size_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)size);
+    return decode_at(self, data, size > (size_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)size, false);
+}
+
+PyObject *cbpf_decoder_decode_kept(PyObject *decoder, const void *data, size_t size)
+{
+    DecoderObject *self = (DecoderObject *)decoder;
+    return decode_at(self, data, size > (size_t)PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)size, true);
 }
 
 static PyObject *Decoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -319,6 +341,7 @@ static int parse_field(cbpf_state *st, PyObject *item, cbpf_field *f)
         return -1;
     }
     f->extra = f->kind == 'r' || f->kind == 'p' ? Py_NewRef(extra) : NULL;
+    f->plain_int = (f->kind == 'i' || f->kind == 'u') && f->bits == 0 && f->count == 0;
     if (codec_mul(f->size, f->count ? f->count : 1, &f->end) || codec_add(f->end, f->offset, &f->end)) {
         PyErr_Format(PyExc_OverflowError, "codec field %R is too large", item);
         return -1;
@@ -364,6 +387,7 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     self->type = tuple_type == Py_None ? NULL : (PyTypeObject *)Py_NewRef(tuple_type);
     self->size = size;
     self->is_union = is_union;
+    self->atomic = true; /* until a field that may hold a tracked object */
     self->fields = PyMem_Calloc(n ? (size_t)n : 1, sizeof(cbpf_field));
     if (self->fields == NULL) {
         PyErr_NoMemory();
@@ -375,6 +399,8 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
         if (parse_field(st, PySequence_Fast_GET_ITEM(seq, i), &self->fields[i]) < 0) {
             goto error;
         }
+        const cbpf_field *f = &self->fields[i];
+        self->atomic = self->atomic && f->count == 0 && strchr("iuxX?fsb", f->kind) != NULL;
         if (self->fields[i].end > size) {
             PyErr_Format(PyExc_ValueError, "codec field %zd ends past the type's %zd bytes", i, size);
             goto error;

@@ -32,7 +32,7 @@ static PyObject *decode_per_cpu(MapObject *self, PyObject *codec, const unsigned
     PyObject *list = PyList_New(self->ncpus);
     for (uint32_t cpu = 0; list != NULL && cpu < self->ncpus; cpu++) {
         const unsigned char *p = value + (size_t)cpu * self->value_stride;
-        PyObject *v = codec ? cbpf_decoder_decode(codec, p, self->value_size)
+        PyObject *v = codec ? cbpf_decoder_decode_kept(codec, p, self->value_size)
                             : PyBytes_FromStringAndSize((const char *)p, self->value_size);
         if (v == NULL) {
             Py_CLEAR(list);
@@ -50,7 +50,7 @@ PyObject *cbpf_map_decode_value(MapObject *self, const unsigned char *value)
         return decode_per_cpu(self, self->value_codec, value);
     }
     if (self->value_codec != NULL) {
-        return cbpf_decoder_decode(self->value_codec, value, self->value_size);
+        return cbpf_decoder_decode_kept(self->value_codec, value, self->value_size);
     }
     return PyBytes_FromStringAndSize((const char *)value, self->value_size);
 }
@@ -58,7 +58,7 @@ PyObject *cbpf_map_decode_value(MapObject *self, const unsigned char *value)
 PyObject *cbpf_map_decode_key(MapObject *self, const unsigned char *key)
 {
     if (self->key_codec != NULL) {
-        return cbpf_decoder_decode(self->key_codec, key, self->key_size);
+        return cbpf_decoder_decode_kept(self->key_codec, key, self->key_size);
     }
     return PyBytes_FromStringAndSize((const char *)key, self->key_size);
 }
