@@ -962,16 +962,13 @@ done:
     return result;
 }
 
-/* _read_chunk(cursor_or_None, n) -> (keys, values, count, cursor_or_None): one step of an iteration. */
-static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* One step of an iteration from Python: reads up to n entries into e, after the cursor (None to start). Returns
+ * the cursor to pass next (a new bytes), or NULL with an exception set. */
+static PyObject *chunk_step(MapObject *self, PyObject *cursor_arg, PyObject *n_arg, entries *e)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    entries e = {0};
-    PyObject *state = NULL, *result = NULL;
-    if (nargs != 2) {
-        return PyErr_Format(PyExc_TypeError, "_read_chunk(cursor, n)");
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    PyObject *state = NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(n_arg);
     if (n <= 0 || n > (1 << 20)) {
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "chunk size out of range");
     }
@@ -979,15 +976,15 @@ static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     size_t csize = sizeof(cursor) + token_size(self);
-    if (args[0] == Py_None) {
+    if (cursor_arg == Py_None) {
         state = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)csize);
         if (state == NULL) {
             return NULL;
         }
         memset(PyBytes_AS_STRING(state), 0, csize);
     }
-    else if (PyBytes_Check(args[0]) && (size_t)PyBytes_GET_SIZE(args[0]) == csize) {
-        state = PyBytes_FromStringAndSize(PyBytes_AS_STRING(args[0]), (Py_ssize_t)csize);
+    else if (PyBytes_Check(cursor_arg) && (size_t)PyBytes_GET_SIZE(cursor_arg) == csize) {
+        state = PyBytes_FromStringAndSize(PyBytes_AS_STRING(cursor_arg), (Py_ssize_t)csize);
         if (state == NULL) {
             return NULL;
         }
@@ -995,17 +992,34 @@ static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize
     else {
         return PyErr_Format(PyExc_ValueError, "not a cursor of map '%U'", self->name);
     }
-    cursor *c = (cursor *)PyBytes_AS_STRING(state);
-    int rc = read_chunk(self, self->fd, c, &e, (uint32_t)n);
+    int rc = read_chunk(self, self->fd, (cursor *)PyBytes_AS_STRING(state), e, (uint32_t)n);
     if (rc < 0) {
-        cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
-        goto done;
+        Py_DECREF(state);
+        return cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
     }
-    result = Py_BuildValue("(y#y#nO)", (const char *)e.keys, (Py_ssize_t)(e.len * self->key_size),
-                           (const char *)e.values, (Py_ssize_t)(e.len * full_value_size(self)), (Py_ssize_t)e.len,
-                           c->mode == 'E' ? Py_None : state);
-done:
-    Py_XDECREF(state);
+    return state;
+}
+
+static PyObject *next_cursor(PyObject *state)
+{
+    return ((cursor *)PyBytes_AS_STRING(state))->mode == 'E' ? Py_None : state;
+}
+
+/* _read_chunk(cursor_or_None, n) -> (keys, values, count, cursor_or_None): one step of an iteration. */
+static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    entries e = {0};
+    PyObject *result = NULL;
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "_read_chunk(cursor, n)");
+    }
+    PyObject *state = chunk_step(self, args[0], args[1], &e);
+    if (state != NULL) {
+        result = Py_BuildValue("(y#y#nO)", (const char *)e.keys, (Py_ssize_t)(e.len * self->key_size),
+                               (const char *)e.values, (Py_ssize_t)(e.len * full_value_size(self)),
+                               (Py_ssize_t)e.len, next_cursor(state));
+        Py_DECREF(state);
+    }
     entries_free(&e);
     return result;
 }
@@ -1014,7 +1028,8 @@ done:
  * or items() (2), decoded by type (bytes when untyped). */
 static PyObject *Map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *chunk = NULL, *list = NULL, *result = NULL;
+    entries e = {0};
+    PyObject *state = NULL, *list = NULL, *result = NULL;
     if (nargs != 3) {
         return PyErr_Format(PyExc_TypeError, "_read_decoded(cursor, n, what)");
     }
@@ -1025,35 +1040,39 @@ static PyObject *Map_read_decoded(MapObject *self, PyObject *const *args, Py_ssi
     if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
-    chunk = Map_read_chunk(self, args, 2);
-    if (chunk == NULL) {
-        return NULL;
+    state = chunk_step(self, args[0], args[1], &e);
+    if (state == NULL) {
+        goto done;
     }
-    const unsigned char *keys = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(chunk, 0));
-    const unsigned char *values = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(chunk, 1));
-    Py_ssize_t count = PyLong_AsSsize_t(PyTuple_GET_ITEM(chunk, 2));
     size_t vs = full_value_size(self);
-    list = PyList_New(count);
+    list = PyList_New((Py_ssize_t)e.len);
     if (list == NULL) {
         goto done;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *k = what == 1 ? NULL : cbpf_map_decode_key(self, keys + (size_t)i * self->key_size);
-        PyObject *v = what == 0 ? NULL : cbpf_map_decode_value(self, values + (size_t)i * vs);
-        PyObject *item = what == 0 ? k : what == 1 ? v : (k && v) ? PyTuple_Pack(2, k, v) : NULL;
+    for (size_t i = 0; i < e.len; i++) {
+        PyObject *k = what == 1 ? NULL : cbpf_map_decode_key(self, e.keys + i * self->key_size);
+        PyObject *v = what == 0 ? NULL : cbpf_map_decode_value(self, e.values + i * vs);
+        PyObject *item = what == 0 ? k : what == 1 ? v : NULL;
         if (what == 2) {
-            Py_XDECREF(k);
-            Py_XDECREF(v);
+            item = k && v ? PyTuple_New(2) : NULL;
+            if (item == NULL) {
+                Py_XDECREF(k);
+                Py_XDECREF(v);
+                goto done;
+            }
+            PyTuple_SET_ITEM(item, 0, k);
+            PyTuple_SET_ITEM(item, 1, v);
         }
         if (item == NULL) {
             goto done;
         }
-        PyList_SET_ITEM(list, i, item);
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
     }
-    result = PyTuple_Pack(2, list, PyTuple_GET_ITEM(chunk, 3));
+    result = PyTuple_Pack(2, list, next_cursor(state));
 done:
+    Py_XDECREF(state);
     Py_XDECREF(list);
-    Py_DECREF(chunk);
+    entries_free(&e);
     return result;
 }
 
