@@ -242,7 +242,7 @@ class Struct(Type):
         if desc is None:
             desc = describe(name)
             name = getattr(name, "__name__", None) or "struct"
-        if desc[0] not in ("struct", "union"):
+        if desc[0] not in ("struct", "union", "datasec"):
             raise TypeError(f"type {name!r} is a {type_name(desc)}, not a struct or union")
         super().__init__(name, desc)
 
@@ -260,7 +260,7 @@ class Struct(Type):
 
 
 def make_type(name: str, desc: Desc) -> Type:
-    return Struct(name, desc) if desc[0] in ("struct", "union") else Type(name, desc)
+    return Struct(name, desc) if desc[0] in ("struct", "union", "datasec") else Type(name, desc)
 
 
 def struct_of(obj: Any, name: str) -> Struct:

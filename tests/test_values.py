@@ -86,11 +86,12 @@ def test_per_cpu_values_queue_and_fetch(values_obj):
     q.push((3, -3))
     q.push({"x": 4})
     assert (q.pop(), q.pop()) == ((3, -3), (4, 0))
-    runs = values_obj.globals["runs"]
-    assert values_obj.maps["values.bss"].fetch  # fetch() stays the int fast path
+    bss = values_obj.maps["values.bss"]
+    section = bss[0]  # a .bss map's value: a named tuple of its variables
+    assert section.runs == values_obj.globals["runs"] >= 1 and section.g_kinds == values_obj.globals["g_kinds"]
+    assert bss.key_type.name == "u32" and "runs" in bss.value_type.fields
     ids = values_obj.maps["stack_ids"]
-    assert ids.fetch(0) is not None and isinstance(ids[0], int)
-    assert runs >= 1
+    assert isinstance(ids[0], int) and ids.fetch(0) == ids[0]  # fetch() stays the int fast path
 
 
 def test_writes_from_python_are_read_back_by_bpf(values_obj):
@@ -250,3 +251,34 @@ def test_short_events_decode_the_fields_present():
                                           ("data", 6, 0, ("array", ("int", 1, True, True), 6))], "ev"))
     assert s.decode(b"\x01\0\0\0\x03\0abc") == (1, 3, "abc")
     assert s.decode(b"\x01\0\0\0") == (1, 0, "")
+
+
+def test_unions_lone_values_and_bad_plans():
+    from cbpf import _cbpf
+
+    u = cbpf.Struct("u", ("union", 8, [("word", 0, 0, ("int", 4, False)), ("wide", 0, 0, ("int", 8, True)),
+                                       ("tag", 0, 0, ("array", ("int", 1, True, True), 2))], "u"))
+    v = u.decode((2**40 + 65).to_bytes(8, "little"))
+    assert v == (65, 2**40 + 65, "A")
+    assert u.encode(v) == (2**40 + 65).to_bytes(8, "little")  # a tuple writes its largest member, which holds all
+    assert u.encode({"word": 7}) == bytes([7, 0, 0, 0, 0, 0, 0, 0])
+    text = cbpf.Type("char[4]", ("array", ("int", 1, True, True), 4))
+    assert text.decode(b"ab\0c") == "ab" and text.encode("abcd") == b"abcd" and text.encode(b"x") == b"x\0\0\0"
+    with pytest.raises(ValueError, match="value: 5 UTF-8 bytes do not fit its 4 bytes"):
+        text.encode("abcde")
+    nums = cbpf.Type("s16[3]", ("array", ("int", 2, True), 3))
+    assert nums.decode(nums.encode([-1, 2])) == (-1, 2, 0)
+    with pytest.raises(OverflowError, match="value field '\\[1\\]': 32768 does not fit a 16-bit signed int"):
+        nums.encode((1, 32768))
+    with pytest.raises(ValueError, match="unknown codec field kind"):
+        _cbpf._Decoder(None, 4, [("z", 0, 4, 0, None)])
+    with pytest.raises(ValueError, match="bad codec field"):
+        _cbpf._Decoder(None, 4, [("u", 0, 1, 0, None, "b", 3, 7)])  # 3 + 7 bits need 2 bytes
+    with pytest.raises(ValueError, match="bad codec field"):
+        _cbpf._Decoder(None, 8, [("i", 0, 3, 0, None)])
+    with pytest.raises((OverflowError, ValueError)):
+        _cbpf._Decoder(None, 8, [("u", 8, 8, 2**61, None)])
+    with pytest.raises(ValueError, match="ends past the type's 4 bytes"):
+        _cbpf._Decoder(None, 4, [("u", 2, 4, 0, None)])
+    with pytest.raises(ValueError, match="one field"):
+        _cbpf._Decoder(None, 4, [])
