@@ -246,6 +246,16 @@ def test_stack_traces_and_symbols(values_obj):
     assert cbpf.ksym(0) is None and cbpf.usym(PID, 0) is None
 
 
+def test_variable_length_events_from_bpf(values_obj):
+    """The program submits 12 bytes of a 72-byte struct: the fields present decode, the rest is empty."""
+    with cbpf.RingBuffer(values_obj.maps["var_events"], event="var_event") as rb:
+        while rb.read(0) is not None:
+            pass
+        os.getpid()
+        e = rb.read(1.0)
+    assert e == (PID, 6, "hello") and e.data == "hello"
+
+
 def test_short_events_decode_the_fields_present():
     s = cbpf.Struct("ev", ("struct", 12, [("pid", 0, 0, ("int", 4, False)), ("len", 4, 0, ("int", 2, False)),
                                           ("data", 6, 0, ("array", ("int", 1, True, True), 6))], "ev"))

@@ -124,6 +124,20 @@ struct {
     __type(value, __u32);
 } stack_ids SEC(".maps");
 
+/* a variable-length event: only the used part of data is submitted */
+struct var_event {
+    __u32 pid;
+    __u16 len;
+    char data[64];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 4096);
+} var_events SEC(".maps");
+
+struct var_event var_event_template; /* .bss: puts struct var_event in the BTF, and is the event's buffer */
+
 #define F32_BITS 0x3FC00000U            /* 1.5f */
 #define F64_BITS 0xC002000000000000ULL  /* -2.25 */
 #define BIG (((unsigned __int128)1 << 100) + 5)
@@ -241,6 +255,11 @@ int on_getpid(void *ctx)
         __u32 one = 1, s = sid;
         bpf_map_update_elem(&stack_ids, &one, &s, BPF_ANY);
     }
+    var_event_template.pid = tgid;
+    var_event_template.len = 6;
+    __builtin_memcpy(var_event_template.data, "hello", 6);
+    bpf_ringbuf_output(&var_events, &var_event_template, 6 + 6, 0); /* pid, len and "hello\0": 12 of 72 bytes */
+
     __sync_fetch_and_add(&runs, 1);
     return 0;
 }
