@@ -65,6 +65,15 @@ _ARRAYS = (MapType.ARRAY, MapType.PERCPU_ARRAY)
 _U32_KEYED = (MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.STACK_TRACE)
 _FD_VALUES = (MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _U32: _btf.Desc = ("int", 4, False, False, False)
+
+
+def _typed(desc: _btf.Desc, name: str | None = None) -> _btf.Type | None:
+    """The Type of a map's BTF key or value; None (bytes, as without BTF) for a layout the codec has no rule for
+    (a bitfield wider than 64 bits), rather than a map that cannot be read."""
+    try:
+        return _btf.make_type(name or _btf.type_name(desc), desc)
+    except (TypeError, ValueError):
+        return None
 _CHUNK = 8192  # keys(), values(), items(): entries a system call, as the C batch loop reads
 
 
@@ -152,7 +161,7 @@ class Map(_cbpf.Map):
         key_desc = self._describe(self.btf_key_type_id)
         value_desc = self._describe(self.btf_value_type_id)
         if key_desc is not None:
-            key_type = _btf.make_type(_btf.type_name(key_desc), key_desc)
+            key_type = _typed(key_desc)
         elif self.type in _U32_KEYED and (self.type == MapType.STACK_TRACE or "." in self.name):
             key_type = _btf.make_type("u32", _U32)
         if self.type == MapType.STACK_TRACE:
@@ -160,8 +169,7 @@ class Map(_cbpf.Map):
         elif self.type in _FD_VALUES:
             value_desc = None
         if value_desc is not None:
-            name = self.name if value_desc[0] == "datasec" else _btf.type_name(value_desc)
-            value_type = _btf.make_type(name, value_desc)
+            value_type = _typed(value_desc, self.name if value_desc[0] == "datasec" else None)
         self._set_codecs(key_type, value_type)
 
     def to_numpy(self) -> tuple[Any, Any]:

@@ -12,18 +12,18 @@ int cbpf_map_types(MapObject *self)
     if (self->types_resolved) {
         return 0;
     }
-    self->types_resolved = true; /* before the call: _resolve_types() may read the map */
     PyObject *r = PyObject_CallMethod((PyObject *)self, "_resolve_types", NULL);
     if (r == NULL) {
         if (PyErr_ExceptionMatches(PyExc_AttributeError) && !PyObject_HasAttrString((PyObject *)self,
                                                                                      "_resolve_types")) {
             PyErr_Clear(); /* the bare C type: untyped */
+            self->types_resolved = true;
             return 0;
         }
-        self->types_resolved = false;
         return -1;
     }
     Py_DECREF(r);
+    self->types_resolved = true; /* _set_codecs() has run (the types are set before the flag another thread sees) */
     return 0;
 }
 
