@@ -1062,6 +1062,9 @@ static PyObject *Map_read_decoded(MapObject *self, PyObject *const *args, Py_ssi
             }
             PyTuple_SET_ITEM(item, 0, k);
             PyTuple_SET_ITEM(item, 1, v);
+            if (!PyObject_GC_IsTracked(k) && !PyObject_GC_IsTracked(v)) {
+                PyObject_GC_UnTrack(item); /* decoded keys and values hold no cycle: nor does the pair */
+            }
         }
         if (item == NULL) {
             goto done;
