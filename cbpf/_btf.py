@@ -134,8 +134,9 @@ def codec(desc: Desc, name: str) -> Any:
     kind = desc[0]
     if kind in ("struct", "union", "datasec"):
         members = _members(desc)
-        fields = [_field(mtype, off, mname, bits, bitoff, name) for mname, off, bits, mtype, bitoff in members]
-        tuple_type = _tuple_type(desc[3] if len(desc) > 3 and desc[3] else name, members, [f[4] if f[0] == "r" and f[5] is None else None for f in fields])
+        own = desc[3] if len(desc) > 3 and desc[3] else name
+        fields = [_field(mtype, off, mname, bits, bitoff, own) for mname, off, bits, mtype, bitoff in members]
+        tuple_type = _tuple_type(own, members, [f[4] if f[0] == "r" and f[5] is None else None for f in fields])
         return _cbpf._Decoder(tuple_type, desc[1], fields, union=kind == "union")
     return _cbpf._Decoder(None, size_of(desc), [_field(desc, 0, name, 0, 0, name)])
 
