@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import os
 import random
 import struct
@@ -244,6 +245,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--load-every", type=int, default=20, help="load one mutant in this many that open")
     ap.add_argument("--current", type=Path, help="each mutant is written here first (kept if the process dies)")
+    ap.add_argument("--timeout", type=float, default=30, help="seconds one mutant may take: past them, the process "
+                    "exits with the stacks of its threads (a hang is a finding)")
     ap.add_argument("seeds", nargs="+", type=Path)
     args = ap.parse_args()
     layouts = []
@@ -271,7 +274,9 @@ def main() -> int:
         load = False
         if opened % args.load_every == 0:
             load = True
+        faulthandler.dump_traceback_later(args.timeout, exit=True)
         problem = run_one(data, load)
+        faulthandler.cancel_dump_traceback_later()
         counts[problem if problem in counts else "opened" if problem is None else "findings"] += 1
         if problem in (None, "loaded"):
             opened += 1

@@ -576,18 +576,30 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
+#define DESCRIBE_BUDGET 1000000 /* types visited by one description */
+
 /* A BTF type as plain tuples, for the Python layer to build decoders and numpy dtypes from:
  *   ("int", size, signed, is_char)  ("float", size)  ("bytes", size)  ("array", elem, count)
  *   ("struct" | "union", size, [(name, byte_offset, bitfield_bits, type), ...])
  *   ("datasec", size, [(name, byte_offset, size, type), ...])
  * typedefs, const, volatile and type tags are looked through; enums are ints, pointers 8-byte ints. */
-static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
+static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth, size_t *budget)
 {
     if (depth > 64) {
         return PyErr_Format(PyExc_ValueError, "BTF type %u nests too deep", id);
     }
+    /* nesting is bounded, fan-out is not: a struct whose members are that struct again, 64 deep, would take
+     * forever (a mutated object did) */
+    if (*budget == 0) {
+        return PyErr_Format(PyExc_ValueError, "BTF type %u is too large to describe (over %d types in all)", id,
+                            DESCRIBE_BUDGET);
+    }
+    (*budget)--;
     const struct btf_type *t = btf__type_by_id(btf, id);
-    while (t != NULL && (btf_is_mod(t) || btf_is_typedef(t))) {
+    for (int hops = 0; t != NULL && (btf_is_mod(t) || btf_is_typedef(t)); hops++) {
+        if (hops == 64) { /* a typedef of itself, in a mutated object: a cycle */
+            return PyErr_Format(PyExc_ValueError, "BTF type %u: typedefs and modifiers in a cycle", id);
+        }
         id = t->type;
         t = btf__type_by_id(btf, id);
     }
@@ -611,7 +623,7 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
     }
     if (btf_is_array(t)) {
         const struct btf_array *a = btf_array(t);
-        PyObject *elem = describe_btf(btf, a->type, depth + 1);
+        PyObject *elem = describe_btf(btf, a->type, depth + 1, budget);
         return elem ? Py_BuildValue("(sNI)", "array", elem, a->nelems) : NULL;
     }
     if (btf_is_composite(t) || btf_is_datasec(t)) {
@@ -630,14 +642,14 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
                     Py_DECREF(fields);
                     return PyErr_Format(PyExc_ValueError, "BTF datasec %u: entry %u is not a variable", id, i);
                 }
-                PyObject *type = describe_btf(btf, var->type, depth + 1);
+                PyObject *type = describe_btf(btf, var->type, depth + 1, budget);
                 field = type ? Py_BuildValue("(NIIN)", cbpf_elf_name(btf__name_by_offset(btf, var->name_off)), v->offset,
                                              v->size, type)
                              : NULL;
             }
             else {
                 const struct btf_member *m = btf_members(t) + i;
-                PyObject *type = describe_btf(btf, m->type, depth + 1);
+                PyObject *type = describe_btf(btf, m->type, depth + 1, budget);
                 /* (name, byte offset, bitfield bits or 0, type, bit offset) */
                 field = type ? Py_BuildValue("(NIINI)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
                                              btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type,
@@ -671,7 +683,8 @@ static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
     if (btf == NULL || id == 0) {
         Py_RETURN_NONE;
     }
-    return describe_btf(btf, (__u32)id, 0);
+    size_t budget = DESCRIBE_BUDGET;
+    return describe_btf(btf, (__u32)id, 0, &budget);
 }
 
 /* The id of a named struct or union (a typedef of one too) in the object's BTF, or None. */

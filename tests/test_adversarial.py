@@ -580,3 +580,20 @@ def test_shapes_libbpf_would_read_misaligned_are_refused(bpf_objects):
         assert e.value.errno == 22 and says in str(e.value), (says, str(e.value))
     with cbpf.Object(good, load=False) as obj:  # the unmutated object opens
         assert "stats" in obj.maps
+
+
+def test_a_typedef_of_itself_is_a_value_error_not_a_hang():
+    """The structural mutator's input (seed 7, run 29866): a BTF typedef whose type is itself; describing the
+    globals looped for ever with the GIL held."""
+    data = (Path(__file__).parent / "fuzz-regressions" / "btf-typedef-of-itself.bin").read_bytes()
+    r = run_child(f"""
+        import cbpf
+        obj = cbpf.Object({data!r}, name="m", load=False, attach=False)
+        try:
+            obj.globals
+        except ValueError as e:
+            print(e)
+        obj.close()
+    """, timeout=60)
+    assert_clean_exit(r)
+    assert "typedefs and modifiers in a cycle" in r.stdout
