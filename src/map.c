@@ -298,7 +298,7 @@ static int to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *ma
                     Py_buffer *view, const void **out)
 {
     if (!PyLong_Check(obj) && PyObject_CheckBuffer(obj)) {
-        if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT) < 0) {
+        if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
             return -1;
         }
         if (what[0] == 'k' && float_format(view->format)) {
