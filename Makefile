@@ -25,6 +25,7 @@ wheels:
 	bash scripts/test-wheels
 
 bench: setup
+	$(PY) benchmarks/build_cbench.py
 	$(PY) benchmarks/bench_import.py --check
 	$(PY) benchmarks/bench_fetch.py
 	$(PY) benchmarks/bench_maps.py

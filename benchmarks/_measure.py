@@ -1,9 +1,21 @@
-"""What the benchmarks share: pinning to one CPU, and a median with its confidence interval."""
+"""What the benchmarks share: the C baselines, pinning to one CPU, and a median with its confidence interval."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+
+def cbench() -> ModuleType:
+    """The benchmarks' C baselines (_cbench.c), built first when missing or older than their sources: an
+    extension of its own, so that the cbpf users install carries no benchmark code."""
+    subprocess.check_call([sys.executable, str(Path(__file__).with_name("build_cbench.py"))])
+    return importlib.import_module("_cbench")
 
 
 def pin_to_one_cpu() -> str:

@@ -7,7 +7,7 @@ A producer process calls getpid() in a tight loop; a tracepoint program emits BU
 into a ring buffer (8 MiB; reserve/submit, one wake-up per burst) or a perf buffer (bpf_perf_event_output, 8 MiB
 per CPU). The producer and this process are pinned to different CPUs where there are two. Variants are interleaved
 round after round; figures are medians over rounds, ratios the medians of each round's ratio to the C consumer of
-the same buffer (_c_consume: this consumer with events copied out in C and no Python).
+the same buffer (_cbench.stream_consume: this consumer with events copied out in C and no Python).
 
 1. Flat out: each variant consumes for a window. events/s is wall-clock; on a machine shared with other work it
    depends on how much CPU the consumer got, printed as "cpu" (its thread's CPU time over the window). "lost" is
@@ -34,7 +34,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import _measure
 import cbpf
+
+CBENCH = _measure.cbench()  # the C baselines (benchmarks/_cbench.c)
 
 BURST = 256
 PERF_WAKEUP = 64  # samples per wake-up of a waiting perf buffer consumer
@@ -357,18 +360,18 @@ class Bench:
     def flat_out(self, rounds: int) -> None:
         rb, rb_numpy = self.rb, self.rb_numpy
         table: dict[str, tuple[str, Callable[[], tuple[float, int, float]]]] = {
-            "C consumer (cbpf's loop)": ("ring", lambda: self.c_loop(rb._c_consume)),
-            "C consumer (libbpf's)": ("ring", lambda: self.c_loop(rb._c_consume_libbpf)),
+            "C consumer (cbpf's loop)": ("ring", lambda: self.c_loop(lambda d: CBENCH.stream_consume(rb, d))),
+            "C consumer (libbpf's)": ("ring", lambda: self.c_loop(lambda d: CBENCH.libbpf_ring_consume(rb, d))),
             "poll(), callback(bytes)": ("ring", lambda: self.callbacks(rb)),
             "poll(), callback(named tuple)": ("ring", lambda: self.callbacks(self.rb_decoded)),
             "for event in rb": ("ring", self.iterate),
             "poll_batch()": ("ring", lambda: self.windowed(lambda: len(rb.poll_batch(0.1)[1]) - 1)),
             "poll_array() (numpy)": ("ring", lambda: self.windowed(lambda: len(rb_numpy.poll_array(0.1)))),
-            "perf: C consumer": ("perf", self.perf(lambda pb: self.c_loop(pb._c_consume))),
+            "perf: C consumer": ("perf", self.perf(lambda pb: self.c_loop(lambda d: CBENCH.stream_consume(pb, d)))),
             "perf: poll(), callback(bytes)": ("perf", self.perf(self.callbacks)),
             "perf: poll_batch()": ("perf", self.perf(
                 lambda pb: self.windowed(lambda: len(pb.poll_batch(0.1)[1]) - 1))),
-            "perf: C consumer, wakeup_events=1": ("perf", self.perf(lambda pb: self.c_loop(pb._c_consume), 1)),
+            "perf: C consumer, wakeup_events=1": ("perf", self.perf(lambda pb: self.c_loop(lambda d: CBENCH.stream_consume(pb, d)), 1)),
         }
         rows = {name: {"rate": [], "ratio": [], "cpu": [], "lost": []} for name in [*table, BCC]}
         g = self.g
@@ -435,8 +438,8 @@ class Bench:
             return self.count.n
 
         table: dict[str, Callable[[], int]] = {
-            "C consumer (cbpf's loop)": lambda: rb._c_consume(0)[1],
-            "C consumer (libbpf's)": lambda: rb._c_consume_libbpf(0)[1],
+            "C consumer (cbpf's loop)": lambda: CBENCH.stream_consume(rb, 0)[1],
+            "C consumer (libbpf's)": lambda: CBENCH.libbpf_ring_consume(rb, 0)[1],
             "poll(), callback(bytes)": lambda: callbacks(rb),
             "poll(), callback(named tuple)": lambda: callbacks(self.rb_decoded),
             "read(0), one at a time": lambda: until_empty(lambda: rb.read(0) is not None),

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_maps.py [--entries N] [--rounds R]
 
-- dump of an N-entry hash map (default 1M): the C batch-lookup loop (Map._c_batch_loop: the kernel's cost and
+- dump of an N-entry hash map (default 1M): the C batch-lookup loop (_cbench.batch_loop: the kernel's cost and
   nothing else) against Map.to_numpy() and Map.to_dict(); targets <= 1.10x and <= 1.5x per entry.
 - fetch on a BPF_F_MMAPABLE array: read from memory, no system call; target <= 60 ns a call (a Python loop
   calling a C function that does nothing is printed beside it: it is the floor).
@@ -21,6 +21,8 @@ import numpy as np
 import cbpf
 from cbpf import Map, MapFlag
 
+CBENCH = _measure.cbench()  # the C baselines (benchmarks/_cbench.c)
+
 
 def per_entry(seconds: float, n: int) -> float:
     return seconds / n * 1e9
@@ -32,7 +34,7 @@ def bench_dump(n: int, rounds: int) -> float:
         m.update_batch(keys, keys.astype(np.uint64))
         rows: dict[str, list[float]] = {"C batch loop": [], "to_numpy()": [], "to_dict()": []}
         for _ in range(rounds):
-            secs, got = m._c_batch_loop()
+            secs, got = CBENCH.batch_loop(m)
             assert got == n
             rows["C batch loop"].append(per_entry(secs, n))
             t = time.perf_counter()
@@ -93,7 +95,7 @@ def bench_mmap_fetch(calls: int, rounds: int) -> float:
             for _ in range(calls):
                 noop(7)
             floor.append(per_entry(time.perf_counter() - t, calls))
-        syscall = statistics.median(m._c_lookup_loop(7, calls) / calls * 1e9 for _ in range(3))
+        syscall = statistics.median(CBENCH.lookup_loop(m, 7, calls) / calls * 1e9 for _ in range(3))
         med, low, high = _measure.median_ci(fetched)
         print(f"fetch on a mmapped array, {calls} calls x {rounds} rounds (medians, 95% confidence interval)")
         print(f"  {'Map.fetch(int), mmapped':<28} {med:7.1f} ns/call [{low:.1f}, {high:.1f}]  target <= 60 ns: "

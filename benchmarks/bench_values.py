@@ -3,11 +3,11 @@
     python benchmarks/bench_values.py [--lookups N] [--rounds R] [--entries E] [--dump-rounds D]
 
 - m[k] on a hash map whose BTF says u32 -> u64 (the value decoded to an int by the codec) against the C loop of
-  bpf_map_lookup_elem() (Map._c_lookup_loop); target <= 1.12x. Rounds time each variant twice in mirrored order
+  bpf_map_lookup_elem() (_cbench.lookup_loop); target <= 1.12x. Rounds time each variant twice in mirrored order
   (C, A, B, B, A, C), as bench_fetch does; the verdict is on the median of the rounds' ratios and its 95% interval.
 - to_dict() and items() of an E-entry hash (default 1M) with `struct {u32 pid; u32 cpu;}` keys and 16-byte
   `struct {u64 calls; u32 last; u32 flags;}` values, decoded to named tuples, against the C batch-lookup loop
-  (Map._c_batch_loop: the kernel's cost and nothing else); targets <= 1.5x and <= 2x per entry.
+  (_cbench.batch_loop: the kernel's cost and nothing else); targets <= 1.5x and <= 2x per entry.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import _measure
 import numpy as np
 
 import cbpf
+
+CBENCH = _measure.cbench()  # the C baselines (benchmarks/_cbench.c)
 
 LOOKUP_TARGET, DICT_TARGET, ITEMS_TARGET = 1.12, 1.5, 2.0
 
@@ -80,10 +82,10 @@ def bench_lookup(counts, n: int, rounds: int) -> None:
     base = "C loop (bpf_map_lookup_elem)"
     times: dict[str, list[float]] = {base: [], **{name: [] for name in variants}}
     for _ in range(rounds):
-        first = {base: counts._c_lookup_loop(key, n)}
+        first = {base: CBENCH.lookup_loop(counts, key, n)}
         first.update((name, run()) for name, run in variants.items())
         second = {name: run() for name, run in reversed(variants.items())}
-        second[base] = counts._c_lookup_loop(key, n)
+        second[base] = CBENCH.lookup_loop(counts, key, n)
         for name in times:
             times[name].append((first[name] + second[name]) / (2 * n))
     print(f"hash map u32 -> u64 by BTF, {rounds} rounds of 2 x {n} lookups per variant; medians, and the median of "
@@ -114,7 +116,7 @@ def bench_dump(stats, n: int, rounds: int) -> None:
     stats.update_batch(keys, values)
     rows: dict[str, list[float]] = {"C batch loop": [], "to_dict()": [], "items()": []}
     for _ in range(rounds):
-        secs, got = stats._c_batch_loop()
+        secs, got = CBENCH.batch_loop(stats)
         assert got == n
         rows["C batch loop"].append(secs / n)
         t = time.perf_counter()
@@ -128,7 +130,7 @@ def bench_dump(stats, n: int, rounds: int) -> None:
             count += 1
         rows["items()"].append((time.perf_counter() - t) / n)
         assert count == n
-        secs, got = stats._c_batch_loop()  # mirrored: the C loop at both ends of the round
+        secs, got = CBENCH.batch_loop(stats)  # mirrored: the C loop at both ends of the round
         rows["C batch loop"][-1] = (rows["C batch loop"][-1] + secs / n) / 2
     sample = next(iter(stats.items()))
     print(f"whole-map reads of a {n}-entry hash, struct pid_cpu -> struct stat (16 bytes), {rounds} rounds; "

@@ -11,7 +11,6 @@
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <unistd.h>
-#include <time.h>
 
 static bool is_percpu(uint32_t type)
 {
@@ -1819,89 +1818,6 @@ done:
     return result;
 }
 
-/* Runs n lookups of one key from C: the baseline the benchmarks compare fetch() against. Returns seconds. */
-static PyObject *Map_c_lookup_loop(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
-    const void *k = NULL;
-    unsigned char *value = NULL;
-    PyObject *result = NULL;
-
-    if (nargs != 2) {
-        return PyErr_Format(PyExc_TypeError, "_c_lookup_loop(key, n)");
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
-    if (n < 0) {
-        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "n must be >= 0");
-    }
-    if (check_open(self) < 0 || cbpf_map_key(st, self, args[0], &scratch, &view, &k) < 0) {
-        return NULL;
-    }
-    value = PyMem_Malloc(full_value_size(self) ? full_value_size(self) : 1);
-    if (value == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        bpf_map_lookup_elem(self->fd, k, value);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    result = PyFloat_FromDouble((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
-done:
-    if (view.obj != NULL) {
-        PyBuffer_Release(&view);
-    }
-    PyMem_Free(value);
-    return result;
-}
-
-/* Benchmark baseline: the whole map read with batch lookups into reused buffers, from C. Returns (seconds, n). */
-static PyObject *Map_c_batch_loop(MapObject *self, PyObject *Py_UNUSED(ignored))
-{
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_open(self) < 0) {
-        return NULL;
-    }
-    uint32_t chunk = 8192;
-    size_t ts = token_size(self);
-    unsigned char *keys = PyMem_RawMalloc((size_t)chunk * self->key_size + 2 * ts);
-    unsigned char *values = PyMem_RawMalloc((size_t)chunk * full_value_size(self));
-    if (keys == NULL || values == NULL) {
-        PyMem_RawFree(keys);
-        PyMem_RawFree(values);
-        return PyErr_NoMemory();
-    }
-    unsigned char *in = keys + (size_t)chunk * self->key_size, *out = in + ts;
-    size_t total = 0;
-    int err = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (bool first = true;; first = false) {
-        __u32 count = chunk;
-        LIBBPF_OPTS(bpf_map_batch_opts, opts);
-        int rc = bpf_map_lookup_batch(self->fd, first ? NULL : in, out, keys, values, &count, &opts);
-        total += count;
-        if (rc != 0) {
-            err = errno == ENOENT ? 0 : errno;
-            break;
-        }
-        memcpy(in, out, ts);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    PyMem_RawFree(keys);
-    PyMem_RawFree(values);
-    if (err) {
-        return cbpf_set_error(st, err, "batch lookup");
-    }
-    return Py_BuildValue("(dn)",
-                         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9,
-                         (Py_ssize_t)total);
-}
-
 static PyObject *Map_get_fd(MapObject *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromLong(self->fd);
@@ -2047,10 +1963,6 @@ static PyMethodDef Map_methods[] = {
      "element i at i * value_stride; valid as long as the view exists."},
     {"_initial_value", FASTCALL(Map_initial_value), METH_FASTCALL,
      "_initial_value($self, offset, size, data=None, /)\n--\n\nBefore load: reads or writes a global section."},
-    {"_c_lookup_loop", FASTCALL(Map_c_lookup_loop), METH_FASTCALL,
-     "_c_lookup_loop($self, key, n, /)\n--\n\nBenchmark baseline: n lookups from a C loop; returns seconds."},
-    {"_c_batch_loop", (PyCFunction)Map_c_batch_loop, METH_NOARGS,
-     "_c_batch_loop($self, /)\n--\n\nBenchmark baseline: the whole map by batch lookups from C; (seconds, n)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,13 +6,12 @@
  * bit when it gave it up) and the data, padded to 8 bytes. Reading the rings directly, rather than through
  * libbpf's ring_buffer, lets one epoll set hold the stream's wake-up eventfd too (see stream.c), lets read() take
  * one event at a time, and lets batches publish the consumer position once per pass; benchmarks/bench_events.py
- * measures libbpf's consumer beside this one (_c_consume_libbpf).
+ * measures libbpf's consumer beside this one (benchmarks/_cbench.c).
  */
 #include "cbpf.h"
 
 #include <errno.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -241,56 +240,6 @@ static PyObject *RingBuffer_add(RingBufferObject *self, PyObject *args, PyObject
     Py_RETURN_NONE;
 }
 
-static int count_sample(void *ctx, void *data, size_t size)
-{
-    cbpf_sink_put(ctx, NULL, NULL, data, size);
-    return 0;
-}
-
-/* Benchmark baseline: libbpf's own ring buffer consumer (ring_buffer__poll) on the first map, for `duration`
- * seconds (<= 0: one ring_buffer__consume, which empties it), with the GIL released throughout. Returns (seconds,
- * events, checksum). */
-static PyObject *RingBuffer_c_consume_libbpf(RingBufferObject *self, PyObject *arg)
-{
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    double duration = PyFloat_AsDouble(arg);
-    if ((duration == -1.0 && PyErr_Occurred()) || cbpf_stream_enter(&self->base) < 0) {
-        return NULL;
-    }
-    cbpf_sink sink = {.kind = CBPF_SINK_COUNT};
-    cbpf_log_begin();
-    struct ring_buffer *rb = ring_buffer__new(self->rings[0].map->fd, count_sample, &sink, NULL);
-    int err = rb == NULL ? errno : 0;
-    free(cbpf_log_end(st));
-    if (rb == NULL) {
-        cbpf_stream_leave(&self->base);
-        return cbpf_set_error(st, err, "ring_buffer__new");
-    }
-    struct timespec t0, t;
-    double elapsed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (elapsed < duration || duration <= 0) {
-        int rc = duration <= 0 ? ring_buffer__consume(rb) : ring_buffer__poll(rb, 10);
-        if (rc < 0 && rc != -EINTR) {
-            err = rc;
-            break;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        elapsed = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9;
-        if (duration <= 0) {
-            break;
-        }
-    }
-    ring_buffer__free(rb);
-    Py_END_ALLOW_THREADS
-    cbpf_stream_leave(&self->base);
-    if (err) {
-        return cbpf_set_error(st, err, "ring_buffer__poll");
-    }
-    return Py_BuildValue("(dnK)", elapsed, sink.count, (unsigned long long)sink.checksum);
-}
-
 static PyObject *RingBuffer_get_maps(RingBufferObject *self, void *Py_UNUSED(closure))
 {
     PyObject *t = PyTuple_New(self->nrings);
@@ -333,9 +282,6 @@ static PyMethodDef RingBuffer_methods[] = {
     {"add", (PyCFunction)(void (*)(void))RingBuffer_add, METH_VARARGS | METH_KEYWORDS,
      "add($self, map, callback=None, *, decode=None)\n--\n\nAdds another ring buffer map, with a callback and a "
      "decode of its own (None: the RingBuffer's)."},
-    {"_c_consume_libbpf", (PyCFunction)RingBuffer_c_consume_libbpf, METH_O,
-     "_c_consume_libbpf($self, duration, /)\n--\n\nBenchmark baseline: libbpf's ring_buffer__poll() on the first "
-     "map for duration seconds (<= 0: one ring_buffer__consume()); (seconds, events, checksum)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -258,15 +258,9 @@ int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events)
 int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const void *data, size_t size)
 {
     switch (sink->kind) {
-    case CBPF_SINK_COUNT: {
-        unsigned char copy[512];
-        size_t n = size < sizeof(copy) ? size : sizeof(copy);
-        uint64_t word = 0;
-        memcpy(copy, data, n);
-        memcpy(&word, copy, n < 8 ? n : 8);
-        sink->checksum += word + n;
-        break;
-    }
+    case CBPF_SINK_COUNT:
+        cbpf_sink_count(sink, data, size);
+        return sink->limit > 0 && sink->count >= sink->limit;
     case CBPF_SINK_BATCH: {
         size_t take = sink->record_size ? sink->record_size : size;
         size_t copied = size < take ? size : take;
@@ -493,31 +487,6 @@ static PyObject *Stream_exit(StreamObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
-/* Benchmark baseline: this consumer with events only copied out in C, for `duration` seconds, or until the
- * buffers are empty when duration <= 0. Returns (seconds, events, checksum). */
-static PyObject *Stream_c_consume(StreamObject *self, PyObject *arg)
-{
-    double duration = PyFloat_AsDouble(arg);
-    if (duration == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    bool drain = duration <= 0;
-    cbpf_sink sink = {.kind = CBPF_SINK_COUNT};
-    Py_ssize_t total = 0;
-    double t0 = monotonic(), end = t0 + duration;
-    while ((drain || monotonic() < end) && !self->closed) {
-        sink.count = 0;
-        if (run(self, &sink, drain ? 0.0 : end) < 0) {
-            return NULL;
-        }
-        total += sink.count;
-        if (drain && sink.count == 0) {
-            break;
-        }
-    }
-    return Py_BuildValue("(dnK)", monotonic() - t0, total, (unsigned long long)sink.checksum);
-}
-
 static PyObject *Stream_get_closed(StreamObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->closed);
@@ -589,9 +558,6 @@ static PyMethodDef Stream_methods[] = {
      "them as it leaves). Safe to call twice."},
     {"__enter__", (PyCFunction)Stream_enter, METH_NOARGS, NULL},
     {"__exit__", FASTCALL(Stream_exit), METH_FASTCALL, NULL},
-    {"_c_consume", (PyCFunction)Stream_c_consume, METH_O,
-     "_c_consume($self, duration, /)\n--\n\nBenchmark baseline: this consumer with events only copied out in C, "
-     "for duration seconds (<= 0: until nothing is left); (seconds, events, checksum)."},
     {NULL, NULL, 0, NULL},
 };
 
