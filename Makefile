@@ -18,6 +18,7 @@ test-sanitizers: setup
 typecheck: setup
 	$(PY) -m mypy --strict cbpf
 	$(PY) -m mypy.stubtest cbpf._cbpf
+	$(PY) scripts/check-signatures
 
 # manylinux wheels for CPython 3.9-3.13 into wheelhouse/, each tested installed in a fresh virtualenv
 wheels:
