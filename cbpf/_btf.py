@@ -5,6 +5,7 @@ The C layer describes a BTF type as nested tuples (Object._btf_describe); this m
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from typing import Any, Tuple
@@ -195,6 +196,16 @@ class Struct:
         self.desc = desc
         self.decoder = _decoder(desc, name)
         self._dtype: Any = None
+
+    @classmethod
+    def from_c(cls, text_or_header: str | bytes | os.PathLike[str], name: str, **compile_options: Any) -> Struct:
+        """The struct or union (or typedef of one) called name, declared in C: text, or a header's path (a str
+        ending in .h, or os.PathLike). For event structs that clang leaves out of a program's BTF. The C is
+        compiled by cbpf.compile(**compile_options) as a types-only object (cached like any compile); a name
+        that C does not declare raises KeyError."""
+        from cbpf import _compile
+
+        return _compile.struct_from_c(text_or_header, name, compile_options)
 
     def decode(self, data: bytes | memoryview | bytearray) -> Any:
         return self.decoder(data)
