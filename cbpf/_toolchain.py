@@ -260,8 +260,8 @@ def run(cmd: Sequence[str], *, what: str, timeout: float | None, cwd: str | None
                                                                           else ""),
                            log=log, command=cmd, returncode=proc.returncode)
     if proc.returncode != 0:
-        raise CompileError(f"{what} failed (exit status {proc.returncode}):\n{first_errors(log)}", log=log, command=cmd,
-                           returncode=proc.returncode)
+        raise CompileError(f"{what} failed (exit status {proc.returncode}):\n{first_errors(log)}", log=log,
+                           command=cmd, returncode=proc.returncode)
     return log
 
 

@@ -175,8 +175,9 @@ def test_ziglang_in_a_fresh_virtualenv_without_clang(tmp_path: Path):
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--find-links",
                     str(wheels[-1].parent), "ziglang"], check=True)
     # cbpf itself: this checkout's in-place build, as a .pth would make an editable install of it
-    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", purelib], capture_output=True, text=True,
+                          check=True).stdout.strip()
     Path(site, "cbpf-checkout.pth").write_text(str(ROOT) + "\n")
     source = tmp_path / "zigcount.bpf.c"
     source.write_text(counter(step=5))
@@ -521,7 +522,8 @@ def test_syntax_error_names_file_line_and_column(tmp_path: Path, private_tmp: Pa
         cbpf.compile(bad, cache=cache)
     e = info.value
     message = str(e)
-    assert message.startswith("compiling C source failed (exit status 1):\ninline.bpf.c:3:15: error: expected expression")
+    assert message.startswith("compiling C source failed (exit status 1):\n"
+                              "inline.bpf.c:3:15: error: expected expression")
     assert "inline.bpf.c:5:22: error: use of undeclared identifier 'undeclared'" in message
     assert "2 errors generated" in e.log and "return 1 +;" in e.log
     assert str(private_tmp) not in message + e.log  # the temporary directory's path is left out
@@ -613,7 +615,8 @@ def test_no_compiler_names_the_three_ways(tmp_path: Path, monkeypatch: pytest.Mo
         "no compiler for BPF C found: pass compiler= (or set CBPF_CLANG) to a clang or zig binary, install clang "
         "12 or newer on PATH, or `pip install cbpf[compile]` (the ziglang package)")
     old = fake_compiler(tmp_path, 'echo "clang version 9.0.1"\n')
-    with pytest.raises(cbpf.CompileError, match=r"clang is clang 9, too old for BPF CO-RE \(clang 12\+\)\): pass compiler="):
+    too_old = r"clang is clang 9, too old for BPF CO-RE \(clang 12\+\)\): pass compiler="
+    with pytest.raises(cbpf.CompileError, match=too_old):
         _toolchain.find_compiler(environ={"PATH": str(Path(old).parent)})
 
 
@@ -641,4 +644,5 @@ def test_logging_of_the_fallback_is_once_per_directory(tmp_path: Path, caplog: p
         second = cbpf.compile(PLAIN, cache=blocker / "cache")
     assert first == second
     warnings = [r.getMessage() for r in caplog.records if r.name == "cbpf"]
-    assert len(warnings) == 1 and warnings[0].startswith(f"compile cache {blocker / 'cache'} cannot be written (Not a directory)")
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"compile cache {blocker / 'cache'} cannot be written (Not a directory)")
