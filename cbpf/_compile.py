@@ -10,16 +10,10 @@ place, so concurrent processes see a whole entry or none.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import json
-import logging
 import os
 import re
-import shutil
 import stat
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union, overload
 
@@ -27,9 +21,18 @@ from cbpf import _toolchain
 from cbpf._toolchain import CompileError
 
 if TYPE_CHECKING:
+    import logging
+
     from cbpf._btf import Struct
 
-log = logging.getLogger("cbpf")
+# a warm start is a cache hit: what only a miss needs (tempfile, logging, the compiler's subprocess) is imported
+# when a miss happens, which keeps the hit within a few milliseconds of loading a prebuilt object
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("cbpf")
 
 FORMAT = 1  # of the cache's entries: a change makes every old entry a miss
 DEFAULT_BTF = "/sys/kernel/btf/vmlinux"
@@ -42,10 +45,12 @@ Defines = Union[Mapping[str, object], Sequence[str], None]
 
 # -- the source --------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class _Source:
-    text: bytes
-    path: str | None  # absolute, for a file; None for C text
+    __slots__ = ("path", "text")
+
+    def __init__(self, text: bytes, path: str | None) -> None:
+        self.text = text
+        self.path = path  # absolute, for a file; None for C text
 
     @property
     def display(self) -> str:
@@ -151,13 +156,17 @@ _warned: set[str] = set()
 
 def _fallback_dir(root: str, why: str) -> str:
     """A private temporary cache for this process, removed at exit, for when root cannot be written."""
+    import atexit
+    import shutil
+    import tempfile
+
     global _fallback
     if _fallback is None or not os.path.isdir(_fallback):
         _fallback = tempfile.mkdtemp(prefix="cbpf-cache-")
         atexit.register(shutil.rmtree, _fallback, True)
     if root not in _warned:
         _warned.add(root)
-        log.warning("compile cache %s cannot be written (%s): caching in %s until this process exits", root, why,
+        _log().warning("compile cache %s cannot be written (%s): caching in %s until this process exits", root, why,
                     _fallback)
     return _fallback
 
@@ -187,6 +196,8 @@ def _subdir(root: str, *parts: str) -> str:
 
 def _atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Writes a whole file or nothing: a temporary file in the same directory, renamed over path."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -211,11 +222,13 @@ def _sha256_file(path: str) -> str:
 
 # -- the kernel's BTF and vmlinux.h ------------------------------------------------------------------------------
 
-@dataclass
 class _Btf:
-    path: str
-    digest: str | None       # sha256 of the file; None when there is none
-    missing: str | None = None  # why there is no vmlinux.h, once known
+    __slots__ = ("digest", "missing", "path")
+
+    def __init__(self, path: str, digest: str | None, missing: str | None = None) -> None:
+        self.path = path
+        self.digest = digest    # sha256 of the file; None when there is none
+        self.missing = missing  # why there is no vmlinux.h, once known
 
 
 _btf_digests: dict[tuple[Any, ...], str] = {}
@@ -258,7 +271,7 @@ def _btf(btf_path: PathArg | None, root: str | None) -> _Btf:
                 _subdir(root or "", "btf")
                 _atomic_write(memo, digest.encode())
             except OSError as e:
-                log.debug("cannot remember the hash of %s: %s", path, e)
+                _log().debug("cannot remember the hash of %s: %s", path, e)
     _btf_digests[identity] = digest
     return _Btf(path, digest)
 
@@ -350,32 +363,41 @@ def _parse_depfile(text: str) -> list[str]:
 
 
 def _lookup(root: str, key: str) -> bytes | None:
-    """The object of a cache entry whose recorded inputs and content still hash as recorded, or None."""
+    """The object of a cache entry whose recorded inputs and content still hash as recorded, or None.
+
+    An entry is KEY.o and KEY.entry, lines of text: the format, the key (the hash of the inputs), the object's
+    hash, then one line per header the compiler read: its hash and its path."""
     base = os.path.join(root, "objects", key[:2], key)
     try:
-        with open(base + ".json", "rb") as f:
-            entry = json.loads(f.read())
-        if entry.get("format") != FORMAT or entry.get("key") != key:
+        with open(base + ".entry", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().split("\n")
+        if lines[:2] != [f"cbpf-compile {FORMAT}", f"key {key}"] or not lines[2].startswith("object "):
             return None
-        for path, digest in entry["headers"]:
-            if _sha256_file(path) != digest:
+        for line in lines[3:]:
+            if not line:
+                continue
+            kind, digest, path = line.split(" ", 2)
+            if kind != "header" or _sha256_file(path) != digest:
                 return None
         with open(base + ".o", "rb") as f:
             data = f.read()
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, IndexError):
         return None
-    if hashlib.sha256(data).hexdigest() != entry.get("object"):
+    if "object " + hashlib.sha256(data).hexdigest() != lines[2]:
         return None
     return data
 
 
 def _store(root: str, key: str, data: bytes, headers: list[tuple[str, str]]) -> None:
+    if any("\n" in path for path, _ in headers):
+        return  # a header path with a newline in it does not fit an entry's lines: not cached
     directory = _subdir(root, "objects", key[:2])
     base = os.path.join(directory, key)
-    entry = {"format": FORMAT, "key": key, "object": hashlib.sha256(data).hexdigest(), "headers": headers}
-    # the object first: an entry is the manifest, which names the object's hash, so a reader never takes half of one
+    lines = [f"cbpf-compile {FORMAT}", f"key {key}", f"object {hashlib.sha256(data).hexdigest()}",
+             *(f"header {digest} {path}" for path, digest in headers), ""]
+    # the object first: the entry names the object's hash, so a reader never takes half of one
     _atomic_write(base + ".o", data)
-    _atomic_write(base + ".json", json.dumps(entry, indent=0).encode())
+    _atomic_write(base + ".entry", "\n".join(lines).encode("utf-8", "surrogateescape"))
 
 
 def _headers(depfile: str, work: str, skip: Sequence[str]) -> list[tuple[str, str]]:
@@ -427,17 +449,16 @@ def compile(source: CSource, *, output: PathArg | None = None, cflags: Sequence[
     if isinstance(cflags, str) or isinstance(include_dirs, str):
         raise TypeError("cflags and include_dirs are sequences (a list), not a str")
     src = _read_source(source)
-    comp = _toolchain.find_compiler(compiler)
     root = cache_root(cache)
+    comp = _toolchain.find_compiler(compiler, memo_dir=os.path.join(root, "compilers") if root else None)
     btf = _btf(btf_path, root)
     dirs = [os.path.abspath(os.fspath(d)) for d in include_dirs]
-    key_material = {
-        "format": FORMAT, "compiler": comp.identity, "source": hashlib.sha256(src.text).hexdigest(),
-        "path": src.path, "btf": btf.digest,
-        "command": _command(comp, "SOURCE", "OUTPUT", vmlinux="VMLINUX" if btf.digest else None,
-                            include_dirs=dirs, defines=defines, cflags=cflags, depfile=None),
-    }
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()
+    key_material = (
+        FORMAT, comp.identity, hashlib.sha256(src.text).hexdigest(), src.path, btf.digest,
+        _command(comp, "SOURCE", "OUTPUT", vmlinux="VMLINUX" if btf.digest else None, include_dirs=dirs,
+                 defines=defines, cflags=cflags, depfile=None),
+    )
+    key = hashlib.sha256(repr(key_material).encode("utf-8", "surrogateescape")).hexdigest()
     data = _lookup(root, key) if root is not None else None
     if data is None:
         data = _build(src, comp, root, btf, key, include_dirs=dirs, defines=defines, cflags=cflags,
@@ -451,6 +472,8 @@ def compile(source: CSource, *, output: PathArg | None = None, cflags: Sequence[
 
 def _build(src: _Source, comp: _toolchain.Compiler, root: str | None, btf: _Btf, key: str, *,
            include_dirs: Sequence[str], defines: Defines, cflags: Sequence[str], timeout: float | None) -> bytes:
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="cbpf-compile-") as work:
         source = src.path
         if source is None:
@@ -472,7 +495,7 @@ def _build(src: _Source, comp: _toolchain.Compiler, root: str | None, btf: _Btf,
             try:
                 _store(root, key, data, _headers(depfile, work, skip))
             except OSError as e:
-                log.warning("compiled %s, but could not cache it in %s: %s", src.display, root, e)
+                _log().warning("compiled %s, but could not cache it in %s: %s", src.display, root, e)
     return data
 
 

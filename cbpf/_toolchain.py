@@ -7,15 +7,12 @@ BTF, the zig of the `ziglang` package (pip install cbpf[compile]).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import signal
-import subprocess
 import sys
-import sysconfig
-from dataclasses import dataclass
 from typing import Mapping, Sequence, Union
+
+# a cache hit never runs a compiler: subprocess, signal and importlib.util are imported when one is needed
 
 # clang emits BTF for -target bpf -g since LLVM 8, and the CO-RE relocations libbpf's headers rely on
 # (preserve_access_index, __builtin_preserve_type_info) since LLVM 10/12: 12 is the oldest that builds them all
@@ -51,14 +48,19 @@ class CompileError(Exception):
         return [line for line in self.log.splitlines() if _ERROR_LINE.search(line)]
 
 
-@dataclass(frozen=True)
 class Compiler:
     """A compiler for BPF C: argv is what comes before the flags ([clang] or [zig, "cc"])."""
 
-    argv: tuple[str, ...]
-    kind: str        # "clang" or "zig"
-    path: str        # the binary, absolute
-    identity: str    # what a cache entry made by it is keyed on: path, size, modification time
+    __slots__ = ("argv", "identity", "kind", "path")
+
+    def __init__(self, argv: tuple[str, ...], kind: str, path: str, identity: str) -> None:
+        self.argv = argv
+        self.kind = kind          # "clang" or "zig"
+        self.path = path          # the binary, absolute
+        self.identity = identity  # what a cache entry made by it is keyed on: path, size, modification time
+
+    def __repr__(self) -> str:
+        return f"<Compiler {self.kind} {self.path}>"
 
     @property
     def target(self) -> tuple[str, ...]:
@@ -101,22 +103,49 @@ def _make(path: str) -> Compiler:
 _VERSIONS: dict[str, int | None] = {}
 
 
-def clang_major(path: str) -> int | None:
-    """The major version `clang --version` reports (remembered per binary and its modification time)."""
+def clang_major(path: str, memo_dir: str | None = None) -> int | None:
+    """The major version `clang --version` reports, remembered per binary and its modification time: in this
+    process, and in memo_dir when given (running clang takes tens of milliseconds, a cache hit less than one)."""
     key = _identity(path)
-    if key not in _VERSIONS:
+    if key in _VERSIONS:
+        return _VERSIONS[key]
+    memo = None
+    if memo_dir is not None:
+        import hashlib
+
+        memo = os.path.join(memo_dir, hashlib.sha256(key.encode()).hexdigest())
         try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
-                                 stdin=subprocess.DEVNULL).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        m = re.search(r"clang version (\d+)", out)
-        _VERSIONS[key] = int(m.group(1)) if m else None
+            with open(memo) as f:
+                text = f.read()
+            _VERSIONS[key] = int(text) if text.isdigit() else None
+            return _VERSIONS[key]
+        except (OSError, ValueError):
+            pass
+    import subprocess
+
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"clang version (\d+)", out)
+    _VERSIONS[key] = int(m.group(1)) if m else None
+    if memo is not None:
+        try:
+            os.makedirs(memo_dir or "", mode=0o700, exist_ok=True)
+            tmp = f"{memo}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.write(str(_VERSIONS[key] or ""))
+            os.replace(tmp, memo)
+        except OSError:
+            pass
     return _VERSIONS[key]
 
 
 def ziglang_binary() -> str | None:
     """The zig binary of the installed `ziglang` package, found without importing it (its import runs zig)."""
+    import importlib.util
+
     try:
         spec = importlib.util.find_spec("ziglang")
     except (ImportError, ValueError):
@@ -128,11 +157,12 @@ def ziglang_binary() -> str | None:
     return None
 
 
-def find_compiler(compiler: str | os.PathLike[str] | None = None,
-                  environ: Mapping[str, str] = os.environ) -> Compiler:
+def find_compiler(compiler: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ,
+                  memo_dir: str | None = None) -> Compiler:
     """The compiler to use: compiler=, else CBPF_CLANG, else clang on PATH (MIN_CLANG or newer), else ziglang's zig.
 
     A name without a slash is looked up in PATH (never in the current directory), a path is used as given.
+    memo_dir: where clang's version may be remembered across processes (a private directory).
     """
     given = os.fspath(compiler) if compiler is not None else environ.get("CBPF_CLANG") or None
     where = "compiler=" if compiler is not None else "CBPF_CLANG"
@@ -145,7 +175,7 @@ def find_compiler(compiler: str | os.PathLike[str] | None = None,
     notes = []
     clang = _which("clang", environ.get("PATH"))
     if clang is not None:
-        major = clang_major(clang)
+        major = clang_major(clang, memo_dir)
         if major is not None and major >= MIN_CLANG:
             return _make(clang)
         notes.append(f"{clang} is {'clang ' + str(major) if major else 'not a clang that says its version'}, "
@@ -161,7 +191,7 @@ def system_include_flags(compiler: Compiler) -> list[str]:
     """Where <linux/bpf.h> and its asm/ headers live, after every -I: the host's multiarch directory (clang's
     BPF target does not look there), and /usr/include for zig, whose freestanding target has no system headers."""
     flags = []
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    multiarch = getattr(sys.implementation, "_multiarch", "")  # sysconfig's MULTIARCH, without loading sysconfig
     if multiarch and os.path.isdir(f"/usr/include/{multiarch}"):
         flags += ["-idirafter", f"/usr/include/{multiarch}"]
     if compiler.kind == "zig" and os.path.isdir("/usr/include"):
@@ -229,6 +259,9 @@ def run(cmd: Sequence[str], *, what: str, timeout: float | None, cwd: str | None
     """Runs a compiler command; its diagnostics (stderr) back, or CompileError on failure, crash or timeout.
 
     The compiler runs in a session of its own, so that a timeout kills whatever it started too."""
+    import signal
+    import subprocess
+
     try:
         proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, cwd=cwd, env=dict(env) if env is not None else None,

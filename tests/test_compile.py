@@ -110,7 +110,7 @@ def leftovers(directory: Path) -> list[str]:
     for path in directory.rglob("*"):
         if path.name.startswith(".tmp-") or path.name.startswith("cbpf-compile-"):
             found.append(str(path))
-        if path.suffix == ".o" and not path.with_suffix(".json").exists() and "objects" in path.parts:
+        if path.suffix == ".o" and not path.with_suffix(".entry").exists() and "objects" in path.parts:
             found.append(str(path))
     return found
 
@@ -292,10 +292,11 @@ def test_a_tampered_entry_is_not_used(cache: Path, counting_clang):
     assert runs(log) == 2  # the object's hash did not match its entry: compiled again
     assert again != bytes(planted)
     assert obj_file.read_bytes() != bytes(planted)  # and the entry was rewritten
-    (manifest,) = (cache / "objects").rglob("*.json")
-    entry = json.loads(manifest.read_text())
-    entry["key"] = "0" * 64  # an entry that claims other inputs
-    manifest.write_text(json.dumps(entry))
+    (entry,) = (cache / "objects").rglob("*.entry")
+    lines = entry.read_text().splitlines()
+    assert lines[1].startswith("key ") and lines[2].startswith("object ")
+    assert any(line.startswith("header ") and line.endswith("/bpf/bpf_helpers.h") for line in lines[3:])
+    entry.write_text("\n".join([lines[0], "key " + "0" * 64, *lines[2:]]))  # an entry that claims other inputs
     cbpf.compile(counter(), compiler=clang, cache=cache)
     assert runs(log) == 3
 
@@ -381,7 +382,7 @@ def test_concurrent_compiles_of_one_source(cache: Path, tmp_path: Path):
         sizes.append(int(out))
     assert len(set(sizes)) == 1
     assert leftovers(cache) == []
-    assert len(list((cache / "objects").rglob("*.json"))) == 1
+    assert len(list((cache / "objects").rglob("*.entry"))) == 1
     with cbpf.Object(source) as obj:
         assert counted(obj, 50) == 50
 
