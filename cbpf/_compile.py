@@ -10,7 +10,6 @@ place, so concurrent processes see a whole entry or none.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union, overload
 
 from cbpf import _toolchain
-from cbpf._toolchain import CompileError
+from cbpf._toolchain import CompileError, sha256
 
 if TYPE_CHECKING:
     import logging
@@ -213,11 +212,11 @@ def _atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
 
 
 def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
+    h = sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return str(h.hexdigest())
 
 
 # -- the kernel's BTF and vmlinux.h ------------------------------------------------------------------------------
@@ -256,7 +255,7 @@ def _btf(btf_path: PathArg | None, root: str | None) -> _Btf:
     digest = _btf_digests.get(identity)
     memo = None
     if digest is None and root is not None:
-        memo = os.path.join(root, "btf", hashlib.sha256(repr(identity).encode()).hexdigest())
+        memo = os.path.join(root, "btf", sha256(repr(identity).encode()).hexdigest())
         try:
             with open(memo) as f:
                 text = f.read()
@@ -290,7 +289,7 @@ def _write_vmlinux(btf: _Btf, directory: str, record: bool) -> str | None:
         return None
     _atomic_write(os.path.join(directory, "vmlinux.h"), text, 0o644)
     if record:
-        _atomic_write(os.path.join(directory, "vmlinux.h.sha256"), hashlib.sha256(text).hexdigest().encode())
+        _atomic_write(os.path.join(directory, "vmlinux.h.sha256"), sha256(text).hexdigest().encode())
     return directory
 
 
@@ -383,7 +382,7 @@ def _lookup(root: str, key: str) -> bytes | None:
             data = f.read()
     except (OSError, ValueError, IndexError):
         return None
-    if "object " + hashlib.sha256(data).hexdigest() != lines[2]:
+    if "object " + sha256(data).hexdigest() != lines[2]:
         return None
     return data
 
@@ -393,7 +392,7 @@ def _store(root: str, key: str, data: bytes, headers: list[tuple[str, str]]) -> 
         return  # a header path with a newline in it does not fit an entry's lines: not cached
     directory = _subdir(root, "objects", key[:2])
     base = os.path.join(directory, key)
-    lines = [f"cbpf-compile {FORMAT}", f"key {key}", f"object {hashlib.sha256(data).hexdigest()}",
+    lines = [f"cbpf-compile {FORMAT}", f"key {key}", f"object {sha256(data).hexdigest()}",
              *(f"header {digest} {path}" for path, digest in headers), ""]
     # the object first: the entry names the object's hash, so a reader never takes half of one
     _atomic_write(base + ".o", data)
@@ -454,11 +453,11 @@ def compile(source: CSource, *, output: PathArg | None = None, cflags: Sequence[
     btf = _btf(btf_path, root)
     dirs = [os.path.abspath(os.fspath(d)) for d in include_dirs]
     key_material = (
-        FORMAT, comp.identity, hashlib.sha256(src.text).hexdigest(), src.path, btf.digest,
+        FORMAT, comp.identity, sha256(src.text).hexdigest(), src.path, btf.digest,
         _command(comp, "SOURCE", "OUTPUT", vmlinux="VMLINUX" if btf.digest else None, include_dirs=dirs,
                  defines=defines, cflags=cflags, depfile=None),
     )
-    key = hashlib.sha256(repr(key_material).encode("utf-8", "surrogateescape")).hexdigest()
+    key = sha256(repr(key_material).encode("utf-8", "surrogateescape")).hexdigest()
     data = _lookup(root, key) if root is not None else None
     if data is None:
         data = _build(src, comp, root, btf, key, include_dirs=dirs, defines=defines, cflags=cflags,

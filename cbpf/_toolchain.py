@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 # a cache hit never runs a compiler: subprocess, signal and importlib.util are imported when one is needed
 
@@ -25,6 +25,24 @@ HOW_TO_GET_ONE = ("pass compiler= (or set CBPF_CLANG) to a clang or zig binary, 
 _ERROR_LINE = re.compile(r"(?:^|: )(?:fatal )?error: ")
 
 PathArg = Union[str, "os.PathLike[str]"]
+
+
+def _sha256_constructor() -> Callable[..., Any]:
+    """The interpreter's own SHA-256 (_sha2, _sha256 before 3.12): importing hashlib loads OpenSSL, which takes a
+    warm start several milliseconds. hashlib's where the interpreter was built without it."""
+    import importlib
+
+    for name in ("_sha2", "_sha256"):
+        try:
+            return getattr(importlib.import_module(name), "sha256")  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            pass
+    import hashlib
+
+    return hashlib.sha256
+
+
+sha256 = _sha256_constructor()
 
 
 class CompileError(Exception):
@@ -111,9 +129,7 @@ def clang_major(path: str, memo_dir: str | None = None) -> int | None:
         return _VERSIONS[key]
     memo = None
     if memo_dir is not None:
-        import hashlib
-
-        memo = os.path.join(memo_dir, hashlib.sha256(key.encode()).hexdigest())
+        memo = os.path.join(memo_dir, sha256(key.encode()).hexdigest())
         try:
             with open(memo) as f:
                 text = f.read()
