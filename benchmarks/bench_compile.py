@@ -23,39 +23,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import _measure
 
 TARGET_MS = 5.0
 CALLS = 1000
 
-PROGRAM = """\
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1024);
-    __type(key, __u32);
-    __type(value, __u64);
-} calls SEC(".maps");
-
-SEC("tracepoint/syscalls/sys_enter_getpid")
-int count_getpid(void *ctx)
-{
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    __u32 tgid = BPF_CORE_READ(task, tgid);
-    __u64 one = 1, *v = bpf_map_lookup_elem(&calls, &tgid);
-    if (v)
-        __sync_fetch_and_add(v, 1);
-    else
-        bpf_map_update_elem(&calls, &tgid, &one, BPF_NOEXIST);
-    return 0;
-}
-
-char LICENSE[] SEC("license") = "GPL";
-"""
+# the test suite's CO-RE counter of getpid() calls (map "calls", keyed by tgid)
+PROGRAM = (Path(__file__).resolve().parent.parent / "tests" / "bpf" / "stepcount.bpf.c").read_text()
 
 BCC_PROGRAM = """
 #include <linux/sched.h>

@@ -25,34 +25,7 @@ pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).resolve().parent.parent
 
-COUNTER = """\
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1024);
-    __type(key, __u32);
-    __type(value, __u64);
-} calls SEC(".maps");
-
-SEC("tracepoint/syscalls/sys_enter_getpid")
-int count_getpid(void *ctx)
-{
-    /* CO-RE: the tgid read from the kernel's task_struct, wherever this kernel puts it */
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    __u32 tgid = BPF_CORE_READ(task, tgid);
-    __u64 first = STEP, *v = bpf_map_lookup_elem(&calls, &tgid);
-    if (v)
-        __sync_fetch_and_add(v, STEP);
-    else
-        bpf_map_update_elem(&calls, &tgid, &first, BPF_NOEXIST);
-    return 0;
-}
-
-char LICENSE[] SEC("license") = "GPL";
-"""
+COUNTER = (ROOT / "tests" / "bpf" / "stepcount.bpf.c").read_text()
 # a program without vmlinux.h: no CO-RE, so it needs no kernel BTF
 PLAIN = """\
 #include <linux/bpf.h>
@@ -221,7 +194,7 @@ def test_output_path_and_bytes_are_the_same_object(tmp_path: Path, cache: Path):
 def test_include_dirs_defines_and_cflags(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "inc").mkdir()
     (tmp_path / "inc" / "step.h").write_text("#define STEP (BASE * 2)\n")
-    source = COUNTER.replace('#include "vmlinux.h"', '#include "vmlinux.h"\n#include "step.h"')
+    source = '#include "step.h"\n' + COUNTER
     monkeypatch.chdir(tmp_path)  # a relative include directory is the caller's, made absolute before the compile
     data = cbpf.compile(source, include_dirs=["inc"], defines={"BASE": 3}, cflags=["-Wall"], cache=cache)
     with cbpf.Object(data) as obj:
@@ -258,7 +231,7 @@ def test_a_changed_header_is_a_miss(cache: Path, counting_clang, tmp_path: Path)
     (tmp_path / "inc").mkdir()
     header = tmp_path / "inc" / "step.h"
     header.write_text("#define STEP 2\n")
-    source = COUNTER.replace('#include "vmlinux.h"', '#include "vmlinux.h"\n#include "step.h"')
+    source = '#include "step.h"\n' + COUNTER
     cbpf.compile(source, compiler=clang, cache=cache, include_dirs=[tmp_path / "inc"])
     cbpf.compile(source, compiler=clang, cache=cache, include_dirs=[tmp_path / "inc"])
     assert runs(log) == 1
@@ -593,7 +566,7 @@ def test_kernel_without_btf(tmp_path: Path, private_tmp: Path, cache: Path):
     with pytest.raises(cbpf.CompileError) as info:
         cbpf.compile(counter(), btf_path=not_btf, cache=cache)
     message = str(info.value)
-    assert "inline.bpf.c:2:10: fatal error: 'vmlinux.h' file not found" in message
+    assert "inline.bpf.c:5:10: fatal error: 'vmlinux.h' file not found" in message
     assert f"no vmlinux.h: '{not_btf}' holds no BTF" in message
     assert "A CO-RE program (one that includes vmlinux.h) needs the kernel's BTF" in message
     # a program with no CO-RE still compiles, and loads
