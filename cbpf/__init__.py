@@ -40,12 +40,13 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
+# cbpf.compile is left out of __all__: `from cbpf import *` must not hide the builtin compile()
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Link", "LoadError", "Map", "MapFlag",
-    "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
+    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Link", "LoadError", "Map",
+    "MapFlag", "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
     "RingBuffer", "Struct",
-    "boot", "booted", "compile", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
-    "vmlinux_h",
+    "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown", "vmlinux_h",
 ]
 
 __version__ = "0.1.0"
