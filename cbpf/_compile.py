@@ -10,6 +10,7 @@ place, so concurrent processes see a whole entry or none.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -32,6 +33,7 @@ def _log() -> logging.Logger:
     import logging
 
     return logging.getLogger("cbpf")
+
 
 FORMAT = 1  # of the cache's entries: a change makes every old entry a miss
 DEFAULT_BTF = "/sys/kernel/btf/vmlinux"
@@ -166,7 +168,7 @@ def _fallback_dir(root: str, why: str) -> str:
     if root not in _warned:
         _warned.add(root)
         _log().warning("compile cache %s cannot be written (%s): caching in %s until this process exits", root, why,
-                    _fallback)
+                       _fallback)
     return _fallback
 
 
@@ -311,12 +313,6 @@ def _vmlinux_dir(btf: _Btf, root: str | None, work: str | None) -> str | None:
     return _write_vmlinux(btf, directory, record=True)
 
 
-@overload
-def vmlinux_h(btf_path: PathArg | None = None, *, output: None = None) -> Path: ...
-@overload
-def vmlinux_h(btf_path: PathArg | None = None, *, output: PathArg) -> Path: ...
-
-
 def vmlinux_h(btf_path: PathArg | None = None, *, output: PathArg | None = None) -> Path:
     """The path of a vmlinux.h for the running kernel (or the BTF file btf_path): every kernel type as C, made
     in-process from /sys/kernel/btf/vmlinux with libbpf's BTF dumper (no bpftool) and kept in the compile cache.
@@ -332,7 +328,7 @@ def vmlinux_h(btf_path: PathArg | None = None, *, output: PathArg | None = None)
         return Path(out)
     directory = _vmlinux_dir(btf, root, None)
     if directory is None:
-        raise OSError(btf.missing)
+        raise OSError(errno.EINVAL, btf.missing)
     return Path(directory) / "vmlinux.h"
 
 
