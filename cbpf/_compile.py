@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union, overload
 
 from cbpf import _toolchain
-from cbpf._toolchain import CompileError, sha256
+from cbpf._toolchain import CompileError, new_hash
 
 if TYPE_CHECKING:
     import logging
@@ -35,7 +35,7 @@ def _log() -> logging.Logger:
     return logging.getLogger("cbpf")
 
 
-FORMAT = 1  # of the cache's entries: a change makes every old entry a miss
+FORMAT = 2  # of the cache's entries: a change makes every old entry a miss
 DEFAULT_BTF = "/sys/kernel/btf/vmlinux"
 INLINE_NAME = "inline.bpf.c"
 
@@ -213,8 +213,8 @@ def _atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         raise
 
 
-def _sha256_file(path: str) -> str:
-    h = sha256()
+def _hash_file(path: str) -> str:
+    h = new_hash()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -228,7 +228,7 @@ class _Btf:
 
     def __init__(self, path: str, digest: str | None, missing: str | None = None) -> None:
         self.path = path
-        self.digest = digest    # sha256 of the file; None when there is none
+        self.digest = digest    # the file's hash; None when there is none
         self.missing = missing  # why there is no vmlinux.h, once known
 
 
@@ -257,7 +257,7 @@ def _btf(btf_path: PathArg | None, root: str | None) -> _Btf:
     digest = _btf_digests.get(identity)
     memo = None
     if digest is None and root is not None:
-        memo = os.path.join(root, "btf", sha256(repr(identity).encode()).hexdigest())
+        memo = os.path.join(root, "btf", new_hash(repr(identity).encode()).hexdigest())
         try:
             with open(memo) as f:
                 text = f.read()
@@ -266,7 +266,7 @@ def _btf(btf_path: PathArg | None, root: str | None) -> _Btf:
         except OSError:
             pass
     if digest is None:
-        digest = _sha256_file(path)
+        digest = _hash_file(path)
         if memo is not None:
             try:
                 _subdir(root or "", "btf")
@@ -291,7 +291,7 @@ def _write_vmlinux(btf: _Btf, directory: str, record: bool) -> str | None:
         return None
     _atomic_write(os.path.join(directory, "vmlinux.h"), text, 0o644)
     if record:
-        _atomic_write(os.path.join(directory, "vmlinux.h.sha256"), sha256(text).hexdigest().encode())
+        _atomic_write(os.path.join(directory, "vmlinux.h.hash"), new_hash(text).hexdigest().encode())
     return directory
 
 
@@ -305,8 +305,8 @@ def _vmlinux_dir(btf: _Btf, root: str | None, work: str | None) -> str | None:
         return _write_vmlinux(btf, _subdir(work, "vmlinux"), record=False)
     directory = _subdir(root, "vmlinux", btf.digest)
     try:
-        with open(os.path.join(directory, "vmlinux.h.sha256")) as f:
-            if _sha256_file(os.path.join(directory, "vmlinux.h")) == f.read().strip():
+        with open(os.path.join(directory, "vmlinux.h.hash")) as f:
+            if _hash_file(os.path.join(directory, "vmlinux.h")) == f.read().strip():
                 return directory
     except OSError:
         pass
@@ -372,13 +372,13 @@ def _lookup(root: str, key: str) -> bytes | None:
             if not line:
                 continue
             kind, digest, path = line.split(" ", 2)
-            if kind != "header" or _sha256_file(path) != digest:
+            if kind != "header" or _hash_file(path) != digest:
                 return None
         with open(base + ".o", "rb") as f:
             data = f.read()
     except (OSError, ValueError, IndexError):
         return None
-    if "object " + sha256(data).hexdigest() != lines[2]:
+    if "object " + new_hash(data).hexdigest() != lines[2]:
         return None
     return data
 
@@ -388,7 +388,7 @@ def _store(root: str, key: str, data: bytes, headers: list[tuple[str, str]]) -> 
         return  # a header path with a newline in it does not fit an entry's lines: not cached
     directory = _subdir(root, "objects", key[:2])
     base = os.path.join(directory, key)
-    lines = [f"cbpf-compile {FORMAT}", f"key {key}", f"object {sha256(data).hexdigest()}",
+    lines = [f"cbpf-compile {FORMAT}", f"key {key}", f"object {new_hash(data).hexdigest()}",
              *(f"header {digest} {path}" for path, digest in headers), ""]
     # the object first: the entry names the object's hash, so a reader never takes half of one
     _atomic_write(base + ".o", data)
@@ -396,7 +396,7 @@ def _store(root: str, key: str, data: bytes, headers: list[tuple[str, str]]) -> 
 
 
 def _headers(depfile: str, work: str, skip: Sequence[str]) -> list[tuple[str, str]]:
-    """(path, sha256) of every file the compiler read, but the source and those under skip (keyed otherwise)."""
+    """(path, hash) of every file the compiler read, but the source and those under skip (keyed otherwise)."""
     with open(depfile) as f:
         paths = _parse_depfile(f.read())
     out = []
@@ -404,7 +404,7 @@ def _headers(depfile: str, work: str, skip: Sequence[str]) -> list[tuple[str, st
         p = os.path.normpath(os.path.join(work, p))
         if any(p == s or p.startswith(s.rstrip("/") + "/") for s in skip):
             continue
-        out.append((p, _sha256_file(p)))
+        out.append((p, _hash_file(p)))
     return sorted(set(out))
 
 
@@ -449,11 +449,11 @@ def compile(source: CSource, *, output: PathArg | None = None, cflags: Sequence[
     btf = _btf(btf_path, root)
     dirs = [os.path.abspath(os.fspath(d)) for d in include_dirs]
     key_material = (
-        FORMAT, comp.identity, sha256(src.text).hexdigest(), src.path, btf.digest,
+        FORMAT, comp.identity, new_hash(src.text).hexdigest(), src.path, btf.digest,
         _command(comp, "SOURCE", "OUTPUT", vmlinux="VMLINUX" if btf.digest else None, include_dirs=dirs,
                  defines=defines, cflags=cflags, depfile=None),
     )
-    key = sha256(repr(key_material).encode("utf-8", "surrogateescape")).hexdigest()
+    key = new_hash(repr(key_material).encode("utf-8", "surrogateescape")).hexdigest()
     data = _lookup(root, key) if root is not None else None
     if data is None:
         data = _build(src, comp, root, btf, key, include_dirs=dirs, defines=defines, cflags=cflags,
