@@ -612,6 +612,17 @@ def test_compilers_are_never_taken_from_the_current_directory(tmp_path: Path, mo
     assert _toolchain.find_compiler(environ={"CBPF_CLANG": "./clang"}).path == planted
 
 
+def test_headers_are_never_taken_from_the_current_directory(tmp_path: Path, cache: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "planted.h").write_text("#error planted header used\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cbpf.CompileError, match="inline.bpf.c:1:10: fatal error: 'planted.h' file not found"):
+        cbpf.compile('#include "planted.h"\nint x;\n', cache=cache)
+    # unless asked for: a relative include directory is the caller's current one
+    with pytest.raises(cbpf.CompileError, match="planted header used"):
+        cbpf.compile('#include "planted.h"\nint x;\n', cache=cache, include_dirs=["."])
+
+
 def test_logging_of_the_fallback_is_once_per_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch):
     """In-process view of the fallback: a cache path under a regular file cannot be made."""
