@@ -18,7 +18,8 @@ from cbpf._btf import Struct, Type
 from cbpf._symbols import ksym, usym
 
 if TYPE_CHECKING:
-    from cbpf._compile import compile, vmlinux_h
+    from cbpf._compile import compile as compile  # noqa: A004 (cbpf.compile, kept out of __all__)
+    from cbpf._compile import vmlinux_h
     from cbpf._events import PerfBuffer, RingBuffer
     from cbpf._toolchain import CompileError
     from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
