@@ -67,6 +67,9 @@ class CompileError(Exception):
         return [line for line in self.log.splitlines() if _ERROR_LINE.search(line)]
 
 
+CompileError.__module__ = "cbpf"  # tracebacks say cbpf.CompileError, the name to catch it by
+
+
 class Compiler:
     """A compiler for BPF C: argv is what comes before the flags ([clang] or [zig, "cc"])."""
 
