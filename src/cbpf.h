@@ -196,6 +196,22 @@ static inline PyObject *cbpf_elf_name(const char *s)
     return PyUnicode_DecodeUTF8(s ? s : "", s ? (Py_ssize_t)strlen(s) : 0, "backslashreplace");
 }
 
+/* A str as a C string for a message's %s, never NULL: "?" when it has no UTF-8 form (lone surrogates), with any
+ * exception already set kept as it was. The one way a name goes into a C-string message (%U takes the str itself
+ * where the format is Python's). */
+static inline const char *cbpf_utf8(PyObject *s)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    const char *p = s != NULL && PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
+    if (p == NULL) {
+        PyErr_Clear();
+        p = "?";
+    }
+    PyErr_Restore(type, value, tb);
+    return p;
+}
+
 /* Checked arithmetic for every size and offset computed in C (sizes come from ELF files, BTF, the kernel or the
  * caller): true when a + b (a * b) does not fit *out, whose type decides the range. */
 #define cbpf_checked_add(a, b, out) __builtin_add_overflow((a), (b), (out))

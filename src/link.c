@@ -273,7 +273,7 @@ static PyObject *Link_pin(LinkObject *self, PyObject *path)
                             "qdisc): it cannot be pinned", self->target);
     }
     char what[256];
-    snprintf(what, sizeof(what), "link %s", PyUnicode_AsUTF8(self->target));
+    snprintf(what, sizeof(what), "link %s", cbpf_utf8(self->target));
     if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
@@ -341,7 +341,7 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     }
     int iter_fd = bpf_iter_create(link_fd(self));
     if (iter_fd < 0) {
-        return cbpf_set_error(st, errno, "creating an iterator from link %s", PyUnicode_AsUTF8(self->target));
+        return cbpf_set_error(st, errno, "creating an iterator from link %s", cbpf_utf8(self->target));
     }
     size_t len = 0;
     char *data;
@@ -353,7 +353,7 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     close(iter_fd);
     Py_END_ALLOW_THREADS
     if (data == NULL) {
-        return cbpf_set_error(st, err, "reading the iterator of link %s", PyUnicode_AsUTF8(self->target));
+        return cbpf_set_error(st, err, "reading the iterator of link %s", cbpf_utf8(self->target));
     }
     PyObject *result = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     PyMem_RawFree(data);
@@ -376,13 +376,13 @@ static PyObject *Link_from_pinned(PyTypeObject *cls, PyObject *path)
     __u32 len = sizeof(info);
     memset(&info, 0, sizeof(info));
     if (bpf_link_get_info_by_fd(fd, &info, &len) != 0) {
-        cbpf_set_error(st, errno, "reading the info of the link pinned at %s", PyUnicode_AsUTF8(abs));
+        cbpf_set_error(st, errno, "reading the info of the link pinned at %s", cbpf_utf8(abs));
         close(fd);
         goto done;
     }
     int prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
     if (prog_fd < 0) {
-        cbpf_set_error(st, errno, "opening the program of the link pinned at %s", PyUnicode_AsUTF8(abs));
+        cbpf_set_error(st, errno, "opening the program of the link pinned at %s", cbpf_utf8(abs));
         close(fd);
         goto done;
     }

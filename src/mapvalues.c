@@ -224,7 +224,7 @@ static PyObject *typed_lookup(MapObject *self, PyObject *key, bool *found)
     }
     if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
         if (errno != ENOENT) {
-            cbpf_set_error(st, errno, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
+            cbpf_set_error(st, errno, "lookup in map '%s'", cbpf_utf8(self->name));
         }
         goto done;
     }

@@ -176,7 +176,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->generation = cbpf_process_generation();
     self->map_fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
     if (self->map_fd < 0) {
-        cbpf_set_error(st, errno, "duplicating the fd of map '%s'", PyUnicode_AsUTF8(m->name));
+        cbpf_set_error(st, errno, "duplicating the fd of map '%s'", cbpf_utf8(m->name));
         goto error;
     }
     struct perf_event_attr attr = {
@@ -192,7 +192,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     int err = self->pb == NULL ? errno : 0;
     free(cbpf_log_end(st));
     if (self->pb == NULL) {
-        cbpf_set_error(st, err, "opening perf buffers for map '%s' (%zd pages per CPU)", PyUnicode_AsUTF8(m->name),
+        cbpf_set_error(st, err, "opening perf buffers for map '%s' (%zd pages per CPU)", cbpf_utf8(m->name),
                        page_cnt);
         goto error;
     }
