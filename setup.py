@@ -121,8 +121,9 @@ BPF_SIDE_HEADERS = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_
 
 
 def bpf_include_flags():
-    """Headers for BPF C: libbpf's bpf_helpers.h and the UAPI headers it ships; asm/ from the host's multiarch dir."""
-    flags = ["-I", str(BUILD / "include")]
+    """Headers for BPF C: cbpf's own (cbpf/histogram.h), libbpf's bpf_helpers.h and the UAPI headers it ships; asm/
+    from the host's multiarch dir."""
+    flags = ["-I", str(ROOT / "cbpf" / "include"), "-I", str(BUILD / "include")]
     multiarch = sysconfig.get_config_var("MULTIARCH") or ""
     if multiarch and Path(f"/usr/include/{multiarch}").is_dir():
         flags += ["-idirafter", f"/usr/include/{multiarch}"]
@@ -156,9 +157,12 @@ class BuildPy(build_py):
         include.mkdir(parents=True, exist_ok=True)
         for header in BPF_SIDE_HEADERS:
             shutil.copy2(BUILD / "include" / "bpf" / header, include / header)
+        # the tools' objects (cbpf/_tools.py finds them): rebuilt when their source or a header they share changed
+        headers = [*(ROOT / "cbpf" / "bpf").glob("*.h"), *(ROOT / "cbpf" / "include" / "cbpf").glob("*.h")]
         for source in sorted((ROOT / "cbpf" / "bpf").glob("*.bpf.c")):
             output = source.with_suffix(".o")
-            if not output.exists() or output.stat().st_mtime < source.stat().st_mtime:
+            newest = max(p.stat().st_mtime for p in [source, *headers])
+            if not output.exists() or output.stat().st_mtime < newest:
                 compile_bpf(source, output)
         super().run()
 
@@ -198,5 +202,6 @@ ext = Extension(
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
-    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
+    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.h", "bpf/*.bpf.o", "include/bpf/*.h",
+                          "include/cbpf/*.h"]},
 )
