@@ -18,10 +18,11 @@ from cbpf._btf import Struct
 
 if TYPE_CHECKING:
     from cbpf._events import PerfBuffer, RingBuffer
+    from cbpf._histogram import Histogram
     from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
 
 # imported on first use: their enums and classes take milliseconds to build, and most programs never touch them
-_LAZY = {"PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs", "PerfHardware": "_programs",
+_LAZY = {"Histogram": "_histogram", "PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs", "PerfHardware": "_programs",
          "PerfSoftware": "_programs", "PerfType": "_programs", "ProgramType": "_programs"}
 
 
@@ -38,7 +39,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
+    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "Globals", "Histogram", "Link", "LoadError", "Map", "MapFlag",
     "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
     "RingBuffer", "Struct",
     "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
