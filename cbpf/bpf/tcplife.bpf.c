@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* cbpf tcplife: TCP sessions, from the sock:inet_sock_set_state tracepoint. A session is born at its first state
- * before FIN_WAIT1 and ends at TCP_CLOSE, where one event carries its addresses, ports, bytes each way (the socket's
- * own counters) and duration; bytes are also summed per local port in port_bytes. */
+ * before FIN_WAIT1 and ends at TCP_CLOSE, where one event carries its addresses, ports, bytes each way and duration;
+ * bytes are also summed per local port in port_bytes. Bytes are the application's data, from the socket's own
+ * counters: received less the FIN's sequence number, sent less retransmissions. */
 #include "tools.h"
 
 #define AF_INET 2
@@ -33,9 +34,20 @@ struct inet_sock_set_state_ctx {
 };
 
 struct tcp_sock {
-    __u64 bytes_received;
-    __u64 bytes_acked;
+    __u64 bytes_received; /* sequence space received: the data, and 1 for a FIN */
+    __u64 bytes_sent;     /* payload sent, retransmissions included (no SYN, no FIN) */
+    __u64 bytes_retrans;
 } __attribute__((preserve_access_index));
+
+struct sock_common {
+    unsigned long skc_flags; /* sk_flags */
+} __attribute__((preserve_access_index));
+
+struct sock {
+    struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+#define SOCK_DONE 1 /* set when the peer's FIN arrived (tcp_fin) */
 
 struct tcp_event {
     __u64 duration_ns;
@@ -94,6 +106,7 @@ int sock_set_state(struct inet_sock_set_state_ctx *ctx)
 {
     __u64 sk = (__u64)ctx->skaddr, now = bpf_ktime_get_ns(), *born;
     struct tcp_sock *tp = (struct tcp_sock *)ctx->skaddr;
+    struct sock *sk_struct = (struct sock *)ctx->skaddr;
     struct owner *who, me = {};
     struct port_bytes *sum, bytes;
     struct tcp_event *e;
@@ -115,7 +128,9 @@ int sock_set_state(struct inet_sock_set_state_ctx *ctx)
     if (!born)
         goto forget; /* a session that began before we looked, or a listener */
     bytes.rx = BPF_CORE_READ(tp, bytes_received);
-    bytes.tx = BPF_CORE_READ(tp, bytes_acked);
+    if (bytes.rx && (BPF_CORE_READ(sk_struct, __sk_common.skc_flags) & (1UL << SOCK_DONE)))
+        bytes.rx--;
+    bytes.tx = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
     e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (e) {
         e->duration_ns = now - *born;

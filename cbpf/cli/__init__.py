@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["top", *argv]  # python -m cbpf -d 1 -n 5: the monitor's options, as before there were commands
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        if argv[0] == "export":  # everything after it is the exporter's, --help included
+            return _export(argparse.Namespace(rest=argv[1:]))
         args = build_parser().parse_args(argv)
         if getattr(args, "func", None) is None:
             build_parser().print_help()

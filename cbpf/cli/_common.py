@@ -32,8 +32,7 @@ class CliError(Exception):
 
 def check_privileges() -> None:
     if os.geteuid() != 0:
-        raise CliError("loading BPF programs needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE): "
-                       "run it with sudo")
+        raise CliError("loading BPF programs needs privileges: run as root, or grant CAP_BPF and CAP_PERFMON")
 
 
 def check_btf() -> None:
@@ -175,6 +174,14 @@ def run_intervals(duration: float | None, interval: float, tick: Callable[[bool]
     except KeyboardInterrupt:
         pass
     tick(True)
+
+
+def status(message: str) -> None:
+    """A line for the person watching, on stderr (stdout stays for the data): said once the programs are attached."""
+    import sys
+
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def comm_of(raw: Any) -> str:

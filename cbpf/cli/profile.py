@@ -13,7 +13,7 @@ from typing import Any
 import cbpf
 from cbpf._tools import tool_object
 from cbpf.cli import _typed
-from cbpf.cli._common import CliError, check_btf, load
+from cbpf.cli._common import CliError, check_btf, load, status
 from cbpf.cli.flamegraph import render
 from cbpf.cli.symbols import ElfSymbols, KernelSymbols, ProcessSymbols
 
@@ -45,7 +45,7 @@ def collect(obj: cbpf.Object, comm: str | None) -> list[dict[str, Any]]:
     elf_cache: dict[str, ElfSymbols | None] = {}
     processes: dict[int, ProcessSymbols] = {}
     stacks = obj.maps["stacks"]
-    out = []
+    out: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
     for key, count in _typed.typed_items(obj.maps["samples"]):
         if comm is not None and key["comm"] != comm:
             continue
@@ -57,9 +57,12 @@ def collect(obj: cbpf.Object, comm: str | None) -> list[dict[str, Any]]:
         user_names = [processes[pid].name(ip if i == 0 else ip - 1) for i, ip in enumerate(user)]
         kernel_names = [kernel.name(ip) + "_[k]" for ip in _stack(stacks, key["kernel_stack"])]
         frames = [key["comm"] or "?", *reversed(user_names), *reversed(kernel_names)]
-        out.append({"pid": pid, "comm": key["comm"], "frames": frames, "count": count})
-    out.sort(key=lambda s: (-s["count"], s["frames"]))
-    return out
+        merged = (pid, tuple(frames))  # stacks that differ only in addresses inside one function are one
+        if merged in out:
+            out[merged]["count"] += count
+        else:
+            out[merged] = {"pid": pid, "comm": key["comm"], "frames": frames, "count": count}
+    return sorted(out.values(), key=lambda s: (-s["count"], s["frames"]))
 
 
 def folded(samples: list[dict[str, Any]]) -> str:
@@ -86,10 +89,8 @@ def profile(args: argparse.Namespace) -> int:
                                                             sample_freq=args.frequency)
         except OSError as e:
             raise CliError(f"cbpf profile: cannot open a CPU clock perf event: {e}") from None
-        if not args.json and args.folded != "-":
-            print(f"cbpf profile: sampling at {args.frequency} Hz per CPU"
-                  + (f" for {args.duration:g} s" if args.duration else "") + " ... Ctrl-C to end",
-                  file=sys.stderr, flush=True)
+        status(f"cbpf profile: sampling at {args.frequency} Hz per CPU"
+               + (f" for {args.duration:g} s" if args.duration else "") + " ... Ctrl-C to end")
         try:
             time.sleep(args.duration if args.duration is not None else 1e9)
         except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from typing import Any
 import cbpf
 from cbpf._histogram import Histogram
 from cbpf.cli import _typed
-from cbpf.cli._common import USAGE, CliError, load
+from cbpf.cli._common import USAGE, CliError, load, status
 from cbpf.cli._term import Screen, Table, Text, height, width
 from cbpf.cli.inspect import open_object
 
@@ -101,7 +101,10 @@ def _event_struct(obj: cbpf.Object, m: Any, asked: dict[str, str]) -> Any:
             return obj.btf_struct(name)
         except (KeyError, ValueError, TypeError) as e:
             raise CliError(f"--event {m.name}={name}: {e}", USAGE) from None
-    for guess in (m.name[:-1] if m.name.endswith("s") else m.name, "event", f"{m.name}_event"):
+    # the struct named after the map: events -> event, calls_log -> calls, call, log
+    words = [m.name, *m.name.split("_")]
+    guesses = [g for w in words for g in (w, w[:-1] if w.endswith("s") else w)] + ["event", f"{m.name}_event"]
+    for guess in dict.fromkeys(guesses):
         if obj._btf_find(guess) is not None:
             try:
                 return obj.btf_struct(guess)
@@ -166,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
         deadline = None if args.duration is None else start + args.duration
         next_tick = start + args.interval
         header = f"cbpf run {args.object}: {len(obj.links)} programs attached"
-        if not args.json and not screen.live:
-            print(header + (f", for {args.duration:g} s" if args.duration else ", Ctrl-C to stop"), flush=True)
+        status(header + (f", for {args.duration:g} s" if args.duration else ", Ctrl-C to stop"))
 
         def tick(final: bool) -> None:
             limit = args.top or (max(3, height() // 2 - 4) if screen.live else 20)

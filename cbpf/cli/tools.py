@@ -15,7 +15,7 @@ import cbpf
 from cbpf._histogram import Histogram
 from cbpf._tools import tool_object
 from cbpf.cli import _typed
-from cbpf.cli._common import CliError, check_btf, comm_of, load, run_intervals
+from cbpf.cli._common import CliError, check_btf, comm_of, load, run_intervals, status
 from cbpf.cli._term import Screen, Table, Text, height, width
 
 
@@ -97,9 +97,8 @@ def top(args: argparse.Namespace) -> int:
                                                                  " (Ctrl-C to stop)"))
             screen.show([table], header)
 
-        if not args.json and not screen.live:
-            print(f"cbpf {cbpf.__version__} (libbpf {cbpf.libbpf_version()}): counting system calls"
-                  + (f" for {args.duration:g} s" if args.duration else "") + " ... (Ctrl-C to stop)", flush=True)
+        status(f"cbpf {cbpf.__version__} (libbpf {cbpf.libbpf_version()}): counting system calls"
+               + (f" for {args.duration:g} s" if args.duration else "") + " ... (Ctrl-C to stop)")
         run_intervals(args.duration, interval, tick)
     finally:
         screen.close()
@@ -117,6 +116,8 @@ def execsnoop_parser(p: argparse.ArgumentParser) -> None:
 
 def _events(obj: cbpf.Object, struct: str, duration: float | None, handle: Any) -> None:
     ring = cbpf.RingBuffer(obj.maps["events"], handle, event=obj.btf_struct(struct))
+    tool = obj.name
+    status(f"cbpf {tool}: tracing" + (f" for {duration:g} s" if duration else "") + " ... Ctrl-C to end")
     deadline = None if duration is None else time.monotonic() + duration
     try:
         while True:
@@ -294,9 +295,7 @@ def _histograms(tool: str, args: argparse.Namespace, obj: cbpf.Object, title: st
             screen.show(blocks or [Text("", "(no samples)")],
                         title + ("" if final or not screen.live else " (Ctrl-C to stop)"))
 
-        if not args.json and not screen.live:
-            print(f"{title} ... Ctrl-C to end" if args.duration is None else f"{title} for {args.duration:g} s ...",
-                  flush=True)
+        status(title + (f" for {args.duration:g} s" if args.duration else "") + " ... Ctrl-C to end")
         run_intervals(args.duration, interval, tick)
     finally:
         screen.close()
