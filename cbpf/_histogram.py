@@ -7,7 +7,8 @@ The slot convention (cbpf/histogram.h in cbpf.include_dir() is the BPF side of i
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 
 class Bucket(NamedTuple):
@@ -15,7 +16,7 @@ class Bucket(NamedTuple):
 
     low: int
     high: int
-    count: int
+    count: int  # type: ignore[assignment]  # the bucket's count, over tuple.count (which a bucket has no use for)
 
 
 def _counts_of(source: Any) -> list[int]:

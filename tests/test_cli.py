@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import compile_bpf
 
 import cbpf
 from cbpf.cli import main
-from conftest import compile_bpf
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = Path(__file__).resolve().parent / "helpers"
@@ -391,7 +391,7 @@ FRAMES_JS = """JSON.stringify(Array.from(document.querySelectorAll('g.f')).filte
 
 
 def test_flame_graph_in_chromium_shows_the_frames_hovers_and_zooms(tmp_path: Path):
-    from cbpf.cli.flamegraph import WIDTH, SIDE, parse_folded, render
+    from cbpf.cli.flamegraph import SIDE, WIDTH, parse_folded, render
 
     folded = ("prog;main;parse;read_file 30\nprog;main;parse;tokenize 10\nprog;main;cbpf_test_busy_spin 50\n"
               "prog;idle_loop 10\n")

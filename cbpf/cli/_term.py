@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass
@@ -23,9 +24,6 @@ class Table:
 class Text:
     title: str
     text: str
-
-
-Block = "Table | Text"
 
 
 def width() -> int:
@@ -61,7 +59,6 @@ class Screen:
         self.json = json_mode
         self.tty = sys.stdout.isatty()
         self._live: Any = None
-        self._rich: Any = None
         if live and self.tty and not json_mode:
             try:
                 import rich.console
@@ -69,7 +66,6 @@ class Screen:
             except ImportError:  # without the cli extra: plain lines, which work everywhere
                 pass
             else:
-                self._rich = rich
                 self._live = rich.live.Live(console=rich.console.Console(), auto_refresh=False,
                                             redirect_stdout=False, redirect_stderr=False)
                 self._live.start()
@@ -104,7 +100,6 @@ class Screen:
         sys.stdout.flush()
 
     def _rich_group(self, blocks: Sequence[Any], header: str) -> Any:
-        rich = self._rich
         import rich.console
         import rich.table
         import rich.text

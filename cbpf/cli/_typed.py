@@ -47,8 +47,8 @@ def type_name(desc: Any) -> str:
     if kind == "array":
         return f"{type_name(desc[1])}[{desc[2]}]"
     if kind in ("struct", "union"):
-        return kind + "{" + ", ".join(f"{f[0]}: {type_name(f[3])}" for f in desc[2]) + "}"
-    return f"{kind}({desc[1]} bytes)"
+        return str(kind) + "{" + ", ".join(f"{f[0]}: {type_name(f[3])}" for f in desc[2]) + "}"
+    return f"{kind}({desc[1]} bytes)"  # enums, pointers: what the description gives
 
 
 def key_value_descs(m: Any) -> tuple[Any, Any]:

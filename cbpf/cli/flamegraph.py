@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 WIDTH = 1200
 FRAME = 16
@@ -17,7 +17,7 @@ CHAR = 7.0  # average width of a character of the 12px monospace font, for fitti
 
 
 class _Node:
-    __slots__ = ("name", "count", "children")
+    __slots__ = ("children", "count", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -80,12 +80,12 @@ def render(stacks: Iterable[tuple[list[str], int]], title: str = "Flame Graph") 
     inner = WIDTH - 2 * SIDE
     out = [
         '<?xml version="1.0" standalone="no"?>',
-        f'<svg version="1.1" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
-        f'xmlns="http://www.w3.org/2000/svg" data-total="{root.count}" data-width="{inner}" '
-        f'data-side="{SIDE}">',
-        "<style>.f rect{stroke:#fff;stroke-width:0.5;rx:2} .f:hover rect{stroke:#000} "
-        ".f text{font:12px monospace;pointer-events:none} #details,#title,#reset{font:12px monospace} "
-        "#title{font-size:17px}</style>",
+        (f'<svg version="1.1" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+         f'xmlns="http://www.w3.org/2000/svg" data-total="{root.count}" data-width="{inner}" '
+         f'data-side="{SIDE}">'),
+        ("<style>.f rect{stroke:#fff;stroke-width:0.5;rx:2} .f:hover rect{stroke:#000} "
+         ".f text{font:12px monospace;pointer-events:none} #details,#title,#reset{font:12px monospace} "
+         "#title{font-size:17px}</style>"),
         f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#f8f8f0"/>',
         f'<text id="title" x="{WIDTH / 2}" y="22" text-anchor="middle">{html.escape(title)}</text>',
         f'<text id="reset" x="{SIDE}" y="22" style="cursor:pointer;display:none">Reset zoom</text>',

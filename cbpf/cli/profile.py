@@ -4,7 +4,6 @@ and as an SVG flame graph."""
 from __future__ import annotations
 
 import argparse
-import os
 import struct
 import sys
 import time
@@ -14,7 +13,7 @@ import cbpf
 from cbpf._tools import tool_object
 from cbpf.cli import _typed
 from cbpf.cli._common import CliError, check_btf, load, status
-from cbpf.cli.flamegraph import render
+from cbpf.cli.flamegraph import parse_folded, render
 from cbpf.cli.symbols import ElfSymbols, KernelSymbols, ProcessSymbols
 
 
@@ -85,8 +84,10 @@ def profile(args: argparse.Namespace) -> int:
                globals_={"targ_tgid": args.pid or 0, "include_idle": 1 if args.idle else 0})
     try:
         try:
-            link = obj.programs["sample"].attach_perf_event(cbpf.PerfType.SOFTWARE, cbpf.PerfSoftware.CPU_CLOCK,
-                                                            sample_freq=args.frequency)
+            from cbpf._programs import PerfSoftware, PerfType
+
+            software, cpu_clock = PerfType["SOFTWARE"], PerfSoftware["CPU_CLOCK"]  # enums built at run time
+            link = obj.programs["sample"].attach_perf_event(software, cpu_clock, sample_freq=args.frequency)
         except OSError as e:
             raise CliError(f"cbpf profile: cannot open a CPU clock perf event: {e}") from None
         status(f"cbpf profile: sampling at {args.frequency} Hz per CPU"
@@ -108,8 +109,7 @@ def profile(args: argparse.Namespace) -> int:
     if args.svg:
         title = f"cbpf profile, {sum(s['count'] for s in samples)} samples at {args.frequency} Hz"
         with open(args.svg, "w") as f:
-            f.write(render(([line.rpartition(" ")[0].split(";"), int(line.rpartition(" ")[2])]
-                            for line in text.splitlines()), title))
+            f.write(render(parse_folded(text), title))
     if args.json:
         sys.stdout.write(json.dumps({"frequency": args.frequency, "samples": sum(s["count"] for s in samples),
                                      "stacks": samples}) + "\n")

@@ -103,7 +103,7 @@ def _event_struct(obj: cbpf.Object, m: Any, asked: dict[str, str]) -> Any:
             raise CliError(f"--event {m.name}={name}: {e}", USAGE) from None
     # the struct named after the map: events -> event, calls_log -> calls, call, log
     words = [m.name, *m.name.split("_")]
-    guesses = [g for w in words for g in (w, w[:-1] if w.endswith("s") else w)] + ["event", f"{m.name}_event"]
+    guesses = [g for w in words for g in (w, w.removesuffix("s"))] + ["event", f"{m.name}_event"]
     for guess in dict.fromkeys(guesses):
         if obj._btf_find(guess) is not None:
             try:

@@ -124,8 +124,8 @@ class ProcessSymbols:
             with open(f"/tmp/perf-{pid}.map") as f:
                 entries = []
                 for line in f:
-                    start, size, name = line.rstrip("\n").split(" ", 2)
-                    entries.append((int(start, 16), int(size, 16), name))
+                    start_hex, size_hex, name = line.rstrip("\n").split(" ", 2)
+                    entries.append((int(start_hex, 16), int(size_hex, 16), name))
             self.perf_map = _table(entries)
         except (OSError, ValueError):
             pass

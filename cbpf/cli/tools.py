@@ -254,12 +254,9 @@ def _hist_json(h: Histogram) -> dict[str, Any]:
 
 
 def _histograms(tool: str, args: argparse.Namespace, obj: cbpf.Object, title: str) -> None:
-    screen = Screen(args.json)
     per_disk = tool == "biolatency" and (args.disks or args.disk)
     names = disk_names() if per_disk else {}
-    if args.disk is not None if tool == "biolatency" else False:
-        if args.disk not in names.values():
-            raise CliError(f"--disk {args.disk}: no such disk (there are: {', '.join(sorted(names.values()))})", 2)
+    screen = Screen(args.json)
 
     def read() -> dict[str, Histogram]:
         if not per_disk:
@@ -305,6 +302,9 @@ def biolatency(args: argparse.Namespace) -> int:
     """Block I/O latency (issue to completion) as a log2 histogram of microseconds."""
     _positive(args.duration, "duration")
     _positive(args.interval, "interval")
+    if args.disk is not None and args.disk not in disk_names().values():
+        raise CliError(f"--disk {args.disk}: no such disk (there are: {', '.join(sorted(disk_names().values()))})",
+                       2)
     obj = _open("biolatency")
     try:
         _histograms("biolatency", args, obj, "cbpf biolatency: block I/O latency")
