@@ -318,9 +318,9 @@ def test_profile_symbolizes_a_busy_function_and_writes_a_flame_graph(busy_helper
     spinning = sum(s["count"] for s in result["stacks"] if "cbpf_test_busy_spin" in s["frames"])
     assert result["samples"] > 0 and spinning >= result["samples"] * 0.8, result
     assert all(s["pid"] == busy.pid for s in result["stacks"])
-    top = result["stacks"][0]
-    assert top["frames"][0] == "cli_busy" and top["frames"][-2:] == ["main", "cbpf_test_busy_spin"] or \
-        "cbpf_test_busy_spin" in top["frames"]
+    top = result["stacks"][0]  # the busiest stack: the comm, then user frames from the outermost to the leaf
+    assert top["frames"][0] == "cli_busy" and top["comm"] == "cli_busy"
+    assert top["frames"][-1] == "cbpf_test_busy_spin" and top["frames"][-2] == "main", top
     lines = folded.read_text().splitlines()
     assert sum(int(x.rpartition(" ")[2]) for x in lines) == result["samples"]
     assert svg.read_text().startswith("<?xml")
@@ -675,6 +675,15 @@ def test_ctrl_c_stops_a_tool_cleanly_and_prints_its_histogram():
     time.sleep(0.1)
     out = "".join(tool.stdout)
     assert status == 0 and "usecs" in out and "Traceback" not in tool.proc.stderr.read()
+
+
+def test_c_source_without_cbpf_compile_says_how_to_compile_it(tmp_path: Path):
+    if hasattr(cbpf, "compile"):
+        pytest.skip("this cbpf compiles C (cbpf.compile): SOURCE arguments are tested with it")
+    source = tmp_path / "x.bpf.c"
+    source.write_text("int x;\n")
+    r = run_cli("inspect", str(source))
+    assert r.returncode == 2 and "no cbpf.compile" in r.stderr and "clang" in r.stderr
 
 
 def test_usage_errors_exit_2():

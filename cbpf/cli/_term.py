@@ -79,6 +79,9 @@ class Screen:
         sys.stdout.flush()
 
     def line(self, text: str) -> None:
+        if self._live is not None:  # above the live view, which redraws below it
+            self._live.console.print(text, markup=False, highlight=False, no_wrap=True, overflow="ellipsis")
+            return
         if self.tty:
             text = text[: width()]  # a narrow terminal: cut, rather than wrap into a mess
         sys.stdout.write(text + "\n")

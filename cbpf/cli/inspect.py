@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 import cbpf
@@ -23,12 +24,24 @@ def parser(p: argparse.ArgumentParser) -> None:
 
 
 def open_object(path: str, what: str) -> cbpf.Object:
-    if path.endswith(".c") and not hasattr(cbpf, "compile"):
-        raise CliError(f"{what}: {path} is C source, and this cbpf cannot compile it (no cbpf.compile): compile it "
-                       "with clang -O2 -g -target bpf -I $(python -c 'import cbpf; print(cbpf.include_dir())') and "
-                       "pass the .o", USAGE)
+    """The object at path, opened without loading; C source is compiled first by cbpf.compile."""
+    source: Any = path
+    name = None
+    if path.endswith(".c"):
+        compile_c = getattr(cbpf, "compile", None)
+        if compile_c is None:
+            raise CliError(f"{what}: {path} is C source, and this cbpf cannot compile it (no cbpf.compile): compile "
+                           "it with clang -O2 -g -target bpf -I $(python -c 'import cbpf; print(cbpf.include_dir())') "
+                           "and pass the .o", USAGE)
+        if not os.path.exists(path):
+            raise CliError(f"{what}: no such file: {path}", USAGE)
+        try:
+            source = compile_c(path)
+        except getattr(cbpf, "CompileError", OSError) as e:
+            raise CliError(f"{what}: {path} does not compile:\n{e}", USAGE) from None
+        name = os.path.basename(path)[: -len(".c")].removesuffix(".bpf")
     try:
-        return cbpf.Object(path, load=False)
+        return cbpf.Object(source, load=False, name=name)
     except FileNotFoundError:
         raise CliError(f"{what}: no such file: {path}", USAGE) from None
     except OSError as e:
@@ -71,6 +84,10 @@ def describe(obj: cbpf.Object) -> dict[str, Any]:
             "globals": globals_}
 
 
+def _count(items: list[Any], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 def inspect(args: argparse.Namespace) -> int:
     obj = open_object(args.object, "cbpf inspect")
     try:
@@ -80,13 +97,14 @@ def inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"path": args.object, **info}, default=str))
         return 0
-    print(f"{args.object}: {info['format']} BPF object '{info['file']}', {len(info['maps'])} maps, "
-          f"{len(info['programs'])} programs")
+    print(f"{args.object}: {info['format']} BPF object '{info['file']}', {_count(info['maps'], 'map')}, "
+          f"{_count(info['programs'], 'program')}")
     print()
     print(plain_table(Table("maps", ("NAME", "TYPE", "KEY", "VALUE", "ENTRIES", "FLAGS"), right=(
         False, False, False, False, True, True), rows=[
-        (m["name"], m["type"], m["key_type"] or f"{m['key_size']} bytes",
-         m["value_type"] or f"{m['value_size']} bytes", m["max_entries"], hex(m["flags"]))
+        (m["name"], m["type"], m["key_type"] or (f"{m['key_size']} bytes" if m["key_size"] else "-"),
+         m["value_type"] or (f"{m['value_size']} bytes" if m["value_size"] else "-"), m["max_entries"],
+         hex(m["flags"]))
         for m in info["maps"]])))
     print()
     print(plain_table(Table("programs", ("NAME", "TYPE", "SECTION", "ATTACH POINT", "INSNS", "BOOT ATTACHES"),

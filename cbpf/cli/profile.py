@@ -52,6 +52,12 @@ def collect(obj: cbpf.Object, comm: str | None) -> list[dict[str, Any]]:
         if pid not in processes:
             processes[pid] = ProcessSymbols(pid, elf_cache)
         user = _stack(stacks, key["user_stack"])
+        # a frame-pointer walk that left the process's mappings (code built without frame pointers, such as
+        # _start) has nothing true beyond that point
+        for i, ip in enumerate(user):
+            if not processes[pid].mapped(ip) and processes[pid].maps:
+                user = user[:i]
+                break
         # every frame but the leaf is a return address: its call is the byte before
         user_names = [processes[pid].name(ip if i == 0 else ip - 1) for i, ip in enumerate(user)]
         kernel_names = [kernel.name(ip) + "_[k]" for ip in _stack(stacks, key["kernel_stack"])]

@@ -139,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         obj.close()
         raise
     obj = load(obj, "cbpf run", sets=sets)
+    header = f"cbpf run {args.object}: {len(obj.links)} program{'' if len(obj.links) == 1 else 's'} attached"
+    status(header + (f", for {args.duration:g} s" if args.duration else "") + ", Ctrl-C to stop")
     screen = Screen(args.json)
     streams: list[Any] = []
     try:
@@ -168,8 +170,6 @@ def run(args: argparse.Namespace) -> int:
         start = time.monotonic()
         deadline = None if args.duration is None else start + args.duration
         next_tick = start + args.interval
-        header = f"cbpf run {args.object}: {len(obj.links)} programs attached"
-        status(header + (f", for {args.duration:g} s" if args.duration else ", Ctrl-C to stop"))
 
         def tick(final: bool) -> None:
             limit = args.top or (max(3, height() // 2 - 4) if screen.live else 20)

@@ -113,10 +113,8 @@ class ProcessSymbols:
             with open(f"/proc/{pid}/maps") as f:
                 for line in f:
                     parts = line.split(maxsplit=5)
-                    if len(parts) < 6 or not parts[5].startswith("/"):
-                        continue
                     start, end = (int(x, 16) for x in parts[0].split("-"))
-                    self.maps.append((start, end, int(parts[2], 16), parts[5].strip()))
+                    self.maps.append((start, end, int(parts[2], 16), parts[5].strip() if len(parts) == 6 else ""))
         except OSError:
             pass  # gone: its frames stay addresses
         self.perf_map: _Table | None = None
@@ -141,6 +139,9 @@ class ProcessSymbols:
                     self.elf_cache[path] = None
         return self.elf_cache[path]
 
+    def mapped(self, address: int) -> bool:
+        return any(start <= address < end for start, end, _, _ in self.maps)
+
     def name(self, address: int) -> str:
         if self.perf_map is not None:
             found = _find(self.perf_map, address)
@@ -148,6 +149,8 @@ class ProcessSymbols:
                 return found
         for start, end, offset, path in self.maps:
             if start <= address < end:
+                if not path.startswith("/"):  # [vdso], [heap], an anonymous JIT region
+                    return path or f"0x{address:x}"
                 file_offset = address - start + offset
                 elf = self._elf(path)
                 found = elf.lookup_offset(file_offset) if elf else None

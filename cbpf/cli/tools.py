@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,11 @@ def top(args: argparse.Namespace) -> int:
     """System calls per process, live."""
     _positive(args.duration, "duration")
     _positive(args.interval, "interval")
-    interval = args.interval or (args.duration if args.duration and not Screen().tty else 1.0)
-    if args.duration and args.interval is None and args.json:
-        interval = args.duration
+    # no --interval: a terminal redraws every second; a pipe or --json gets one report at the end of --duration
+    interval = args.interval or (args.duration if args.duration and (args.json or not sys.stdout.isatty()) else 1.0)
     obj = _open("top")
+    status(f"cbpf {cbpf.__version__} (libbpf {cbpf.libbpf_version()}): counting system calls"
+           + (f" for {args.duration:g} s" if args.duration else "") + " ... (Ctrl-C to stop)")
     screen = Screen(args.json)
     seen: dict[int, int] = {}
     started = last = time.monotonic()
@@ -97,8 +99,6 @@ def top(args: argparse.Namespace) -> int:
                                                                  " (Ctrl-C to stop)"))
             screen.show([table], header)
 
-        status(f"cbpf {cbpf.__version__} (libbpf {cbpf.libbpf_version()}): counting system calls"
-               + (f" for {args.duration:g} s" if args.duration else "") + " ... (Ctrl-C to stop)")
         run_intervals(args.duration, interval, tick)
     finally:
         screen.close()
@@ -256,6 +256,7 @@ def _hist_json(h: Histogram) -> dict[str, Any]:
 def _histograms(tool: str, args: argparse.Namespace, obj: cbpf.Object, title: str) -> None:
     per_disk = tool == "biolatency" and (args.disks or args.disk)
     names = disk_names() if per_disk else {}
+    status(title + (f" for {args.duration:g} s" if args.duration else "") + " ... Ctrl-C to end")
     screen = Screen(args.json)
 
     def read() -> dict[str, Histogram]:
@@ -292,7 +293,6 @@ def _histograms(tool: str, args: argparse.Namespace, obj: cbpf.Object, title: st
             screen.show(blocks or [Text("", "(no samples)")],
                         title + ("" if final or not screen.live else " (Ctrl-C to stop)"))
 
-        status(title + (f" for {args.duration:g} s" if args.duration else "") + " ... Ctrl-C to end")
         run_intervals(args.duration, interval, tick)
     finally:
         screen.close()
