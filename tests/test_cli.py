@@ -74,6 +74,21 @@ def test_an_empty_histogram_says_so():
     assert "no samples" in str(cbpf.Histogram({}, unit="usecs"))
 
 
+@kernel
+def test_the_bpf_slot_helper_and_histogram_agree(bpf_objects):
+    """cbpf/histogram.h's cbpf_log2_slot in the kernel, cbpf.Histogram's convention in Python: the nth of 1000 calls
+    goes to the slot of n on both sides."""
+    with cbpf.Object(bpf_objects["cli_slots"], load=False) as obj:
+        obj.globals["target_tgid"] = os.getpid()
+        obj.load()
+        obj.attach()
+        for _ in range(1000):
+            os.getpid()
+        h = cbpf.Histogram(obj.maps["hist"], unit="nth call")
+    assert h == cbpf.Histogram.of_values(list(range(1, 1001)))
+    assert h.total == 1000 and h.bucket(9) == (512, 1023, 489) and len(h.buckets) == 10
+
+
 # ---- helpers ----------------------------------------------------------------------------------------------------
 
 def cbpf_cmd(*args: str) -> list[str]:

@@ -114,7 +114,12 @@ def set_global(obj: cbpf.Object, name: str, text: str) -> None:
             raise CliError(f"--set {name}: a {type(current).__name__} global cannot be set from the command line",
                            USAGE)
         obj.globals[name] = value
-    except (ValueError, TypeError, OverflowError) as e:
+    except ValueError:
+        kind = {bool: "a boolean", int: "an integer", float: "a number"}.get(type(current), "a string")
+        raise CliError(f"--set {name}={text}: {name} is {kind}, and {text!r} is not one", USAGE) from None
+    except OverflowError:
+        raise CliError(f"--set {name}={text}: the value does not fit {name}", USAGE) from None
+    except TypeError as e:
         raise CliError(f"--set {name}={text}: {e}", USAGE) from None
 
 
