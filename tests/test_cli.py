@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compile_bpf
+from conftest import compile_bpf, skip_or_fail
 
 import cbpf
 from cbpf.cli import main
@@ -348,16 +348,18 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip("no Chromium (apt-get install chromium)") if not os.environ.get("CI") else \
-        pytest.fail("Chromium is missing in CI (scripts/setup installs it)")
-    raise AssertionError
+    skip_or_fail("no Chromium (scripts/setup-browser, or apt-get install chromium)")
+    raise AssertionError("unreachable")
 
 
 class DevTools:
     """A headless Chromium driven through the DevTools protocol (websocket-client)."""
 
     def __init__(self, tmp: Path) -> None:
-        websocket = pytest.importorskip("websocket")
+        try:
+            import websocket
+        except ImportError:
+            skip_or_fail("websocket-client is not installed (pip install -e '.[test]')")
         self.proc = subprocess.Popen([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                                       "--remote-debugging-port=0", f"--user-data-dir={tmp / 'profile'}",
                                       "--window-size=1280,800", "about:blank"],
@@ -508,6 +510,13 @@ def run_in_pty(args: list[str], columns: int, rows: int, until, cause, timeout: 
     return status, ANSI.sub("", out.decode("utf-8", "replace"))
 
 
+def need_rich() -> None:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        skip_or_fail("rich is not installed (pip install -e '.[test]'): the live view needs it")
+
+
 @pytest.fixture(scope="module")
 def run_object(bpf_build_dir: Path) -> Path:
     return compile_bpf(Path(__file__).resolve().parent / "bpf" / "cli_run.bpf.c", bpf_build_dir)
@@ -515,7 +524,7 @@ def run_object(bpf_build_dir: Path) -> Path:
 
 @kernel
 def test_cbpf_run_draws_a_live_histogram_and_table_in_a_terminal(run_object: Path):
-    pytest.importorskip("rich")
+    need_rich()
     n = 37
     me = os.getpid()
 
@@ -537,7 +546,7 @@ def test_cbpf_run_draws_a_live_histogram_and_table_in_a_terminal(run_object: Pat
 
 @kernel
 def test_cbpf_run_in_a_narrow_terminal_draws_without_error(run_object: Path):
-    pytest.importorskip("rich")
+    need_rich()
     me = os.getpid()
     status, text = run_in_pty(["run", str(run_object), "--set", f"targ_tgid={me}", "--interval", "0.2"], 24, 12,
                               lambda t: "value_hist" in t, lambda: os.getpid())

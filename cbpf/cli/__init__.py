@@ -62,11 +62,15 @@ def _version() -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
+    hint = "cbpf export needs the exporter and its dependencies: pip install 'cbpf[exporter]'"
     try:
         from cbpf.exporter import main as exporter_main  # type: ignore[import-not-found, unused-ignore]
     except ImportError as e:
-        raise CliError(f"cbpf export needs the exporter: pip install 'cbpf[exporter]' ({e})") from None
-    return int(exporter_main(list(args.rest)))
+        raise CliError(f"{hint} ({e})") from None
+    try:
+        return int(exporter_main(list(args.rest)))
+    except ModuleNotFoundError as e:  # an extra imported on first use
+        raise CliError(f"{hint} ({e})") from None
 
 
 def _terminate(signum: int, frame: Any) -> None:
