@@ -338,7 +338,27 @@ def test_profile_symbolizes_a_busy_function_and_writes_a_flame_graph(busy_helper
     assert top["frames"][-1] == "cbpf_test_busy_spin" and top["frames"][-2] == "main", top
     lines = folded.read_text().splitlines()
     assert sum(int(x.rpartition(" ")[2]) for x in lines) == result["samples"]
-    assert svg.read_text().startswith("<?xml")
+    # the flame graph, opened in Chromium: one frame per node of the folded stacks, as wide as its samples
+    expected: dict[tuple[int, tuple[str, ...]], int] = {}
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        frames = ["all", *stack.split(";")]
+        for depth in range(len(frames)):
+            key = (depth, tuple(frames[: depth + 1]))
+            expected[key] = expected.get(key, 0) + int(count)
+    from cbpf.cli.flamegraph import SIDE, WIDTH
+
+    browser = DevTools(tmp_path)
+    try:
+        drawn = load_frames(browser, svg)
+        save_screenshot(browser, "flamegraph-profile.png")
+    finally:
+        browser.close()
+    total = result["samples"]
+    assert sorted((d, name, round(w / (WIDTH - 2 * SIDE) * total)) for name, w, d in drawn) == \
+        sorted((d, path[-1], n) for (d, path), n in expected.items())
+    assert ("cbpf_test_busy_spin", pytest.approx(spinning / total * (WIDTH - 2 * SIDE), abs=0.01)) in \
+        [(name, w) for name, w, _ in drawn]
 
 
 # ---- the flame graph in a real browser ---------------------------------------------------------------------------
@@ -407,6 +427,26 @@ FRAMES_JS = """JSON.stringify(Array.from(document.querySelectorAll('g.f')).filte
              +g.getAttribute('data-depth')]))"""
 
 
+def save_screenshot(browser: DevTools, name: str) -> None:
+    """The page as the browser drew it, kept in build/test-artifacts/ for a person to look at."""
+    import base64
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / name).write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
+
+
+def load_frames(browser: DevTools, svg: Path) -> list:
+    """Opens svg in the browser; its visible frames as [name, width on the page, depth]."""
+    browser.call("Page.enable")
+    browser.call("Page.navigate", url=svg.as_uri())
+    for _ in range(100):
+        if browser.evaluate("document.readyState") == "complete" and browser.evaluate(
+                "document.querySelectorAll('g.f').length"):
+            break
+        time.sleep(0.1)
+    return json.loads(browser.evaluate(FRAMES_JS))
+
+
 def test_flame_graph_in_chromium_shows_the_frames_hovers_and_zooms(tmp_path: Path):
     from cbpf.cli.flamegraph import SIDE, WIDTH, parse_folded, render
 
@@ -419,14 +459,7 @@ def test_flame_graph_in_chromium_shows_the_frames_hovers_and_zooms(tmp_path: Pat
                 "cbpf_test_busy_spin": 50, "idle_loop": 10}
     browser = DevTools(tmp_path)
     try:
-        browser.call("Page.enable")
-        browser.call("Page.navigate", url=svg.as_uri())
-        for _ in range(100):
-            if browser.evaluate("document.readyState") == "complete" and browser.evaluate(
-                    "document.querySelectorAll('g.f').length"):
-                break
-            time.sleep(0.1)
-        frames = json.loads(browser.evaluate(FRAMES_JS))
+        frames = load_frames(browser, svg)
         assert {name: round(width / inner * 100, 1) for name, width, _ in frames} == \
             {name: float(share) for name, share in expected.items()}
         # hover: the details line names the frame and its share
@@ -443,11 +476,7 @@ def test_flame_graph_in_chromium_shows_the_frames_hovers_and_zooms(tmp_path: Pat
         zoomed = {name: round(width / inner * 100, 1) for name, width, _ in json.loads(browser.evaluate(FRAMES_JS))}
         assert zoomed == {"all": 100.0, "prog": 100.0, "main": 100.0, "parse": 100.0, "read_file": 75.0,
                           "tokenize": 25.0}
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shot = browser.call("Page.captureScreenshot", format="png")["data"]
-        import base64
-
-        (ARTIFACTS / "flamegraph-zoomed.png").write_bytes(base64.b64decode(shot))
+        save_screenshot(browser, "flamegraph-zoomed.png")
         browser.evaluate("document.getElementById('reset').dispatchEvent(new MouseEvent('click'))")
         assert len(json.loads(browser.evaluate(FRAMES_JS))) == len(expected)
     finally:
