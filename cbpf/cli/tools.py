@@ -94,7 +94,7 @@ def top(args: argparse.Namespace) -> int:
             limit = args.top or (max(3, height() - 6) if screen.live else 20)
             table = Table("", ("PID", "COMM", "SYSCALLS", "PER SEC"), right=(True, False, True, True),
                           rows=[(pid, c, n, f"{n / span:.0f}") for n, pid, c in rows[:limit]])
-            header = (f"cbpf top: system calls per process, {span:.1f} s (of {now - started:.0f} s): "
+            header = (f"cbpf top: system calls per process, {span:.1f} s (of {now - started:.1f} s): "
                       f"{len(rows)} processes, {total} calls" + ("" if final or not screen.live else
                                                                  " (Ctrl-C to stop)"))
             screen.show([table], header)
