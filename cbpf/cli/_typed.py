@@ -61,19 +61,34 @@ def decode(desc: Any, raw: bytes) -> Any:
     return _clean(_btf.decode(desc, raw), desc)
 
 
+def _as_plain(value: Any) -> Any:
+    """A value the map model already decoded (named tuples, bytes), in the shape decode() gives."""
+    if hasattr(value, "_asdict"):
+        return {k: _as_plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_plain(v) for v in value]
+    return value
+
+
+def _decode_any(desc: Any, raw: Any) -> Any:
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return decode(desc, bytes(raw))
+    return _as_plain(raw)  # a map model that reads typed values itself
+
+
 def typed_items(m: Any) -> list[tuple[Any, Any]]:
     """Every entry of a map as (key, value) Python values: ints, str for char arrays, dicts for structs; per-CPU
     values summed over CPUs."""
     kdesc, vdesc = key_value_descs(m)
     out = []
     for k, v in m.items():
-        key = decode(kdesc, k)
+        key = _decode_any(kdesc, k)
         if isinstance(v, list):  # per-CPU
-            values = [decode(vdesc, x) for x in v]
+            values = [_decode_any(vdesc, x) for x in v]
             value = values[0]
             for x in values[1:]:
                 value = _add(value, x)
         else:
-            value = decode(vdesc, v)
+            value = _decode_any(vdesc, v)
         out.append((key, value))
     return out
