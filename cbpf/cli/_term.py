@@ -55,20 +55,27 @@ def plain_table(table: Table, limit: int | None = None) -> str:
 class Screen:
     """live: redraw views in place (a terminal with rich); json: JSON lines; else plain lines."""
 
-    def __init__(self, json_mode: bool = False, live: bool = True) -> None:
+    def __init__(self, json_mode: bool = False, live: bool = True, *, start: bool = True) -> None:
         self.json = json_mode
         self.tty = sys.stdout.isatty()
         self._live: Any = None
-        if live and self.tty and not json_mode:
-            try:
-                import rich.console
-                import rich.live
-            except ImportError:  # without the cli extra: plain lines, which work everywhere
-                pass
-            else:
-                self._live = rich.live.Live(console=rich.console.Console(), auto_refresh=False,
-                                            redirect_stdout=False, redirect_stderr=False)
-                self._live.start()
+        self._wants_live = live and self.tty and not json_mode
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Starts the live view (a terminal with rich): what is printed to the terminal after this is redrawn."""
+        if not self._wants_live or self._live is not None:
+            return
+        try:
+            import rich.console
+            import rich.live
+        except ImportError:  # without the cli extra: plain lines, which work everywhere
+            self._wants_live = False
+            return
+        self._live = rich.live.Live(console=rich.console.Console(), auto_refresh=False, redirect_stdout=False,
+                                    redirect_stderr=False)
+        self._live.start()
 
     @property
     def live(self) -> bool:

@@ -140,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     obj = load(obj, "cbpf run", sets=sets)
     header = f"cbpf run {args.object}: {len(obj.links)} program{'' if len(obj.links) == 1 else 's'} attached"
-    status(header + (f", for {args.duration:g} s" if args.duration else "") + ", Ctrl-C to stop")
-    screen = Screen(args.json)
+    screen = Screen(args.json, start=False)
     streams: list[Any] = []
     try:
         shown = [m for m in obj.maps.values() if not args.map or m.name in args.map]
@@ -167,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
 
             cls = cbpf.RingBuffer if kind == "ringbuf" else cbpf.PerfBuffer
             streams.append(cls(m, on_event))
+        # said once the buffers are open: a perf buffer gets nothing a program emitted before it was opened
+        status(header + (f", for {args.duration:g} s" if args.duration else "") + ", Ctrl-C to stop")
+        screen.start()
         start = time.monotonic()
         deadline = None if args.duration is None else start + args.duration
         next_tick = start + args.interval

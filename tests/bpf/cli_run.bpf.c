@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /* For tests/test_cli.py: `cbpf run` shows getpid() calls of one process as a table (calls by tgid), a histogram
- * (sample_value's log2 slot, through cbpf/histogram.h) and events. */
+ * (sample_value's log2 slot, through cbpf/histogram.h) and events (a ring buffer and a perf buffer). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <cbpf/histogram.h>
@@ -33,6 +33,12 @@ struct {
     __uint(max_entries, 1 << 16);
 } calls_log SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+    __uint(key_size, sizeof(__u32));
+    __uint(value_size, sizeof(__u32));
+} calls_perf SEC(".maps");
+
 struct call *unused_call __attribute__((unused));
 
 SEC("tracepoint/syscalls/sys_enter_getpid")
@@ -52,6 +58,7 @@ int on_getpid(void *ctx)
     cbpf_hist_increment(&value_hist, cbpf_log2_slot(sample_value));
     __sync_fetch_and_add(&seen, 1);
     bpf_ringbuf_output(&calls_log, &c, sizeof(c), 0);
+    bpf_perf_event_output(ctx, &calls_perf, BPF_F_CURRENT_CPU, &c, sizeof(c));
     return 0;
 }
 
