@@ -193,43 +193,65 @@ def test_opensnoop_shows_the_exact_path_flags_and_fd(tmp_path: Path):
 
 @kernel
 def test_tcplife_counts_the_exact_bytes_over_loopback():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    port = server.getsockname()[1]
     to_server, to_client = 100_003, 4_321
-    tool = Tool("tcplife", "--json", "--port", str(port))
+    tool = Tool("tcplife", "--json", "--pid", str(os.getpid()))
     try:
-        def serve() -> None:
-            conn, _ = server.accept()
-            got = 0
-            while got < to_server:
-                got += len(conn.recv(65536))
-            conn.sendall(b"s" * to_client)
-            conn.close()
-
-        t = threading.Thread(target=serve)
-        t.start()
-        client = socket.create_connection(("127.0.0.1", port))
-        client_port = client.getsockname()[1]
-        client.sendall(b"c" * to_server)
-        received = 0
-        while chunk := client.recv(65536):
-            received += len(chunk)
-        client.close()
-        t.join()
-        assert received == to_client
+        port, client_port = loopback_session(to_server, to_client)
         server_side = tool.wait_for(lambda e: e["lport"] == port)
         client_side = tool.wait_for(lambda e: e["lport"] == client_port)
     finally:
-        server.close()
         tool.proc.send_signal(signal.SIGINT)
         status, _, err = tool.finish()
     assert (server_side["rx_bytes"], server_side["tx_bytes"]) == (to_server, to_client)
     assert (client_side["rx_bytes"], client_side["tx_bytes"]) == (to_client, to_server)
     assert server_side["rport"] == client_port and client_side["rport"] == port
-    assert client_side["pid"] == os.getpid() and client_side["laddr"] == client_side["raddr"] == "127.0.0.1"
+    assert client_side["pid"] == server_side["pid"] == os.getpid()
+    assert client_side["laddr"] == client_side["raddr"] == "127.0.0.1" and client_side["family"] == "ipv4"
     assert status == 0 and "Traceback" not in err
+
+
+def loopback_session(to_server: int, to_client: int) -> tuple[int, int]:
+    """One TCP session over 127.0.0.1 carrying exactly these bytes each way; (server port, client port)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        got = 0
+        while got < to_server:
+            got += len(conn.recv(65536))
+        conn.sendall(b"s" * to_client)
+        conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client_port = client.getsockname()[1]
+        client.sendall(b"c" * to_server)
+        while client.recv(65536):
+            pass
+    t.join()
+    server.close()
+    return port, client_port
+
+
+@kernel
+def test_tcplife_sums_bytes_per_local_port_in_its_map():
+    """The port_bytes map (host-order local port -> {rx, tx}) that the exporter reads, from the tool's object."""
+    from cbpf._tools import tool_object
+
+    with cbpf.Object(tool_object("tcplife")) as obj:
+        port, client_port = loopback_session(7_777, 222)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(obj.maps["port_bytes"].to_dict()) < 2:
+            time.sleep(0.05)
+        value = obj.btf_struct("port_bytes")
+        sums = {k: value.decode(v) for k, v in obj.maps["port_bytes"].items()}
+    key = lambda p: p.to_bytes(2, sys.byteorder)  # noqa: E731
+    assert (sums[key(port)].rx, sums[key(port)].tx) == (7_777, 222)
+    assert (sums[key(client_port)].rx, sums[key(client_port)].tx) == (222, 7_777)
 
 
 RUNQ_CHILD = """
