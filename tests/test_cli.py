@@ -165,13 +165,17 @@ def test_execsnoop_shows_the_exact_command_and_argv():
         child = subprocess.run(argv)
         assert child.returncode == 0
         event = tool.wait_for(lambda e: marker in e["argv"])
+        many = ["/bin/sh", "-c", "exit 0", f"{marker}-many", *(f"a{i}" for i in range(30))]
+        assert subprocess.run(many).returncode == 0
+        long_one = tool.wait_for(lambda e: f"{marker}-many" in e["argv"])
     finally:
         tool.proc.send_signal(signal.SIGINT)
         status, _, err = tool.finish()
-    assert event["argv"] == argv
+    assert event["argv"] == argv and event["truncated"] is False
     assert event["filename"] == "/bin/sh"
     assert event["comm"] == "sh"
     assert event["ppid"] == os.getpid() and event["uid"] == os.getuid() and event["ret"] == 0
+    assert long_one["argv"] == many[:20] and long_one["truncated"] is True  # 20 arguments are kept
     assert status == 0 and "Traceback" not in err
 
 
@@ -658,6 +662,20 @@ def test_inspect_lists_maps_programs_and_globals(run_object: Path):
     assert info["globals"] == {"targ_tgid": 0, "sample_value": 1, "seen": 0, "unused_call": 0}
     text = subprocess.run(cbpf_cmd("inspect", str(run_object)), capture_output=True, text=True, cwd=ROOT).stdout
     assert "on_getpid" in text and "syscalls/sys_enter_getpid" in text and "sample_value" in text
+
+
+def test_inspect_reads_a_legacy_object(legacy_objects):
+    r = subprocess.run(cbpf_cmd("inspect", str(legacy_objects["twin"]), "--json"), capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["format"] == "legacy" and info["globals"] == {}
+    maps = {m["name"]: (m["type"], m["key_size"], m["value_size"], m["max_entries"]) for m in info["maps"]}
+    assert maps == {"config": ("array", 4, 4, 1), "counts": ("hash", 4, 8, 64), "slots": ("array", 4, 8, 4),
+                    "percpu": ("percpu_array", 4, 8, 1)}
+    programs = {p["name"]: (p["type"], p["boot_attaches"]) for p in info["programs"]}
+    assert programs == {"count_hash": ("tracepoint", True), "count_array": ("tracepoint", True),
+                        "count_raw": ("raw_tracepoint", True), "filter": ("socket_filter", False)}
 
 
 # ---- bad input and environment ------------------------------------------------------------------------------------
