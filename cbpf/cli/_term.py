@@ -115,9 +115,13 @@ class Screen:
         import rich.text
 
         items: list[Any] = [rich.text.Text(header, style="bold")] if header else []
-        for block in blocks:
+        for i, block in enumerate(blocks):
+            if i or header:
+                items.append(rich.text.Text(""))
             if isinstance(block, Table):
-                t = rich.table.Table(title=block.title or None, title_justify="left", expand=False)
+                if block.title:  # above the table, not its title: a narrow table would wrap it
+                    items.append(rich.text.Text(block.title, style="bold", no_wrap=True, overflow="ellipsis"))
+                t = rich.table.Table(expand=False)
                 right = list(block.right) + [False] * (len(block.columns) - len(block.right))
                 for name, r in zip(block.columns, right):
                     t.add_column(name, justify="right" if r else "left", overflow="ellipsis",
