@@ -123,9 +123,11 @@ class Screen:
                     items.append(rich.text.Text(block.title, style="bold", no_wrap=True, overflow="ellipsis"))
                 t = rich.table.Table(expand=False)
                 right = list(block.right) + [False] * (len(block.columns) - len(block.right))
-                for name, r in zip(block.columns, right):
-                    t.add_column(name, justify="right" if r else "left", overflow="ellipsis",
-                                 no_wrap=True)
+                for i, (name, r) in enumerate(zip(block.columns, right)):
+                    # numbers keep their width in a narrow terminal; text columns give way (ellipsis)
+                    widest = max((len(str(row[i])) for row in block.rows), default=0) if r else None
+                    t.add_column(name, justify="right" if r else "left", overflow="ellipsis", no_wrap=True,
+                                 min_width=widest)
                 for row in block.rows:
                     t.add_row(*(str(c) for c in row))
                 items.append(t)
