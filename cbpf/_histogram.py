@@ -23,8 +23,8 @@ def _counts_of(source: Any) -> list[int]:
     to_dict = getattr(source, "to_dict", None)
     if to_dict is not None and hasattr(source, "max_entries"):  # a cbpf.Map: {slot: count}, per-CPU summed
         source = to_dict()
-    if isinstance(source, Mapping):
-        slots = {int(k): int(v) for k, v in source.items()}
+    if isinstance(source, Mapping):  # per-CPU maps give a list per slot: the sum over CPUs
+        slots = {int(k): int(sum(v)) if isinstance(v, (list, tuple)) else int(v) for k, v in source.items()}
         if any(k < 0 for k in slots):
             raise ValueError("a histogram's slots are numbered from 0")
         counts = [0] * (max(slots) + 1 if slots else 0)

@@ -251,11 +251,9 @@ def test_tcplife_sums_bytes_per_local_port_in_its_map():
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(obj.maps["port_bytes"].to_dict()) < 2:
             time.sleep(0.05)
-        value = obj.btf_struct("port_bytes")
-        sums = {k: value.decode(v) for k, v in obj.maps["port_bytes"].items()}
-    key = lambda p: p.to_bytes(2, sys.byteorder)  # noqa: E731
-    assert (sums[key(port)].rx, sums[key(port)].tx) == (7_777, 222)
-    assert (sums[key(client_port)].rx, sums[key(client_port)].tx) == (222, 7_777)
+        sums = obj.maps["port_bytes"].to_dict()  # {local port: port_bytes(rx, tx)}, typed by the map's BTF
+    assert (sums[port].rx, sums[port].tx) == (7_777, 222)
+    assert (sums[client_port].rx, sums[client_port].tx) == (222, 7_777)
 
 
 RUNQ_CHILD = """

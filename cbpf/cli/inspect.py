@@ -55,11 +55,9 @@ def attach_point(section: str) -> str:
 def describe(obj: cbpf.Object) -> dict[str, Any]:
     maps = []
     for m in obj.maps.values():
-        kdesc, vdesc = _typed.key_value_descs(m)
         maps.append({"name": m.name, "type": m.map_type.name.lower(), "key_size": m.key_size,
                      "value_size": m.value_size, "max_entries": m.max_entries, "flags": m.flags,
-                     "key_type": _typed.type_name(kdesc) if kdesc else None,
-                     "value_type": _typed.type_name(vdesc) if vdesc else None})
+                     "key_type": _typed.type_label(m.key_type), "value_type": _typed.type_label(m.value_type)})
     programs = []
     for p in obj.programs.values():
         try:
@@ -73,12 +71,9 @@ def describe(obj: cbpf.Object) -> dict[str, Any]:
     if not obj.legacy:
         for name in obj.globals:
             try:
-                value = obj.globals[name]
-            except (NotImplementedError, ValueError) as e:
+                value = _typed.plain(obj.globals[name])
+            except (NotImplementedError, ValueError, TypeError) as e:
                 value = f"({e})"
-            if isinstance(value, bytes):
-                value = value.split(b"\0", 1)[0].decode("utf-8", "replace") if value.rstrip(b"\0").isascii() \
-                    else value.hex()
             globals_[name] = value
     return {"file": obj.name, "format": "legacy" if obj.legacy else "modern", "maps": maps, "programs": programs,
             "globals": globals_}

@@ -113,16 +113,6 @@ def _event_struct(obj: cbpf.Object, m: Any, asked: dict[str, str]) -> Any:
     return None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.split(b"\0", 1)[0].decode("utf-8", "replace") if value.rstrip(b"\0").isascii() else value.hex()
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_asdict"):
-        return [_plain(v) for v in value]
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise CliError("--interval must be > 0", USAGE)
@@ -156,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             struct = _event_struct(obj, m, events_asked)
 
             def on_event(data: Any, name: str = m.name, struct: Any = struct) -> None:
-                value = _plain(struct.decode(data) if struct is not None else bytes(data).hex())
+                value = _typed.plain(struct.decode(data) if struct is not None else bytes(data).hex())
                 if args.json:
                     screen.emit({"time": time.time(), "map": name, "event": value})
                 elif isinstance(value, dict):
@@ -189,9 +179,8 @@ def run(args: argparse.Namespace) -> int:
                     blocks.append(Text(f"{m.name} (log2 histogram, {h.total} samples)", h.format(bar)))
                     record["histograms"][m.name] = {"total": h.total, "slots": [b._asdict() for b in h.buckets]}
                 elif kind == "globals":
-                    desc = m._describe(m.btf_value_type_id)
-                    names = [f[0] for f in desc[2]] if desc else []
-                    values = {n: _plain(obj.globals[n]) for n in names}
+                    names = getattr(m.value_type, "fields", None) or ()
+                    values = {n: _typed.plain(obj.globals[n]) for n in names}
                     record["globals"].update(values)
                     if values:
                         blocks.append(Table(f"{m.name} (globals)", ("NAME", "VALUE"), list(values.items())))

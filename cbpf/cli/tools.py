@@ -144,7 +144,7 @@ def execsnoop(args: argparse.Namespace) -> int:
             return
         if args.pid is not None and args.pid not in (e.pid, e.ppid):
             return
-        argv = [a.split(b"\0", 1)[0].decode("utf-8", "replace") for a in e.argv[: e.argc]]
+        argv = [comm_of(a) for a in e.argv[: e.argc]]
         comm = comm_of(e.comm)
         if args.comm is not None and comm != args.comm:
             return
