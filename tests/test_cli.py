@@ -110,6 +110,7 @@ class Tool:
         if ready not in line:
             self.proc.kill()
             raise AssertionError(f"cbpf {args[0]} did not start: {line}{self.proc.stderr.read()}")
+        time.sleep(0.3)  # programs see events a moment after attaching (docs/guide/cli.md): start after that
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -276,11 +277,10 @@ def runqlat_of_sleeps(n: int) -> tuple[dict, int]:
     try:
         assert child.stdout.readline() == "ready\n"
         time.sleep(0.2)  # blocked in read()
-        tool = Tool("runqlat", "--json", "--pid", str(child.pid), "--duration", "4")
         # Under heavy scheduling load (two pipe ping-pong pairs on both CPUs), runqlat missed events in the first
         # moments after attaching in about one run in ten when the child started at once, and in none of 60 runs
-        # when it started 0.1 s or more later: the test measures the steady state.
-        time.sleep(0.3)
+        # when it started 0.1 s or more later: Tool waits 0.3 s, the test measures the steady state.
+        tool = Tool("runqlat", "--json", "--pid", str(child.pid), "--duration", "4")
         before = int(Path(f"/proc/{child.pid}/schedstat").read_text().split()[2])
         child.stdin.write("x")
         child.stdin.flush()
@@ -561,6 +561,7 @@ def run_in_pty(args: list[str], columns: int, rows: int, until, cause, timeout: 
                     break
             text = ANSI.sub("", out.decode("utf-8", "replace"))
             if not caused and "Ctrl-C" in text:
+                time.sleep(0.3)  # as Tool does
                 cause()
                 caused = True
             if caused and until(text):
