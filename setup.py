@@ -135,10 +135,11 @@ def toolchain():
 
 
 def compile_bpf(source, output):
-    """A bundled program against the libbpf headers and UAPI headers of the libbpf build."""
+    """A bundled program against cbpf's own headers (cbpf/histogram.h) and the libbpf and UAPI headers of the
+    libbpf build."""
     tc = toolchain()
     try:
-        tc.compile_file(source, output, include_dirs=[BUILD / "include"])
+        tc.compile_file(source, output, include_dirs=[ROOT / "cbpf" / "include", BUILD / "include"])
     except tc.CompileError as e:
         sys.exit(f"{e}\n{e.log}")
 
@@ -162,9 +163,12 @@ class BuildPy(build_py):
         include.mkdir(parents=True, exist_ok=True)
         for header in BPF_SIDE_HEADERS:
             shutil.copy2(BUILD / "include" / "bpf" / header, include / header)
+        # the tools' objects (cbpf/_tools.py finds them): rebuilt when their source or a header they share changed
+        headers = [*(ROOT / "cbpf" / "bpf").glob("*.h"), *(ROOT / "cbpf" / "include" / "cbpf").glob("*.h")]
         for source in sorted((ROOT / "cbpf" / "bpf").glob("*.bpf.c")):
             output = source.with_suffix(".o")
-            if not output.exists() or output.stat().st_mtime < source.stat().st_mtime:
+            newest = max(p.stat().st_mtime for p in [source, *headers])
+            if not output.exists() or output.stat().st_mtime < newest:
                 compile_bpf(source, output)
         super().run()
 
@@ -205,5 +209,6 @@ ext = Extension(
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
-    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
+    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.h", "bpf/*.bpf.o", "include/bpf/*.h",
+                          "include/cbpf/*.h"]},
 )
