@@ -1,0 +1,131 @@
+"""Every code example of the documentation (docs/**/*.md) runs, so that the pages cannot drift from the code.
+
+The convention, per page, in a fresh temporary directory that is the working directory:
+- a fenced block ```c title="NAME.bpf.c"``` is written to NAME.bpf.c and compiled (clang -O2 -g -target bpf, with
+  cbpf's include dir and a vmlinux.h of the running kernel) to NAME.bpf.o, before any python block runs; a ```c
+  block with another title (a header, "common.h") is only written;
+- the ```python blocks are executed in order, in one namespace, as root against the real kernel (in a child
+  interpreter: a page cannot disturb the test process, and what it booted goes with it);
+- ```sh, ```text and every other block are not run.
+Blocks may be indented (inside a list item or an admonition); the indentation of the fence is removed.
+A failure names the page, the block's line and the error (tracebacks point into the .md file).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from conftest import compile_bpf
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+if not DOCS.is_dir():  # a copy of tests/ without the documentation beside it
+    pytest.skip(f"no documentation at {DOCS}", allow_module_level=True)
+
+
+class Block(NamedTuple):
+    language: str
+    title: str | None
+    line: int  # the first line of the code, 1-based
+    code: str
+
+
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
+TITLE = re.compile(r"""title=(?:"([^"]*)"|'([^']*)'|(\S+))""")
+
+
+def blocks(text: str) -> list[Block]:
+    """The fenced code blocks of a Markdown page, in order."""
+    found = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if m is None:
+            i += 1
+            continue
+        indent, fence, info = m["indent"], m["fence"], m["info"].strip()
+        language = info.split()[0].lstrip(".{").lower() if info else ""
+        t = TITLE.search(info)
+        title = next(g for g in t.groups() if g is not None) if t else None
+        body = []
+        j = i + 1
+        while j < len(lines):
+            closing = lines[j].strip()
+            if closing.startswith(fence[0] * len(fence)) and set(closing) == {fence[0]}:
+                break
+            line = lines[j]
+            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            j += 1
+        found.append(Block(language, title, i + 2, "\n".join(body) + "\n"))
+        i = j + 1
+    return found
+
+
+def runnable(page: Path) -> bool:
+    return any(b.language == "python" or (b.language == "c" and b.title) for b in blocks(page.read_text()))
+
+
+PAGES = sorted(p for p in DOCS.rglob("*.md") if runnable(p))
+
+
+def test_the_block_parser_reads_fences_titles_and_indentation():
+    page = ('# t\n\n```c title="a.bpf.c"\nint x;\n```\n\n- item\n\n    ```python\n    x = 1\n    if x:\n'
+            '        y = 2\n    ```\n\n~~~sh\nmake\n~~~\n````text\n```\n````\n')
+    assert blocks(page) == [
+        Block("c", "a.bpf.c", 4, "int x;\n"),
+        Block("python", None, 10, "x = 1\nif x:\n    y = 2\n"),
+        Block("sh", None, 16, "make\n"),
+        Block("text", None, 19, "```\n"),
+    ]
+
+
+def test_the_documentation_has_examples_to_run():
+    # the tutorial and the guides have code; if the parser found none, this suite would test nothing
+    assert DOCS / "tutorial.md" in PAGES
+    assert len(PAGES) >= 3, PAGES
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+def test_page_examples_run(page: Path, tmp_path: Path, bpf_build_dir: Path) -> None:
+    page_blocks = blocks(page.read_text())
+    for b in page_blocks:
+        if b.language == "c" and b.title:
+            target = tmp_path / b.title
+            if target.parent != tmp_path:
+                pytest.fail(f"{page.name}:{b.line}: a C block's title must be a plain file name: {b.title!r}")
+            target.write_text(b.code)
+    for b in page_blocks:
+        if b.language == "c" and b.title and b.title.endswith(".bpf.c"):
+            try:
+                compile_bpf(tmp_path / b.title, tmp_path, ("-I", str(bpf_build_dir)))
+            except RuntimeError as e:
+                pytest.fail(f"{page.relative_to(DOCS.parent)}:{b.line}: {e}", pytrace=False)
+    python = [{"line": b.line, "code": b.code} for b in page_blocks if b.language == "python"]
+    if not python:
+        return
+    r = subprocess.run([sys.executable, __file__, str(page.relative_to(DOCS.parent))], input=json.dumps(python),
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.fail(f"{page.relative_to(DOCS.parent)}: an example failed:\n{r.stderr[-4000:]}", pytrace=False)
+
+
+def run_blocks(page_name: str, python: list[dict[str, object]]) -> None:
+    """In the child: each block compiled with the page's name and line numbers, so a traceback points into the
+    page, then run in the page's one namespace."""
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    for b in python:
+        line, code = int(str(b["line"])), str(b["code"])
+        exec(compile("\n" * (line - 1) + code, page_name, "exec"), namespace)
+
+
+if __name__ == "__main__":
+    run_blocks(sys.argv[1], json.loads(sys.stdin.read()))
