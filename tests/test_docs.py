@@ -7,6 +7,7 @@ The convention, per page, in a fresh temporary directory that is the working dir
 - the ```python blocks are executed in order, in one namespace, as root against the real kernel (in a child
   interpreter: a page cannot disturb the test process, and what it booted goes with it);
 - ```sh, ```text and every other block are not run.
+README.md's example runs too, with the C blocks of docs/tutorial.md (where its counter.bpf.c is written out).
 Blocks may be indented (inside a list item or an admonition); the indentation of the fence is removed.
 A failure names the page, the block's line and the error (tracebacks point into the .md file).
 """
@@ -25,6 +26,7 @@ import pytest
 from conftest import compile_bpf
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
 
 if not DOCS.is_dir():  # a copy of tests/ without the documentation beside it
     pytest.skip(f"no documentation at {DOCS}", allow_module_level=True)
@@ -74,6 +76,14 @@ def runnable(page: Path) -> bool:
 
 
 PAGES = sorted(p for p in DOCS.rglob("*.md") if runnable(p))
+if README.exists():
+    PAGES.append(README)
+# a page whose C comes from another page
+C_FROM = {README: DOCS / "tutorial.md"}
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(DOCS)) if page.is_relative_to(DOCS) else page.name
 
 
 def test_the_block_parser_reads_fences_titles_and_indentation():
@@ -89,21 +99,22 @@ def test_the_block_parser_reads_fences_titles_and_indentation():
 
 def test_the_documentation_has_examples_to_run():
     # the tutorial and the guides have code; if the parser found none, this suite would test nothing
-    assert DOCS / "tutorial.md" in PAGES
-    assert len(PAGES) >= 3, PAGES
+    assert DOCS / "tutorial.md" in PAGES and README in PAGES
+    assert len(PAGES) >= 4, PAGES
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[page_id(p) for p in PAGES])
 def test_page_examples_run(page: Path, tmp_path: Path, bpf_build_dir: Path) -> None:
     page_blocks = blocks(page.read_text())
-    for b in page_blocks:
+    c_blocks = blocks(C_FROM[page].read_text()) if page in C_FROM else page_blocks
+    for b in c_blocks:
         if b.language == "c" and b.title:
             target = tmp_path / b.title
             if target.parent != tmp_path:
                 pytest.fail(f"{page.name}:{b.line}: a C block's title must be a plain file name: {b.title!r}")
             target.write_text(b.code)
-    for b in page_blocks:
+    for b in c_blocks:
         if b.language == "c" and b.title and b.title.endswith(".bpf.c"):
             try:
                 compile_bpf(tmp_path / b.title, tmp_path, ("-I", str(bpf_build_dir)))
