@@ -86,7 +86,7 @@ def page_id(page: Path) -> str:
     return str(page.relative_to(DOCS)) if page.is_relative_to(DOCS) else page.name
 
 
-def test_the_block_parser_reads_fences_titles_and_indentation():
+def test_the_block_parser_reads_fences_titles_and_indentation() -> None:
     page = ('# t\n\n```c title="a.bpf.c"\nint x;\n```\n\n- item\n\n    ```python\n    x = 1\n    if x:\n'
             '        y = 2\n    ```\n\n~~~sh\nmake\n~~~\n````text\n```\n````\n')
     assert blocks(page) == [
@@ -97,7 +97,7 @@ def test_the_block_parser_reads_fences_titles_and_indentation():
     ]
 
 
-def test_the_documentation_has_examples_to_run():
+def test_the_documentation_has_examples_to_run() -> None:
     # the tutorial and the guides have code; if the parser found none, this suite would test nothing
     assert DOCS / "tutorial.md" in PAGES and README in PAGES
     assert len(PAGES) >= 4, PAGES
@@ -140,3 +140,25 @@ def run_blocks(page_name: str, python: list[dict[str, object]]) -> None:
 
 if __name__ == "__main__":
     run_blocks(sys.argv[1], json.loads(sys.stdin.read()))
+
+
+def test_the_link_checker_finds_missing_pages_and_anchors(tmp_path: Path) -> None:
+    checker = DOCS.parent / "scripts" / "check-links"
+    if not checker.exists():
+        pytest.skip("no scripts/check-links beside the tests")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "index.html").write_text('<a href="sub/">ok</a> <a href="sub/#there">ok</a> <a href="#top">ok</a>'
+                                         '<h1 id="top">t</h1> <a href="https://example.org/x">external</a>'
+                                         '<img src="/base/img.png">')
+    (tmp_path / "img.png").write_bytes(b"")
+    (tmp_path / "sub" / "index.html").write_text('<p id="there">x</p> <a href="../index.html#top">ok</a>')
+    good = subprocess.run([sys.executable, str(checker), str(tmp_path), "/base/"], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert "5 internal links in 2 pages, 0 broken" in good.stdout  # the external one is not followed
+    (tmp_path / "sub" / "index.html").write_text('<a href="../missing/">x</a> <a href="../index.html#nowhere">y</a>')
+    bad = subprocess.run([sys.executable, str(checker), str(tmp_path), "/base/"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "sub/index.html: ../missing/ (no such file in the site)" in bad.stderr
+    assert "sub/index.html: ../index.html#nowhere (no id 'nowhere' in index.html)" in bad.stderr
+    assert "index.html: sub/#there (no id 'there' in sub/index.html)" in bad.stderr  # the anchor went with it
+    assert "6 internal links in 2 pages, 3 broken" in bad.stdout

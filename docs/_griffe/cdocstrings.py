@@ -26,10 +26,12 @@ class CDocstrings(griffe.Extension):
 
     def _fill(self, node: griffe.Object | griffe.Alias, runtime: Any) -> None:
         doc = runtime.__doc__ if not isinstance(runtime, (int, str, float, bytes)) else None
+        if isinstance(node, griffe.Alias):
+            return
         if node.docstring is None and doc and (inspect.isroutine(runtime) or inspect.isclass(runtime)
                                                or inspect.ismodule(runtime) or inspect.isdatadescriptor(runtime)):
             node.docstring = griffe.Docstring(inspect.cleandoc(doc), parent=node)
-        if isinstance(node, griffe.Alias) or not (node.is_module or node.is_class):
+        if not (node.is_module or node.is_class):
             return
         for name, member in node.members.items():
             if isinstance(member, griffe.Alias):
