@@ -29,6 +29,7 @@ bench: setup
 	$(PY) benchmarks/bench_fetch.py
 	$(PY) benchmarks/bench_maps.py
 	$(PY) benchmarks/bench_events.py
+	$(PY) benchmarks/bench_values.py
 	$(PY) benchmarks/bench_threads.py
 
 # the documentation site into site/, warnings as errors, internal links checked
