@@ -30,6 +30,7 @@ bench: setup
 	$(PY) benchmarks/bench_maps.py
 	$(PY) benchmarks/bench_events.py
 	$(PY) benchmarks/bench_values.py
+	$(PY) benchmarks/bench_compile.py
 	$(PY) benchmarks/bench_threads.py
 
 # the documentation site into site/, warnings as errors, internal links checked
