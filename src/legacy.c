@@ -330,6 +330,35 @@ int cbpf_legacy_is_legacy(const void *data, size_t size)
     return legacy_marks(&e);
 }
 
+void cbpf_elf_license(const void *data, size_t size, char *out, size_t outlen)
+{
+    struct elf e;
+    Elf64_Shdr sh;
+    if (!out || !outlen)
+        return;
+    out[0] = '\0';
+    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
+        return;
+    elf_shdr(&e, e.eh.e_shstrndx, &sh);
+    if (elf_names(&e, &sh, NULL, 0) < 0)
+        return;
+    for (size_t i = 1; i < e.shnum; i++) {
+        const unsigned char *b;
+        size_t len;
+        elf_shdr(&e, i, &sh);
+        const char *name = tab_str(e.shstr, e.shstr_size, sh.sh_name);
+        if (!name || strcmp(name, "license") != 0 || sec_bytes(&e, &sh, &b, &len) < 0)
+            continue;
+        const unsigned char *nul = memchr(b, '\0', len);
+        size_t n = nul ? (size_t)(nul - b) : len;
+        n = n < outlen - 1 ? n : outlen - 1;
+        memcpy(out, b, n);
+        out[n] = '\0';
+        one_line(out);
+        return;
+    }
+}
+
 size_t cbpf_elf_unused_code_sections(const void *data, size_t size, const char *const *prog_sections, size_t n,
                                      char *out, size_t outlen)
 {

@@ -114,6 +114,9 @@ struct cbpf_legacy_spec {
  * any bytes, no syscall. */
 int cbpf_legacy_is_legacy(const void *data, size_t size);
 
+/* The "license" section's string into out (truncated to outlen - 1, made printable); "" when there is none. */
+void cbpf_elf_license(const void *data, size_t size, char *out, size_t outlen);
+
 /* For an object libbpf opened: the executable sections other than .text* that hold none of the programs libbpf
  * found (prog_sections[0..n), their section names), written into out as "'a', 'b'"; returns how many. */
 size_t cbpf_elf_unused_code_sections(const void *data, size_t size, const char *const *prog_sections, size_t n,

@@ -1,0 +1,29 @@
+/* The transition style: old headers' struct bpf_map_def records in "maps" beside BTF-defined maps in ".maps". The
+ * .maps part needs the object's BTF: without -g the loader says so. */
+#include "dialects.h"
+
+struct bpf_map_def {
+    unsigned int type, key_size, value_size, max_entries, map_flags;
+};
+
+struct bpf_map_def SEC("maps") old_counts = {
+    .type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 8, .max_entries = 64,
+};
+
+/* libbpf's layout: __uint(name, N) is a pointer to an array of N, __type(name, T) a pointer to T */
+struct {
+    int (*type)[BPF_MAP_TYPE_HASH];
+    int (*max_entries)[64];
+    __u32 *key;
+    __u64 *value;
+} new_counts SEC(".maps");
+
+/* getpid calls per process, in both maps */
+SEC("tracepoint/syscalls/sys_enter_getpid") int count_both(void *ctx)
+{
+    count_process(&new_counts);
+    count_process(&old_counts);
+    return 0;
+}
+
+char _license[] SEC("license") = "GPL";
