@@ -29,11 +29,17 @@ def one_input(data: bytes) -> None:
         return
     try:
         too_big = any(m.max_entries * (m.key_size + m.value_size) > MAX_MAP_BYTES for m in obj.maps.values())
+        # legacy dialects pin maps (tc's, gobpf's): the pins this load makes are removed, others left alone
+        pins = {m.pin_path for m in obj.maps.values() if m.pin_path and not os.path.exists(m.pin_path)}
         if LOAD and not too_big:
             try:
                 obj.load()
             except OSError:
                 return
+            finally:
+                for path in pins:
+                    if os.path.exists(path):
+                        os.unlink(path)
         for m in obj.maps.values():
             m.fd  # noqa: B018 - touch every map object
     finally:

@@ -343,6 +343,11 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
         if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
             return -1;
         }
+        /* where load() will look for it and pin it, known before */
+        if (spec->maps[i].pin_path != NULL &&
+            (m->pin_path = PyUnicode_DecodeFSDefault(spec->maps[i].pin_path)) == NULL) {
+            return -1;
+        }
     }
     for (size_t i = 0; i < spec->nprogs; i++) {
         ProgramObject *p = cbpf_program_from_legacy(st, self, (Py_ssize_t)i);

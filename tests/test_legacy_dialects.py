@@ -189,6 +189,8 @@ def test_gobpf_maps_sections_load_pin_in_the_namespace_and_count(build, variant,
     pins.append(gobpf_pin())
     pid = os.getpid()
     path = build("gobpf", variant)
+    with cbpf.Object(path, load=False) as obj:
+        assert obj.maps["shared"].pin_path == gobpf_pin()  # known before load
     for round_ in (1, 2):  # the second load reuses the pinned map, counts and all
         with cbpf.Object(path, attach=False) as obj:
             assert obj.dialect == "gobpf" and obj.license == "GPL"
