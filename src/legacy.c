@@ -456,6 +456,13 @@ static const struct sec_def sec_defs[] = {
 
 /* A tracepoint's "<category>/<name>" becomes a tracefs path, a pin's name a bpffs one: plain names only, no "..",
  * no "/". */
+int cbpf_legacy_tracepoint_ok(const char *target)
+{
+    const char *slash = strchr(target, '/');
+    return slash && cbpf_legacy_name_ok(target, (size_t)(slash - target)) &&
+           cbpf_legacy_name_ok(slash + 1, strlen(slash + 1));
+}
+
 int cbpf_legacy_name_ok(const char *s, size_t n)
 {
     if (n == 0 || s[0] == '.')
@@ -493,8 +500,7 @@ static int classify(const char *sec, struct cbpf_legacy_prog_spec *p, char *err,
                             sec);
         }
         if (d->attach == CBPF_LEGACY_ATTACH_TRACEPOINT) {
-            const char *slash = strchr(arg, '/');
-            if (!slash || !cbpf_legacy_name_ok(arg, (size_t)(slash - arg)) || !cbpf_legacy_name_ok(slash + 1, strlen(slash + 1)))
+            if (!cbpf_legacy_tracepoint_ok(arg))
                 return fail(err, errlen, -EINVAL,
                             "section '%s': a tracepoint section is '%s<category>/<name>' (letters, digits, _ - .)", sec,
                             d->prefix);

@@ -11,4 +11,7 @@ int cbpf_legacy_fail(char *err, size_t errlen, int ret, const char *fmt, ...) __
  * a dot (so no "." or ".."). */
 int cbpf_legacy_name_ok(const char *s, size_t n);
 
+/* 1 when target is "<category>/<name>", both parts as cbpf_legacy_name_ok wants them. */
+int cbpf_legacy_tracepoint_ok(const char *target);
+
 #endif /* CBPF_LEGACY_INTERNAL_H */

@@ -547,8 +547,7 @@ static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int 
     static const char *const roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
     char path[512], buf[64], what[300];
     const char *root = NULL;
-    const char *slash = strchr(target, '/');
-    if (!slash || !cbpf_legacy_name_ok(target, (size_t)(slash - target)) || !cbpf_legacy_name_ok(slash + 1, strlen(slash + 1)))
+    if (!cbpf_legacy_tracepoint_ok(target))
         return fail(err, errlen, -EINVAL, "'%s' is not a tracepoint: '<category>/<name>' (letters, digits, _ - .)",
                     target);
     snprintf(what, sizeof(what), "tracepoint %s", target);

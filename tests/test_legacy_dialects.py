@@ -282,16 +282,21 @@ GOBPF_MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize(("mutate", "err", "message"), GOBPF_MALFORMED)
-def test_malformed_gobpf_objects_raise_clearly(build, variant, mutate, err, message):
-    elf = Elf(build("gobpf", variant).read_bytes())
+def assert_refused(data: bytes, mutate: Callable[[Elf], None], err: int, message: str) -> None:
+    """The object, mutated, is refused at open with exactly this message and errno, leaving no fd open."""
+    elf = Elf(data)
     mutate(elf)
     before = open_fds()
     with pytest.raises(OSError, match=r"opening BPF object 'object' \(legacy format\): " + message) as info:
         cbpf.Object(bytes(elf.data), load=False)
     assert info.value.errno == err
     assert open_fds() == before
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(("mutate", "err", "message"), GOBPF_MALFORMED)
+def test_malformed_gobpf_objects_raise_clearly(build, variant, mutate, err, message):
+    assert_refused(build("gobpf", variant).read_bytes(), mutate, err, message)
 
 
 # ---- 5. iproute2 ----
@@ -381,13 +386,7 @@ IPROUTE2_MALFORMED = [
 @pytest.mark.parametrize("variant", ["iproute2", "iproute2.g"])
 @pytest.mark.parametrize(("mutate", "err", "message"), IPROUTE2_MALFORMED)
 def test_malformed_iproute2_objects_raise_clearly(legacy_objects, variant, mutate, err, message):
-    elf = Elf(legacy_objects[variant].read_bytes())
-    mutate(elf)
-    before = open_fds()
-    with pytest.raises(OSError, match=r"opening BPF object 'object' \(legacy format\): " + message) as info:
-        cbpf.Object(bytes(elf.data), load=False)
-    assert info.value.errno == err
-    assert open_fds() == before
+    assert_refused(legacy_objects[variant].read_bytes(), mutate, err, message)
 
 
 def test_a_36_byte_record_without_btf_is_read_as_bpf_elf_map(legacy_objects):

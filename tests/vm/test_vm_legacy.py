@@ -39,7 +39,8 @@ with cbpf.Object(path, attach=False) as obj:
     obj.maps["perf_target"][0] = os.getpid()
     for stream in range(3):
         got = []
-        with cbpf.PerfBuffer(obj.maps["perf_samples"], lambda data: got.append(int.from_bytes(data[:8], "little"))) as pb:
+        on_sample = lambda data: got.append(int.from_bytes(data[:8], "little"))
+        with cbpf.PerfBuffer(obj.maps["perf_samples"], on_sample) as pb:
             with obj.programs["perf_getpid"].attach():
                 for _ in range(20):
                     os.getpid()
