@@ -458,3 +458,27 @@ def test_btf_defined_maps_without_btf_say_to_compile_with_g(build):
                                       r"described by the object's BTF, which it lacks: compile it with -g") as info:
         cbpf.Object(build("mixed", "plain"), load=False)
     assert info.value.errno == errno.EOPNOTSUPP
+
+
+def test_co_re_relocations_in_a_legacy_object_are_refused_not_ignored(build):
+    with pytest.raises(OSError, match=r"the object has CO-RE relocations \(\.BTF\.ext\), which the legacy loader does "
+                                      r"not apply: keep legacy map definitions out of CO-RE objects") as info:
+        cbpf.Object(build("mixed", "g", "CORE"), load=False)
+    assert info.value.errno == errno.EOPNOTSUPP
+
+
+def rename_section(e: Elf, old: str, new: str) -> None:
+    """Renames a section in place (same length)."""
+    assert len(old) == len(new)
+    at = e.shdr(e.shstrndx)[4] + e.shdr(e.section(old))[0]
+    e.data[at:at + len(new)] = new.encode()
+
+
+def test_an_unknown_section_beside_btf_maps_stays_libbpfs(bpf_build_dir):
+    """.maps is libbpf's mark: an unknown section name there is libbpf's to judge (it loads no type), not a legacy
+    object's."""
+    from conftest import compile_bpf
+    elf = Elf(compile_bpf(LEGACY / "twin.bpf.c", bpf_build_dir, ("-I", str(LEGACY))).read_bytes())
+    rename_section(elf, "socket", "filter")
+    with cbpf.Object(bytes(elf.data), load=False) as obj:
+        assert not obj.legacy and obj.programs["filter"].section == "filter"

@@ -27,3 +27,17 @@ SEC("tracepoint/syscalls/sys_enter_getpid") int count_both(void *ctx)
 }
 
 char _license[] SEC("license") = "GPL";
+
+#ifdef CORE
+/* a CO-RE field access (with -g: a relocation in .BTF.ext), which only libbpf applies */
+struct task_like {
+    int pid;
+} __attribute__((preserve_access_index));
+
+SEC("tracepoint/syscalls/sys_enter_getppid") int core_read(struct task_like *t)
+{
+    int pid = 0;
+    bpf_probe_read_kernel(&pid, sizeof(pid), &t->pid);
+    return pid;
+}
+#endif
