@@ -1236,6 +1236,11 @@ static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
                        "map '%s' (.maps): pinning %u (0: none, 1: LIBBPF_PIN_BY_NAME)", name, m->pinning);
             goto done;
         }
+        if (m->pinning && !cbpf_legacy_name_ok(name, strlen(name))) {
+            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): a pinned map's name is letters, digits, _ - .",
+                       name);
+            goto done;
+        }
         if (m->pinning) {
             size_t plen = strlen(CBPF_LEGACY_BPFFS) + strlen(name) + 2;
             m->pin_path = malloc(plen);
