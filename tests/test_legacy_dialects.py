@@ -61,7 +61,11 @@ def build(tmp_path_factory):
 
 @pytest.fixture
 def pins():
-    """Removes what the test pinned (paths it appends), and the directories the loader made for them."""
+    """Removes what the test pinned (paths it appends), and the directories the loader made for them. bpffs is
+    mounted first when it is not (the loader would mount it; the test makes directories there before)."""
+    with open("/proc/self/mounts") as f:
+        if " /sys/fs/bpf bpf " not in f.read():
+            subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
     made: list[str] = []
     yield made
     for path in made:
