@@ -1367,8 +1367,11 @@ static int check_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t bas
             continue;
         if (!is_map_in_map(m->type)) {
             if (m->inner_map_idx)
-                return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx is %u but it is not a map-in-map",
-                            m->name, m->inner_map_idx);
+                return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx is %u but it is not a map-in-map%s",
+                            m->name, m->inner_map_idx,
+                            m->def_size == MAP_DEF_KNOWN ? " (an iproute2 struct bpf_elf_map of 28 bytes, whose id this "
+                                                           "is? compile with -g, so that its BTF names the struct)"
+                                                         : "");
             continue;
         }
         if (m->def_size < 24)

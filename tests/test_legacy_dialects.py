@@ -486,3 +486,26 @@ def test_an_unknown_section_beside_btf_maps_stays_libbpfs(bpf_build_dir):
     rename_section(elf, "socket", "filter")
     with cbpf.Object(bytes(elf.data), load=False) as obj:
         assert not obj.legacy and obj.programs["filter"].section == "filter"
+
+
+def test_iproute2s_older_28_byte_record_is_told_apart_by_its_btf(build, pins):
+    name, pin = f"old_counts{TAG}", f"/sys/fs/bpf/tc/globals/old_counts{TAG}"
+    pins.append(pin)
+    with cbpf.Object(build("iproute2_old", "g"), attach=False) as obj:
+        assert obj.dialect == "iproute2" and obj.maps[name].pin_path == pin
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with a, b, obj.programs["count_old"].attach_socket(b):
+            for _ in range(3):
+                a.send(b"z")
+            assert [b.recv(4) for _ in range(3)] == [b"z"] * 3
+        assert obj.maps[name].fetch(0) == 3
+    # without -g the same 28 bytes are a struct bpf_map_def whose numa_node (the pinning) makes no sense: said so
+    with pytest.raises(OSError, match=rf"map '{name}': numa_node is 2 without BPF_F_NUMA_NODE in map_flags \(an "
+                                      r"iproute2 struct bpf_elf_map of 28 bytes\? compile with -g, so that its BTF "
+                                      r"names the struct\)") as info:
+        cbpf.Object(build("iproute2_old", "plain"), load=False)
+    assert info.value.errno == errno.EINVAL
+    # and with pinning 0, its id reads as an inner_map_idx on a map that has no inner map: said so too
+    assert_refused(build("iproute2_old", "plain").read_bytes(), elf_map_field(name, 6, 0), errno.EINVAL,
+                   rf"map '{name}': inner_map_idx is 1 but it is not a map-in-map \(an iproute2 struct bpf_elf_map "
+                   r"of 28 bytes, whose id this is\? compile with -g, so that its BTF names the struct\)")
