@@ -262,11 +262,13 @@ static int has_core_relocs(const struct elf *e, const Elf64_Shdr *sh)
     return h.magic == 0xeB9F && h.hdr_len >= sizeof(h) && h.core_relo_len > 0;
 }
 
+static int typed_by_legacy(const char *sec);
+
 /* The legacy marks of an object that has no map section (see cbpf_legacy_is_legacy). */
 static int legacy_marks(const struct elf *e)
 {
     Elf64_Shdr sh, symsh = {0};
-    int marks = 0;
+    int marks = 0, version = 0, untyped = 0;
     size_t symtab = 0;
     for (size_t i = 1; i < e->shnum; i++) {
         elf_shdr(e, i, &sh);
@@ -276,14 +278,14 @@ static int legacy_marks(const struct elf *e)
         if (is_libbpf_only(name) || (strcmp(name, ".BTF.ext") == 0 && has_core_relocs(e, &sh)))
             return 0;
         if (strcmp(name, "version") == 0)
-            marks = 1;
+            version = 1;
         if (sh.sh_type == SHT_SYMTAB) {
             symtab = i;
             symsh = sh;
         }
     }
     if (!symtab || symsh.sh_entsize != sizeof(Elf64_Sym) || !in_file(e, symsh.sh_offset, symsh.sh_size))
-        return marks;
+        return 0;
     unsigned char *has_func = calloc(e->shnum, 1);
     if (!has_func)
         return 0; /* never fails: libbpf gets the object and says what it makes of it */
@@ -307,9 +309,12 @@ static int legacy_marks(const struct elf *e)
         /* a name libbpf 1.x gives no program type; or old LLVM's NOTYPE program symbol, where libbpf sees none */
         if (!has_func[i] || libbpf_prog_type_by_name(name, &type, &attach) < 0)
             marks = 1;
+        untyped |= !typed_by_legacy(name);
     }
     free(has_func);
-    return marks;
+    /* a "version" section alone (libbpf ignores it) is a mark only when this loader types every section: an fentry/
+     * or tp_btf/ program with one is libbpf's */
+    return marks || (version && !untyped);
 }
 
 int cbpf_legacy_is_legacy(const void *data, size_t size)
@@ -515,6 +520,13 @@ static int classify(const char *sec, struct cbpf_legacy_prog_spec *p, char *err,
     p->attach_kind = CBPF_LEGACY_ATTACH_NONE;
     p->attach_target = NULL;
     return 0;
+}
+
+/* 1 when the legacy loader gives section sec a program type (else it loads as BPF_PROG_TYPE_UNSPEC). */
+static int typed_by_legacy(const char *sec)
+{
+    struct cbpf_legacy_prog_spec p;
+    return classify(sec, &p, NULL, 0) == 0 && p.prog_type != BPF_PROG_TYPE_UNSPEC;
 }
 
 /* ---------------------------------------------------------------- parsing */

@@ -109,9 +109,9 @@ struct cbpf_legacy_spec {
 };
 
 /* 1 when data is a 64-bit ELF in one of the legacy dialects (see the top of this file): a "maps" or "maps/<name>"
- * section; or, with no ".maps" section, no global data and no externs, a "version" section, a code section that
- * libbpf 1.x names no program type for, or a code section without function symbols. Else 0. Never fails, safe on
- * any bytes, no syscall. */
+ * section; or, with no ".maps" section, no global data, no externs and no CO-RE relocations: a code section that
+ * libbpf 1.x names no program type for, a code section without function symbols, or a "version" section when this
+ * loader types every code section. Else 0. Never fails, safe on any bytes, no syscall. */
 int cbpf_legacy_is_legacy(const void *data, size_t size);
 
 /* The "license" section's string into out (truncated to outlen - 1, made printable); "" when there is none. */

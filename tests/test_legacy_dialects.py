@@ -509,3 +509,14 @@ def test_iproute2s_older_28_byte_record_is_told_apart_by_its_btf(build, pins):
     assert_refused(build("iproute2_old", "plain").read_bytes(), elf_map_field(name, 6, 0), errno.EINVAL,
                    rf"map '{name}': inner_map_idx is 1 but it is not a map-in-map \(an iproute2 struct bpf_elf_map "
                    r"of 28 bytes, whose id this is\? compile with -g, so that its BTF names the struct\)")
+
+
+def test_a_version_section_alone_does_not_take_what_only_libbpf_can_load(build):
+    """nomaps.bpf.c with its sections renamed to fentry/fexit ones, which libbpf knows and the legacy loader cannot
+    type: the version section no longer makes it legacy."""
+    elf = Elf(build("nomaps", "g").read_bytes())
+    rename_section(elf, "xdp_abort", "fentry/ab")
+    rename_section(elf, "socket/trim", "fexit/abcde")
+    with cbpf.Object(bytes(elf.data), load=False) as obj:
+        assert not obj.legacy
+        assert {p.section for p in obj.programs.values()} == {"fentry/ab", "fexit/abcde"}
