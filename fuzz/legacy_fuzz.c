@@ -64,6 +64,9 @@ static void check_spec(const struct cbpf_legacy_spec *s)
         const struct cbpf_legacy_prog_spec *p = &s->progs[i];
         REQUIRE(p->name && p->section && printable(p->name) && printable(p->section));
         REQUIRE(p->prog_type != BPF_PROG_TYPE_UNSPEC || p->attach_kind == CBPF_LEGACY_ATTACH_NONE);
+        REQUIRE(p->tail_map < (long)s->nmaps);
+        if (p->tail_map >= 0)
+            REQUIRE(s->maps[p->tail_map].type == BPF_MAP_TYPE_PROG_ARRAY);
         REQUIRE(p->insns && p->insn_cnt > 0 && p->insn_cnt <= 1000000);
         REQUIRE(p->nsubprogs < p->insn_cnt);
         if (p->attach_kind == CBPF_LEGACY_ATTACH_NONE) {

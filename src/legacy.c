@@ -1859,6 +1859,65 @@ static int build_prog(struct parse *p, const struct cbpf_legacy_spec *spec, size
     return 0;
 }
 
+/* A number as iproute2's section names write them: decimal, or hexadecimal after 0x. */
+static int parse_u32(const char *s, const char *end, uint32_t *v)
+{
+    uint64_t n = 0;
+    int hex = end - s > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    if (hex)
+        s += 2;
+    if (s == end)
+        return -1;
+    for (; s < end; s++) {
+        int d = *s >= '0' && *s <= '9' ? *s - '0' : hex && *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                                                  : hex && *s >= 'A' && *s <= 'F' ? *s - 'A' + 10 : -1;
+        if (d < 0 || (n = n * (hex ? 16 : 10) + (uint64_t)d) > UINT32_MAX)
+            return -1;
+    }
+    *v = (uint32_t)n;
+    return 0;
+}
+
+/* iproute2's tail calls: an untyped section "<id>/<key>" goes into the program array with that id, at that key, and
+ * takes the type of the programs that use that array (tc gives every program of an object one type). */
+static void tail_calls(struct cbpf_legacy_spec *spec)
+{
+    for (size_t i = 0; i < spec->nprogs; i++) {
+        struct cbpf_legacy_prog_spec *ps = &spec->progs[i];
+        const char *slash = strchr(ps->section, '/');
+        uint32_t id, key;
+        ps->tail_map = -1;
+        if (ps->prog_type != BPF_PROG_TYPE_UNSPEC || !slash || parse_u32(ps->section, slash, &id) < 0 ||
+            parse_u32(slash + 1, slash + strlen(slash), &key) < 0 || id == 0)
+            continue;
+        for (size_t m = 0; m < spec->nmaps; m++) {
+            const struct cbpf_legacy_map_spec *ms = &spec->maps[m];
+            if (ms->format == CBPF_LEGACY_MAP_ELF && ms->id == id && ms->type == BPF_MAP_TYPE_PROG_ARRAY)
+                ps->tail_map = (long)m;
+        }
+        if (ps->tail_map < 0)
+            continue;
+        ps->tail_key = key;
+        uint32_t type = BPF_PROG_TYPE_UNSPEC, attach = 0;
+        int agree = 1;
+        for (size_t j = 0; j < spec->nprogs; j++) {
+            const struct cbpf_legacy_prog_spec *caller = &spec->progs[j];
+            for (size_t r = 0; r < caller->nrelocs && j != i; r++) {
+                if (caller->relocs[r].map_idx != (uint32_t)ps->tail_map || caller->prog_type == BPF_PROG_TYPE_UNSPEC)
+                    continue;
+                agree &= type == BPF_PROG_TYPE_UNSPEC || (type == caller->prog_type &&
+                                                          attach == caller->expected_attach_type);
+                type = caller->prog_type;
+                attach = caller->expected_attach_type;
+            }
+        }
+        if (agree) {
+            ps->prog_type = type;
+            ps->expected_attach_type = attach;
+        }
+    }
+}
+
 static int build_progs(struct parse *p, struct cbpf_legacy_spec *spec)
 {
     size_t n = 0;
@@ -1913,6 +1972,7 @@ static int build_progs(struct parse *p, struct cbpf_legacy_spec *spec)
             p->cap_insns = p->cap_relocs = 0;
         }
     }
+    tail_calls(spec);
     char **names = malloc(spec->nprogs * sizeof(*names));
     if (!names)
         return fail(p->err, p->errlen, -ENOMEM, "out of memory");

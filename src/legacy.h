@@ -93,6 +93,10 @@ struct cbpf_legacy_prog_spec {
     struct cbpf_legacy_reloc *relocs;
     size_t nrelocs;
     size_t nsubprogs; /* how many functions were appended after the program's own instructions */
+    /* iproute2's tail-call sections "<id>/<key>": loaded into key tail_key of the program array whose id is <id>
+     * (tail_map: its index in maps[]), -1 otherwise */
+    long tail_map;
+    uint32_t tail_key;
     int autoload;     /* 1 after parsing; cbpf_legacy_load skips (leaves fd -1) a program whose autoload is 0 */
 };
 
@@ -154,6 +158,8 @@ struct cbpf_legacy_prog {
     const char *attach_target; /* points into section */
     int fd;
     size_t insn_cnt;
+    long tail_map; /* see struct cbpf_legacy_prog_spec */
+    uint32_t tail_key;
     int link_fd; /* -1 until attached: a BPF link, or the perf event fd when the kernel lacks perf links */
     int perf_fd; /* the perf event behind a kprobe/tracepoint attachment, -1 otherwise */
 };

@@ -203,6 +203,23 @@ static int pin_maps(struct cbpf_legacy_obj *obj, char *err, size_t errlen)
     return 0;
 }
 
+/* iproute2: a tail-call section's program goes into its program array, at its key. */
+static int insert_tail_calls(struct cbpf_legacy_obj *obj, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < obj->nprogs; i++) {
+        struct cbpf_legacy_prog *pr = &obj->progs[i];
+        if (pr->tail_map < 0 || (size_t)pr->tail_map >= obj->nmaps || pr->fd < 0)
+            continue;
+        struct cbpf_legacy_map *m = &obj->maps[pr->tail_map];
+        uint32_t fd = (uint32_t)pr->fd;
+        int ret = bpf_map_update_elem(m->fd, &pr->tail_key, &fd, BPF_ANY);
+        if (ret < 0)
+            return fail(err, errlen, ret, "program '%s' (section %s): putting it at key %u of program array '%s' failed",
+                        pr->name, pr->section, pr->tail_key, m->name);
+    }
+    return 0;
+}
+
 /* iproute2: an inner map goes into the outer map naming it, at key inner_idx. */
 static int insert_inner_maps(struct cbpf_legacy_obj *obj, char *err, size_t errlen)
 {
@@ -415,6 +432,8 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
             goto fail;
         }
         pr->prog_type = ps->prog_type;
+        pr->tail_map = ps->tail_map;
+        pr->tail_key = ps->tail_key;
         pr->expected_attach_type = ps->expected_attach_type;
         pr->insn_cnt = ps->insn_cnt;
         pr->attach_kind = CBPF_LEGACY_ATTACH_NONE;
@@ -441,7 +460,8 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
         if ((ret = load_prog(spec, obj, i, log, err, errlen)) < 0)
             goto fail;
     }
-    if ((ret = insert_inner_maps(obj, err, errlen)) < 0 || (ret = pin_maps(obj, err, errlen)) < 0)
+    if ((ret = insert_inner_maps(obj, err, errlen)) < 0 || (ret = insert_tail_calls(obj, err, errlen)) < 0 ||
+        (ret = pin_maps(obj, err, errlen)) < 0)
         goto fail;
     *out = obj;
     return 0;

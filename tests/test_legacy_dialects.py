@@ -91,6 +91,12 @@ def u64(data: bytes) -> int:
     return int.from_bytes(data, "little")
 
 
+def prog_id(fd: int) -> int:
+    """The kernel's id of the program behind fd (what a program array's lookup gives)."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+
+
 # ---- 1. no license section ----
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -319,7 +325,12 @@ def test_iproute2_maps_pins_map_in_map_and_tc_counts(build, variant, veth, pins)
     with cbpf.Object(path, attach=False) as obj:
         assert obj.dialect == "iproute2"
         assert {n: (m.type, m.key_size, m.value_size, m.max_entries) for n, m in obj.maps.items()} == {
-            counts: (2, 4, 8, 2), per_object: (2, 4, 8, 1), "tc_inner": (2, 4, 8, 1), "tc_outer": (12, 4, 4, 1)}
+            counts: (2, 4, 8, 2), per_object: (2, 4, 8, 1), "tc_inner": (2, 4, 8, 1), "tc_outer": (12, 4, 4, 1),
+            "tc_jmp": (3, 4, 4, 1), "tail_hits": (2, 4, 8, 1)}
+        # the tail-call section "7/0": the type of the programs using program array 7, and put at its key 0
+        assert (obj.programs["tail_count"].section, obj.programs["tail_count"].type) == ("7/0",
+                                                                                         cbpf.ProgramType.SCHED_CLS)
+        assert u64(obj.maps["tc_jmp"].lookup(0)) == prog_id(obj.programs["tail_count"].fd)
         assert (obj.maps[counts].pin_path, obj.maps[per_object].pin_path) == (global_pin, object_pin)
         assert obj.maps["tc_inner"].pin_path is None
         # tc's map-in-map: tc_inner (id 42, inner_idx 0) was put at key 0 of tc_outer (inner_id 42)
@@ -333,6 +344,7 @@ def test_iproute2_maps_pins_map_in_map_and_tc_counts(build, variant, veth, pins)
         assert obj.maps[counts].fetch(1) == 25
         assert obj.maps[per_object].fetch(0) == 25
         assert obj.maps["tc_inner"].fetch(0) == 25
+        assert obj.maps["tail_hits"].fetch(0) == 25  # every datagram went on through the tail call
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         with a, b, obj.programs["sock_count"].attach_socket(b):
             for _ in range(6):
@@ -520,3 +532,12 @@ def test_a_version_section_alone_does_not_take_what_only_libbpf_can_load(build):
     with cbpf.Object(bytes(elf.data), load=False) as obj:
         assert not obj.legacy
         assert {p.section for p in obj.programs.values()} == {"fentry/ab", "fexit/abcde"}
+
+
+def test_a_tail_call_section_naming_no_program_array_stays_untyped(legacy_objects):
+    elf = Elf(legacy_objects["iproute2"].read_bytes())
+    rename_section(elf, "7/0", "9/0")
+    with cbpf.Object(bytes(elf.data), load=False) as obj:
+        assert int(obj.programs["tail_count"].type) == 0
+        with pytest.raises(OSError, match=r"program 'tail_count' \(section 9/0\): no program type"):
+            obj.load()

@@ -36,6 +36,21 @@ struct bpf_elf_map SEC("maps") tc_outer = {
     .inner_idx = ~0u,
 };
 
+/* tail calls: tc loads section "<id>/<key>" into the program array with that id, at that key */
+#define JMP_ID 7
+struct bpf_elf_map SEC("maps") tc_jmp = {
+    .type = BPF_MAP_TYPE_PROG_ARRAY, .size_key = 4, .size_value = 4, .max_elem = 1, .id = JMP_ID, .inner_idx = ~0u,
+};
+struct bpf_elf_map SEC("maps") tail_hits = {
+    .type = BPF_MAP_TYPE_ARRAY, .size_key = 4, .size_value = 8, .max_elem = 1,
+};
+
+SEC(STR(JMP_ID) "/0") int tail_count(struct __sk_buff *skb)
+{
+    add(&tail_hits, 0, 1);
+    return TC_ACT_OK;
+}
+
 SEC("classifier") int cls_count(struct __sk_buff *skb)
 {
     __u32 zero = 0;
@@ -46,7 +61,8 @@ SEC("classifier") int cls_count(struct __sk_buff *skb)
     void *inner = bpf_map_lookup_elem(&tc_outer, &zero);
     if (inner)
         add(inner, 0, 1);
-    return TC_ACT_OK;
+    bpf_tail_call(skb, &tc_jmp, 0);
+    return TC_ACT_OK; /* only when the tail call fails */
 }
 
 /* a socket filter of the same object: every datagram counted at [0], passed whole */
