@@ -327,8 +327,7 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
     rc = cbpf_legacy_parse(data, size, &spec, err, sizeof(err));
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s",
-                       cname, err);
+        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
         return -1;
     }
     self->is_legacy = true;
@@ -806,7 +805,9 @@ static PyGetSetDef Object_getset[] = {
     {"loaded", (getter)Object_get_loaded, NULL, "True while loaded in the kernel.", NULL},
     {"closed", (getter)Object_get_closed, NULL, "True once closed.", NULL},
     {"legacy", (getter)Object_get_legacy, NULL,
-     "True for an object in the legacy format (struct bpf_map_def maps in a section named \"maps\").", NULL},
+     "True for an object in one of the legacy formats that libbpf 1.x refuses (struct bpf_map_def maps in a section "
+     "named \"maps\", and the other dialects of docs/guide/legacy.md), loaded by cbpf's own loader.",
+     NULL},
     {"license", (getter)Object_get_license, NULL,
      "The license its programs are loaded with: its \"license\" section, \"\" when it has none (a legacy object "
      "then loads as old loaders did; the kernel refuses it GPL-only helpers).",
