@@ -511,6 +511,16 @@ static int attach_perf(int prog_fd, int pfd, const char *what, int *link_fd, int
     return 0;
 }
 
+/* A kprobe's or tracepoint's perf event, disabled until attach_perf enables it (a BPF program runs on every CPU's
+ * hits whatever CPU the event is opened on). */
+static int open_probe_event(struct perf_event_attr *attr)
+{
+    attr->sample_period = 1;
+    attr->wakeup_events = 1;
+    attr->disabled = 1;
+    return (int)perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
 #define KPROBE_PMU "/sys/bus/event_source/devices/kprobe"
 
 static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int retprobe, int *link_fd, int *perf_fd,
@@ -548,10 +558,7 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
     }
     attr.config1 = (uint64_t)(uintptr_t)func; /* kprobe_func */
     attr.config2 = offset;                    /* probe_offset */
-    attr.sample_period = 1;
-    attr.wakeup_events = 1;
-    attr.disabled = 1;
-    int pfd = (int)perf_event_open(&attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+    int pfd = open_probe_event(&attr);
     if (pfd < 0) {
         int e = errno;
         if (e == ENOENT || e == EINVAL)
@@ -595,10 +602,7 @@ static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int 
     attr.size = sizeof(attr);
     attr.type = PERF_TYPE_TRACEPOINT;
     attr.config = id;
-    attr.sample_period = 1;
-    attr.wakeup_events = 1;
-    attr.disabled = 1;
-    int pfd = (int)perf_event_open(&attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+    int pfd = open_probe_event(&attr);
     if (pfd < 0) {
         int e = errno;
         return fail(err, errlen, -e, "%s: perf_event_open failed", what);

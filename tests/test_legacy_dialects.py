@@ -91,6 +91,15 @@ def u64(data: bytes) -> int:
     return int.from_bytes(data, "little")
 
 
+def filtered(program: cbpf.Program, datagrams: list[bytes]) -> list[bytes]:
+    """What a socket whose filter is program receives of datagrams sent to it."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b, program.attach_socket(b):
+        for d in datagrams:
+            a.send(d)
+        return [b.recv(64) for _ in datagrams]
+
+
 def prog_id(fd: int) -> int:
     """The kernel's id of the program behind fd (what a program array's lookup gives)."""
     with open(f"/proc/self/fdinfo/{fd}") as f:
@@ -161,11 +170,7 @@ def test_an_object_without_maps_is_legacy_by_its_other_marks(build, variant, vet
         assert obj.legacy and obj.dialect == "none" and obj.maps == {}
         assert {n: (p.section, p.type) for n, p in obj.programs.items()} == {
             "abort_all": ("xdp_abort", cbpf.ProgramType.XDP), "trim": ("socket/trim", cbpf.ProgramType.SOCKET_FILTER)}
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with a, b, obj.programs["trim"].attach_socket(b):
-            for i in range(5):
-                a.send(b"datagram %d" % i)
-            assert [b.recv(64) for _ in range(5)] == [b"dat"] * 5
+        assert filtered(obj.programs["trim"], [b"datagram %d" % i for i in range(5)]) == [b"dat"] * 5
         with in_netns(veth.b):
             receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             link = obj.programs["abort_all"].attach_xdp("vb")
@@ -213,11 +218,7 @@ def test_gobpf_maps_sections_load_pin_in_the_namespace_and_count(build, variant,
             with obj.programs["count_getpid"].attach():
                 getpid_n(300)
             assert obj.maps["calls"].fetch(pid) == 300
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-            with a, b, obj.programs["socket_count"].attach_socket(b):
-                for _ in range(7):
-                    a.send(b"x")
-                assert [b.recv(4) for _ in range(7)] == [b"x"] * 7
+            assert filtered(obj.programs["socket_count"], [b"x"] * 7) == [b"x"] * 7
             assert obj.maps["shared"].fetch(0) == 7 * round_
         assert os.path.exists(gobpf_pin())  # pins outlive the object
 
@@ -345,11 +346,7 @@ def test_iproute2_maps_pins_map_in_map_and_tc_counts(build, variant, veth, pins)
         assert obj.maps[per_object].fetch(0) == 25
         assert obj.maps["tc_inner"].fetch(0) == 25
         assert obj.maps["tail_hits"].fetch(0) == 25  # every datagram went on through the tail call
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with a, b, obj.programs["sock_count"].attach_socket(b):
-            for _ in range(6):
-                a.send(b"y")
-            assert [b.recv(4) for _ in range(6)] == [b"y"] * 6
+        assert filtered(obj.programs["sock_count"], [b"y"] * 6) == [b"y"] * 6
         assert obj.maps[counts].fetch(0) == 6
         first_ids = (obj.maps[counts].id, obj.maps[per_object].id, obj.maps["tc_inner"].id)
     # loaded again: the pinned maps are the same ones (tc reuses a pin), the unpinned inner map a new one
@@ -445,15 +442,8 @@ def test_untyped_sections_load_once_their_type_is_set(build, variant):
         obj.programs["balance"].type = "socket_filter"
         obj.load()
         assert obj.programs["ids_filter"].type == cbpf.ProgramType.SOCKET_FILTER
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with a, b, c, d, obj.programs["ids_filter"].attach_socket(b), obj.programs["balance"].attach_socket(d):
-            for _ in range(9):
-                a.send(b"whole")
-            for _ in range(4):
-                c.send(b"trimmed")
-            assert [b.recv(16) for _ in range(9)] == [b"whole"] * 9
-            assert [d.recv(16) for _ in range(4)] == [b"tr"] * 4
+        assert filtered(obj.programs["ids_filter"], [b"whole"] * 9) == [b"whole"] * 9
+        assert filtered(obj.programs["balance"], [b"trimmed"] * 4) == [b"tr"] * 4
         assert obj.maps["seen"].to_dict() == {0: 9, 1: 4}
 
 
@@ -505,11 +495,7 @@ def test_iproute2s_older_28_byte_record_is_told_apart_by_its_btf(build, pins):
     pins.append(pin)
     with cbpf.Object(build("iproute2_old", "g"), attach=False) as obj:
         assert obj.dialect == "iproute2" and obj.maps[name].pin_path == pin
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        with a, b, obj.programs["count_old"].attach_socket(b):
-            for _ in range(3):
-                a.send(b"z")
-            assert [b.recv(4) for _ in range(3)] == [b"z"] * 3
+        assert filtered(obj.programs["count_old"], [b"z"] * 3) == [b"z"] * 3
         assert obj.maps[name].fetch(0) == 3
     # without -g the same 28 bytes are a struct bpf_map_def whose numa_node (the pinning) makes no sense: said so
     with pytest.raises(OSError, match=rf"map '{name}': numa_node is 2 without BPF_F_NUMA_NODE in map_flags \(an "
