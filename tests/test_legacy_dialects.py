@@ -527,3 +527,24 @@ def test_a_tail_call_section_naming_no_program_array_stays_untyped(legacy_object
         assert int(obj.programs["tail_count"].type) == 0
         with pytest.raises(OSError, match=r"program 'tail_count' \(section 9/0\): no program type"):
             obj.load()
+
+
+def test_a_btf_defined_map_pinned_by_name_beside_legacy_ones(build, pins):
+    name = f"pinned_btf{TAG}"
+    pin = f"/sys/fs/bpf/{name}"
+    pins.append(pin)
+    with cbpf.Object(build("mixed", "g", "BTF_PINNED"), attach=False) as obj:
+        m = obj.maps[name]
+        assert (m.type, m.key_size, m.value_size, m.max_entries, m.pin_path) == (2, 4, 8, 1, pin)
+        m[0] = 77
+    assert os.path.exists(pin)
+    with cbpf.Object(build("mixed", "g", "BTF_PINNED"), attach=False) as again:
+        assert again.maps[name].fetch(0) == 77  # the pinned map, reused
+
+
+def test_btf_map_fields_the_legacy_loader_does_not_read_are_named(build):
+    with pytest.raises(OSError, match=r"map 'outer_maps' \(\.maps\): field 'values' is not supported beside legacy "
+                                      r"maps \(type, key, value, key_size, value_size, max_entries, map_flags, "
+                                      r"numa_node and pinning are\)") as info:
+        cbpf.Object(build("mixed", "g", "BTF_VALUES"), load=False)
+    assert info.value.errno == errno.EOPNOTSUPP

@@ -41,3 +41,30 @@ SEC("tracepoint/syscalls/sys_enter_getppid") int core_read(struct task_like *t)
     return pid;
 }
 #endif
+
+#ifdef BTF_PINNED
+/* LIBBPF_PIN_BY_NAME (1): pinned at /sys/fs/bpf/<name> */
+struct {
+    int (*type)[BPF_MAP_TYPE_ARRAY];
+    int (*max_entries)[1];
+    int (*key_size)[4];
+    int (*value_size)[8];
+    int (*pinning)[1];
+} TAGGED(pinned_btf) SEC(".maps");
+#endif
+
+#ifdef BTF_VALUES
+/* a map of maps declared with its inner map (libbpf's "values"): not read beside legacy maps */
+struct inner_def {
+    int (*type)[BPF_MAP_TYPE_ARRAY];
+    int (*max_entries)[1];
+    __u32 *key;
+    __u32 *value;
+};
+struct {
+    int (*type)[BPF_MAP_TYPE_ARRAY_OF_MAPS];
+    int (*max_entries)[1];
+    __u32 *key;
+    struct inner_def *values[];
+} outer_maps SEC(".maps");
+#endif
