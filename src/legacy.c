@@ -44,12 +44,12 @@
 #define INSN_SZ sizeof(struct bpf_insn)
 #define OP_LD_IMM64 (BPF_LD | BPF_IMM | BPF_DW)
 #define OP_CALL (BPF_JMP | BPF_CALL)
-#define MAP_DEF_MIN 20u             /* type, key_size, value_size, max_entries, map_flags */
-#define MAP_DEF_KNOWN 28u           /* ... inner_map_idx, numa_node */
-#define MAX_PROG_INSNS 1000000u     /* the kernel's BPF_COMPLEXITY_LIMIT_INSNS */
-#define MAX_TOTAL_INSNS (1u << 22)  /* all programs with their appended functions: 32 MiB */
-#define ELF_MAP_SIZE 36u            /* iproute2's struct bpf_elf_map: 9 4-byte fields */
-#define GOBPF_NS_SIZE 256u          /* gobpf's namespace[BUF_SIZE_MAP_NS] */
+#define MAP_DEF_MIN 20u            /* type, key_size, value_size, max_entries, map_flags */
+#define MAP_DEF_KNOWN 28u          /* ... inner_map_idx, numa_node */
+#define MAX_PROG_INSNS 1000000u    /* the kernel's BPF_COMPLEXITY_LIMIT_INSNS */
+#define MAX_TOTAL_INSNS (1u << 22) /* all programs with their appended functions: 32 MiB */
+#define ELF_MAP_SIZE 36u           /* iproute2's struct bpf_elf_map: 9 4-byte fields */
+#define GOBPF_NS_SIZE 256u         /* gobpf's namespace[BUF_SIZE_MAP_NS] */
 #define GOBPF_MAP_SIZE (24u + GOBPF_NS_SIZE)
 
 #define fail cbpf_legacy_fail
@@ -222,7 +222,8 @@ int cbpf_elf_check_functions(const void *data, size_t size, char *err, size_t er
             if (last.code == OP_LD_IMM64)
                 return fail(err, errlen, -EINVAL,
                             "function at offset %llu of section %zu ends in the first half of a 16-byte ld_imm64 "
-                            "instruction", (unsigned long long)sym.st_value, (size_t)sym.st_shndx);
+                            "instruction",
+                            (unsigned long long)sym.st_value, (size_t)sym.st_shndx);
         }
         return 0;
     }
@@ -558,8 +559,8 @@ struct parse {
     char *err;
     size_t errlen;
     size_t maps_idx, license_idx, version_idx, dotmaps_idx, btf_idx; /* 0: none */
-    size_t ngobpf;                                                      /* "maps/<name>" sections */
-    struct btf *btf;                                                    /* .BTF, parsed when needed */
+    size_t ngobpf;                                                   /* "maps/<name>" sections */
+    struct btf *btf;                                                 /* .BTF, parsed when needed */
     int btf_tried;
     struct csec *csecs;
     size_t ncsecs;
@@ -1115,8 +1116,8 @@ static int parse_gobpf_map(struct parse *p, struct cbpf_legacy_spec *spec, size_
         return fail(p->err, p->errlen, -EINVAL, "map '%s': its namespace is not NUL-terminated", name);
     if (m->pinning != CBPF_LEGACY_PIN_GLOBAL_NS)
         return fail(p->err, p->errlen, m->pinning <= CBPF_LEGACY_PIN_CUSTOM_NS ? -EOPNOTSUPP : -EINVAL,
-                    "map '%s': pinning %u%s: only PIN_NONE (0) and PIN_GLOBAL_NS (2, pinned at "
-                    CBPF_LEGACY_BPFFS "/<namespace>/globals/<name>) are supported",
+                    "map '%s': pinning %u%s: only PIN_NONE (0) and PIN_GLOBAL_NS (2, pinned at " CBPF_LEGACY_BPFFS
+                    "/<namespace>/globals/<name>) are supported",
                     name, m->pinning,
                     m->pinning == CBPF_LEGACY_PIN_OBJECT_NS   ? " (PIN_OBJECT_NS, which gobpf never implemented)"
                     : m->pinning == CBPF_LEGACY_PIN_CUSTOM_NS ? " (PIN_CUSTOM_NS, a path gobpf takes from its caller)"
@@ -1191,8 +1192,8 @@ static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
         }
         const struct btf_type *st = var_struct(btf, name);
         if (!st) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): the BTF has no struct variable of that name",
-                       name);
+            ret =
+                fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): the BTF has no struct variable of that name", name);
             goto done;
         }
         struct cbpf_legacy_map_spec *m;
@@ -1244,8 +1245,8 @@ static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
             *dst = v;
         }
         if (m->pinning > 1) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "map '%s' (.maps): pinning %u (0: none, 1: LIBBPF_PIN_BY_NAME)", name, m->pinning);
+            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): pinning %u (0: none, 1: LIBBPF_PIN_BY_NAME)",
+                       name, m->pinning);
             goto done;
         }
         if (m->pinning && !cbpf_legacy_name_ok(name, strlen(name))) {
@@ -1276,8 +1277,8 @@ static int link_elf_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t 
     if (m->id) {
         for (size_t j = 0; j < i; j++) {
             if (spec->maps[j].format == CBPF_LEGACY_MAP_ELF && spec->maps[j].id == m->id)
-                return fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' have the same id %u",
-                            spec->maps[j].name, m->name, m->id);
+                return fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' have the same id %u", spec->maps[j].name,
+                            m->name, m->id);
         }
     }
     if (!is_map_in_map(m->type)) {
@@ -1381,9 +1382,10 @@ static int check_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t bas
             if (m->inner_map_idx)
                 return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx is %u but it is not a map-in-map%s",
                             m->name, m->inner_map_idx,
-                            m->def_size == MAP_DEF_KNOWN ? " (an iproute2 struct bpf_elf_map of 28 bytes, whose id this "
-                                                           "is? compile with -g, so that its BTF names the struct)"
-                                                         : "");
+                            m->def_size == MAP_DEF_KNOWN
+                                ? " (an iproute2 struct bpf_elf_map of 28 bytes, whose id this "
+                                  "is? compile with -g, so that its BTF names the struct)"
+                                : "");
             continue;
         }
         if (m->def_size < 24)
@@ -1869,8 +1871,10 @@ static int parse_u32(const char *s, const char *end, uint32_t *v)
     if (s == end)
         return -1;
     for (; s < end; s++) {
-        int d = *s >= '0' && *s <= '9' ? *s - '0' : hex && *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
-                                                  : hex && *s >= 'A' && *s <= 'F' ? *s - 'A' + 10 : -1;
+        int d = *s >= '0' && *s <= '9'          ? *s - '0'
+                : hex && *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                : hex && *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                                : -1;
         if (d < 0 || (n = n * (hex ? 16 : 10) + (uint64_t)d) > UINT32_MAX)
             return -1;
     }
@@ -1905,8 +1909,8 @@ static void tail_calls(struct cbpf_legacy_spec *spec)
             for (size_t r = 0; r < caller->nrelocs && j != i; r++) {
                 if (caller->relocs[r].map_idx != (uint32_t)ps->tail_map || caller->prog_type == BPF_PROG_TYPE_UNSPEC)
                     continue;
-                agree &= type == BPF_PROG_TYPE_UNSPEC || (type == caller->prog_type &&
-                                                          attach == caller->expected_attach_type);
+                agree &= type == BPF_PROG_TYPE_UNSPEC ||
+                         (type == caller->prog_type && attach == caller->expected_attach_type);
                 type = caller->prog_type;
                 attach = caller->expected_attach_type;
             }
@@ -2057,4 +2061,3 @@ void cbpf_legacy_spec_free(struct cbpf_legacy_spec *spec)
     free(spec->license);
     free(spec);
 }
-

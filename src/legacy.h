@@ -97,7 +97,7 @@ struct cbpf_legacy_prog_spec {
      * (tail_map: its index in maps[]), -1 otherwise */
     long tail_map;
     uint32_t tail_key;
-    int autoload;     /* 1 after parsing; cbpf_legacy_load skips (leaves fd -1) a program whose autoload is 0 */
+    int autoload; /* 1 after parsing; cbpf_legacy_load skips (leaves fd -1) a program whose autoload is 0 */
 };
 
 struct cbpf_legacy_spec {
@@ -105,7 +105,7 @@ struct cbpf_legacy_spec {
     size_t nmaps;
     struct cbpf_legacy_prog_spec *progs; /* by section (ELF order), then by offset in the section */
     size_t nprogs;
-    char *license;      /* "" when the object has no license section (has_license 0) */
+    char *license; /* "" when the object has no license section (has_license 0) */
     int has_license;
     uint32_t version; /* the "version" section's value, 0 if none; not used: the running kernel's is */
     int has_version;

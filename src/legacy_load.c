@@ -126,8 +126,8 @@ static int open_pinned(struct cbpf_legacy_map *m, char *err, size_t errlen)
                     "map '%s': the map pinned at %s is not the one the object defines (type %u, key_size %u, "
                     "value_size %u, max_entries %u, map_flags 0x%x there; %u, %u, %u, %u, 0x%x here): remove the pin "
                     "or fix the object",
-                    m->name, m->pin_path, info.type, info.key_size, info.value_size, info.max_entries,
-                    info.map_flags, m->type, m->key_size, m->value_size, m->max_entries, m->map_flags);
+                    m->name, m->pin_path, info.type, info.key_size, info.value_size, info.max_entries, info.map_flags,
+                    m->type, m->key_size, m->value_size, m->max_entries, m->map_flags);
     }
     m->fd = fd;
     m->max_entries = info.max_entries;
@@ -214,8 +214,9 @@ static int insert_tail_calls(struct cbpf_legacy_obj *obj, char *err, size_t errl
         uint32_t fd = (uint32_t)pr->fd;
         int ret = bpf_map_update_elem(m->fd, &pr->tail_key, &fd, BPF_ANY);
         if (ret < 0)
-            return fail(err, errlen, ret, "program '%s' (section %s): putting it at key %u of program array '%s' failed",
-                        pr->name, pr->section, pr->tail_key, m->name);
+            return fail(err, errlen, ret,
+                        "program '%s' (section %s): putting it at key %u of program array '%s' failed", pr->name,
+                        pr->section, pr->tail_key, m->name);
     }
     return 0;
 }
@@ -249,8 +250,8 @@ static int check_types(const struct cbpf_legacy_spec *spec, char *err, size_t er
             continue;
         first = first ? first : ps->name;
         if (len < sizeof(names)) {
-            int w = snprintf(names + len, sizeof(names) - len, "%s'%s' (section %s)", n ? ", " : "", ps->name,
-                             ps->section);
+            int w =
+                snprintf(names + len, sizeof(names) - len, "%s'%s' (section %s)", n ? ", " : "", ps->name, ps->section);
             len = w < 0 ? sizeof(names) : len + (size_t)w;
         }
         n++;
