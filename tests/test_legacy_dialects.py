@@ -548,3 +548,23 @@ def test_btf_map_fields_the_legacy_loader_does_not_read_are_named(build):
                                       r"numa_node and pinning are\)") as info:
         cbpf.Object(build("mixed", "g", "BTF_VALUES"), load=False)
     assert info.value.errno == errno.EOPNOTSUPP
+
+
+def test_every_dialect_loads_and_closes_300_times_leaking_nothing(build, pins):
+    from test_legacy import UNDER_ASAN, rss_kib
+    paths = [build("iproute2", "g"), build("gobpf", "g"), build("mixed", "g"), build("nomaps", "plain"),
+             build("fills", "g"), build("iproute2_old", "g")]
+    pins.extend([*tc_pins(paths[0]), gobpf_pin(), f"/sys/fs/bpf/tc/globals/old_counts{TAG}"])
+    blobs = [p.read_bytes() for p in paths]
+    for data in blobs:  # first loads pin; later ones reuse the pins
+        cbpf.Object(data, attach=False).close()
+    gc.collect()
+    before, rss0 = open_fds(), rss_kib()
+    for _ in range(300):
+        for data in blobs:
+            with cbpf.Object(data, attach=False) as obj:
+                assert obj.legacy
+    gc.collect()
+    assert open_fds() == before
+    if not UNDER_ASAN:
+        assert rss_kib() - rss0 < 4 * 1024  # KiB
