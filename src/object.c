@@ -435,7 +435,11 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cname == NULL) {
         goto error;
     }
-    if (cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf))) {
+    /* detection asks libbpf about section names, which it answers with debug messages: dropped */
+    cbpf_log_begin();
+    int legacy = cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf));
+    cbpf_log_begin();
+    if (legacy) {
         if (open_legacy(st, self, cname) < 0) {
             goto error;
         }
