@@ -15,6 +15,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -184,6 +185,10 @@ def test_an_object_without_maps_is_legacy_by_its_other_marks(build, variant, vet
             veth.send(3)
             receiver.settimeout(5)
             assert [receiver.recv(64) for _ in range(3)] == [b"datagram 0", b"datagram 1", b"datagram 2"]
+            time.sleep(0.2)
+            receiver.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                receiver.recv(64)  # exactly 3 arrived: none of the first 10 was only late
 
 
 def test_modern_objects_are_not_taken_for_legacy_ones(bpf_build_dir):
