@@ -187,7 +187,7 @@ static int pin_maps(struct cbpf_legacy_obj *obj, char *err, size_t errlen)
 {
     for (size_t i = 0; i < obj->nmaps; i++) {
         struct cbpf_legacy_map *m = &obj->maps[i];
-        if (!m->pin_path || m->pin_reused)
+        if (!m->pin_path || m->pin_reused || m->fd < 0)
             continue;
         int ret = make_parents(m->pin_path);
         if (ret == 0)
@@ -208,7 +208,7 @@ static int insert_tail_calls(struct cbpf_legacy_obj *obj, char *err, size_t errl
 {
     for (size_t i = 0; i < obj->nprogs; i++) {
         struct cbpf_legacy_prog *pr = &obj->progs[i];
-        if (pr->tail_map < 0 || (size_t)pr->tail_map >= obj->nmaps || pr->fd < 0)
+        if (pr->tail_map < 0 || (size_t)pr->tail_map >= obj->nmaps || pr->fd < 0 || obj->maps[pr->tail_map].fd < 0)
             continue;
         struct cbpf_legacy_map *m = &obj->maps[pr->tail_map];
         uint32_t fd = (uint32_t)pr->fd;
@@ -226,7 +226,7 @@ static int insert_inner_maps(struct cbpf_legacy_obj *obj, char *err, size_t errl
 {
     for (size_t i = 0; i < obj->nmaps; i++) {
         struct cbpf_legacy_map *m = &obj->maps[i];
-        if (m->insert_into < 0 || (size_t)m->insert_into >= obj->nmaps)
+        if (m->insert_into < 0 || (size_t)m->insert_into >= obj->nmaps || m->fd < 0 || obj->maps[m->insert_into].fd < 0)
             continue;
         struct cbpf_legacy_map *outer = &obj->maps[m->insert_into];
         uint32_t fd = (uint32_t)m->fd;
