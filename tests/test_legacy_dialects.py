@@ -124,9 +124,10 @@ def test_no_license_and_a_gpl_only_helper_says_why_it_is_refused(build, variant)
     before = open_fds()
     with pytest.raises(cbpf.LoadError) as info:
         cbpf.Object(build("nolicense", variant, "GPL_HELPER"))
-    assert "program 'read_kernel' (section tracepoint/syscalls/sys_enter_getppid) was refused by the kernel (the " \
-           "object has no license section: it was loaded with an empty license, as old loaders did, and GPL-only " \
-           "helpers need char _license[] SEC(\"license\") = \"GPL\")" in str(info.value)
+    message = str(info.value)
+    assert "program 'read_kernel'" in message
+    assert "(the object has no license section: it was loaded with an empty license, as old loaders did, and " \
+           "GPL-only helpers need char _license[] SEC(\"license\") = \"GPL\")" in message
     assert "cannot call GPL-restricted function from non-GPL compatible program" in info.value.log
     assert open_fds() == before
 
