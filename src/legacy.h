@@ -174,6 +174,11 @@ struct cbpf_legacy_obj {
     uint32_t kern_version; /* what kprobe programs were loaded with: the running kernel's, from uname */
 };
 
+/* What a refusal message adds when the object had no license section and the verifier names a GPL-only helper. */
+#define CBPF_LEGACY_NO_LICENSE_NOTE                                                                                    \
+    " (the object has no license section: it was loaded with an empty license, as old loaders did, and GPL-only "      \
+    "helpers need char _license[] SEC(\"license\") = \"GPL\")"
+
 /* Creates the maps (map-in-map templates first; a pinned map already at its pin_path is reused when its type and
  * sizes match), puts iproute2's inner maps into their outer maps, relocates and loads every program whose autoload
  * is set (-EINVAL naming them when some have no program type), then pins the maps it created that have a pin_path

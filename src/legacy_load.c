@@ -357,8 +357,7 @@ static int load_prog(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
     }
     const char *why = "";
     if (!spec->has_license && buf && strstr(buf, "GPL"))
-        why = " (the object has no license section: it was loaded with an empty license, as old loaders did, and "
-              "GPL-only helpers need char _license[] SEC(\"license\") = \"GPL\")";
+        why = CBPF_LEGACY_NO_LICENSE_NOTE;
     ret = fail(err, errlen, -e, "program '%s' (section %s) was refused by the kernel%s%s", ps->name, ps->section, why,
                tail);
 done:
