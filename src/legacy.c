@@ -873,12 +873,28 @@ static int is_map_symbol(const Elf64_Sym *s, size_t shndx)
     return s->st_shndx == shndx && (t == STT_OBJECT || t == STT_NOTYPE);
 }
 
+/* A BTF header whose lengths keep the type section 4-byte aligned: libbpf 1.7 checks the offsets that follow the
+ * header but not the header's own length, and reads the types through pointers that it would misalign. */
+static int btf_aligned(const unsigned char *b, size_t len)
+{
+    struct {
+        uint16_t magic;
+        uint8_t version, flags;
+        uint32_t hdr_len, type_off, type_len, str_off, str_len;
+    } h;
+    if (len < sizeof(h))
+        return 0;
+    memcpy(&h, b, sizeof(h));
+    return h.magic == 0xeB9F && h.hdr_len >= sizeof(h) && h.hdr_len % 4 == 0 && h.type_off % 4 == 0;
+}
+
 /* The object's BTF, parsed (and checked) by libbpf on first use; NULL when it has none or it is malformed. */
 static struct btf *object_btf(struct parse *p)
 {
     const unsigned char *b;
     size_t len;
-    if (!p->btf_tried && p->btf_idx && sec_bytes(&p->e, &p->e.sh[p->btf_idx], &b, &len) == 0 && len <= UINT32_MAX) {
+    if (!p->btf_tried && p->btf_idx && sec_bytes(&p->e, &p->e.sh[p->btf_idx], &b, &len) == 0 && len <= UINT32_MAX &&
+        btf_aligned(b, len)) {
         p->btf = btf__new(b, (uint32_t)len);
         if (!p->btf || libbpf_get_error(p->btf))
             p->btf = NULL;
