@@ -582,3 +582,10 @@ def test_every_dialect_loads_and_closes_300_times_leaking_nothing(build, pins):
     assert open_fds() == before
     if not UNDER_ASAN:
         assert rss_kib() - rss0 < 4 * 1024  # KiB
+
+
+def test_btf_defined_maps_with_a_malformed_btf_say_so(build):
+    def bad_header_length(e: Elf) -> None:
+        struct.pack_into("<I", e.data, e.shdr(e.section(".BTF"))[4] + 4, 25)  # hdr_len, not a multiple of 4
+    assert_refused(build("mixed", "g").read_bytes(), bad_header_length, errno.EINVAL,
+                   r"BTF-defined maps \(\.maps\): the object's \.BTF section is malformed")
