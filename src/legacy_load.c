@@ -521,6 +521,22 @@ static int open_probe_event(struct perf_event_attr *attr)
     return (int)perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
+/* The syscall wrapper that an old kprobe target "SyS_<name>" or "sys_<name>" now is (x86-64's and arm64's), into
+ * out; 0 when func is not such a name or the architecture is another. */
+static int syscall_wrapper(const char *func, char *out, size_t len)
+{
+#if defined(__x86_64__)
+    const char *arch = "x64";
+#elif defined(__aarch64__)
+    const char *arch = "arm64";
+#else
+    const char *arch = NULL;
+#endif
+    if (!arch || (strncmp(func, "SyS_", 4) != 0 && strncmp(func, "sys_", 4) != 0))
+        return 0;
+    return (size_t)snprintf(out, len, "__%s_sys_%s", arch, func + 4) < len;
+}
+
 #define KPROBE_PMU "/sys/bus/event_source/devices/kprobe"
 
 static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int retprobe, int *link_fd, int *perf_fd,
@@ -559,6 +575,12 @@ static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int ret
     attr.config1 = (uint64_t)(uintptr_t)func; /* kprobe_func */
     attr.config2 = offset;                    /* probe_offset */
     int pfd = open_probe_event(&attr);
+    char syscall_fn[128];
+    if (pfd < 0 && (errno == ENOENT || errno == EINVAL) && syscall_wrapper(func, syscall_fn, sizeof(syscall_fn))) {
+        /* kprobe/SyS_<name> of kernels before 4.17: the syscall's wrapper is __<arch>_sys_<name> now */
+        attr.config1 = (uint64_t)(uintptr_t)syscall_fn;
+        pfd = open_probe_event(&attr);
+    }
     if (pfd < 0) {
         int e = errno;
         if (e == ENOENT || e == EINVAL)

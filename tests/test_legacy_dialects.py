@@ -216,10 +216,14 @@ def test_gobpf_maps_sections_load_pin_in_the_namespace_and_count(build, variant,
         with cbpf.Object(path, attach=False) as obj:
             assert obj.dialect == "gobpf" and obj.license == "GPL"
             assert {n: (m.type, m.key_size, m.value_size, m.max_entries) for n, m in obj.maps.items()} == {
-                "calls": (1, 4, 8, 64), "kcalls": (1, 4, 8, 64), "shared": (2, 4, 8, 2)}
-            assert {n: p.section for n, p in obj.programs.items()} == {
-                "count_getpid": "tracepoint/syscalls/sys_enter_getpid", "socket_count": "socket/count",
-                "kprobe_getpid": "kprobe/__x64_sys_getpid"}
+                "calls": (1, 4, 8, 64), "kcalls": (1, 4, 8, 64), "shared": (2, 4, 8, 2),
+                "compat_calls": (1, 4, 8, 64)}
+            assert {n: (p.section, p.type) for n, p in obj.programs.items()} == {
+                "count_getpid": ("tracepoint/syscalls/sys_enter_getpid", cbpf.ProgramType.TRACEPOINT),
+                "socket_count": ("socket/count", cbpf.ProgramType.SOCKET_FILTER),
+                "kprobe_getpid": ("kprobe/__x64_sys_getpid", cbpf.ProgramType.KPROBE),
+                "kprobe_compat": ("kprobe/SyS_getpid", cbpf.ProgramType.KPROBE),
+                "cls_pass": ("sched_cls/pass", cbpf.ProgramType.SCHED_CLS)}
             assert obj.maps["shared"].pin_path == gobpf_pin() and obj.maps["calls"].pin_path is None
             with obj.programs["count_getpid"].attach():
                 getpid_n(300)
@@ -244,7 +248,7 @@ def test_gobpf_notype_function_symbols_still_give_every_program(build, variant, 
     notype_functions(elf)
     pid = os.getpid()
     with cbpf.Object(bytes(elf.data), attach=False) as obj:
-        assert sorted(obj.programs) == ["count_getpid", "kprobe_getpid", "socket_count"]
+        assert sorted(obj.programs) == ["cls_pass", "count_getpid", "kprobe_compat", "kprobe_getpid", "socket_count"]
         with obj.programs["count_getpid"].attach():
             getpid_n(40)
         assert obj.maps["calls"].fetch(pid) == 40

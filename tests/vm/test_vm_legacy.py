@@ -26,6 +26,11 @@ def test_gobpf_kprobe_section_counts_getpid(bpf_objects):  # noqa: F811
             getpid_n(CALLS)
         getpid_n(10)  # detached
         assert obj.maps["kcalls"].fetch(pid) == CALLS
+        # kprobe/SyS_getpid, a 4.x kernel's name: attached to the syscall's wrapper of today
+        with obj.programs["kprobe_compat"].attach() as link:
+            assert link.target == "kprobe/SyS_getpid"
+            getpid_n(CALLS)
+        assert obj.maps["compat_calls"].fetch(pid) == CALLS
     os.unlink("/sys/fs/bpf/cbpf_gobpf/globals/shared")  # the guest's bpffs, but tidy all the same
 
 

@@ -48,5 +48,22 @@ SEC("kprobe/__x64_sys_getpid") int kprobe_getpid(void *ctx)
     return 0;
 }
 
+/* an old kernel's syscall name, as gobpf objects for 4.x kernels have them: attached to __x64_sys_getpid today */
+struct bpf_map_def SEC("maps/compat_calls") compat_calls = {
+    .type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 8, .max_entries = 64,
+};
+
+SEC("kprobe/SyS_getpid") int kprobe_compat(void *ctx)
+{
+    count_process(&compat_calls);
+    return 0;
+}
+
+/* gobpf's own classifier prefix */
+SEC("sched_cls/pass") int cls_pass(struct __sk_buff *skb)
+{
+    return TC_ACT_OK;
+}
+
 char _license[] SEC("license") = "GPL";
 __u32 _version SEC("version") = 0xFFFFFFFE; /* gobpf: "use the running kernel's" */
