@@ -1,8 +1,8 @@
 """Every pre-libbpf-1.0 dialect of legacy objects (docs/guide/legacy.md): iproute2's struct bpf_elf_map, gobpf's
 "maps/<name>" sections, objects without maps or without a license, maps whose sizes old loaders filled in, a mix of
-legacy and BTF-defined maps, sections naming no program type. Programs: tests/bpf/legacy/{iproute2,gobpf,nomaps,
-nolicense,fills,mixed,untyped}.bpf.c, compiled here with and without -g (with a TAG of this process's pid for maps
-that are pinned, so that parallel runs pin apart).
+legacy and BTF-defined maps, sections naming no program type. Programs: tests/bpf/legacy/{iproute2,iproute2_old,
+gobpf,nomaps,nolicense,fills,mixed,untyped}.bpf.c (sharing dialects.h), compiled here with and without -g (with a TAG
+of this process's pid for maps that are pinned, so that parallel runs pin apart). Kprobes: tests/vm/test_vm_legacy.py.
 """
 
 from __future__ import annotations
