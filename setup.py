@@ -205,8 +205,8 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "elfcheck",
-                                          "btfdump")],
+                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy",
+                                          "legacy_load", "elfcheck", "btfdump")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     # libbpf's bundled UAPI headers come before the system's: the extension uses what Linux added after the
     # distribution's headers were cut (PERF_COUNT_SW_CGROUP_SWITCHES is not in Linux 5.10's, Debian bullseye's)
