@@ -1,7 +1,7 @@
 # The two commands of the README's quick start, and a few more.
 PY := .venv/bin/python
 
-.PHONY: setup monitor test test-sanitizers typecheck wheels bench clean
+.PHONY: setup monitor test test-sanitizers typecheck wheels bench docs clean
 
 setup:
 	bash scripts/setup
@@ -20,7 +20,7 @@ typecheck: setup
 	$(PY) -m mypy.stubtest cbpf._cbpf
 	$(PY) scripts/check-signatures
 
-# manylinux wheels for CPython 3.9-3.13 into wheelhouse/, each tested installed in a fresh virtualenv
+# manylinux wheels for CPython 3.9-3.15 into wheelhouse/, each tested installed in a fresh virtualenv
 wheels:
 	bash scripts/build-wheel
 	bash scripts/test-wheels
@@ -33,6 +33,11 @@ bench: setup
 	$(PY) benchmarks/bench_events.py
 	$(PY) benchmarks/bench_values.py
 	$(PY) benchmarks/bench_compile.py
+	$(PY) benchmarks/bench_threads.py
+
+# the documentation site into site/, warnings as errors, internal links checked
+docs: setup
+	bash scripts/docs
 
 clean:
-	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info dist wheelhouse
+	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info dist wheelhouse site

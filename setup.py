@@ -20,10 +20,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import setuptools
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
+
+# The metadata is in pyproject.toml's [project] table, which older setuptools ignore: they would build and install
+# a distribution named UNKNOWN-0.0.0 whose `import cbpf` is an empty namespace. Fail at once instead.
+_SETUPTOOLS_NEEDED = (77, 0)  # `license = "BSD-2-Clause"` (an SPDX expression, PEP 639) needs 77
+if tuple(int(p) for p in setuptools.__version__.split(".")[:2] if p.isdigit()) < _SETUPTOOLS_NEEDED:
+    sys.exit(f"cbpf needs setuptools>={_SETUPTOOLS_NEEDED[0]} to build (this is setuptools {setuptools.__version__}): "
+             f"pip install 'setuptools>={_SETUPTOOLS_NEEDED[0]}', or build without --no-build-isolation")
 
 ROOT = Path(__file__).resolve().parent
 LIBBPF_SRC = ROOT / "libbpf"
@@ -135,10 +143,11 @@ def toolchain():
 
 
 def compile_bpf(source, output):
-    """A bundled program against the libbpf headers and UAPI headers of the libbpf build."""
+    """A bundled program against cbpf's own headers (cbpf/histogram.h) and the libbpf and UAPI headers of the
+    libbpf build."""
     tc = toolchain()
     try:
-        tc.compile_file(source, output, include_dirs=[BUILD / "include"])
+        tc.compile_file(source, output, include_dirs=[ROOT / "cbpf" / "include", BUILD / "include"])
     except tc.CompileError as e:
         sys.exit(f"{e}\n{e.log}")
 
@@ -162,9 +171,12 @@ class BuildPy(build_py):
         include.mkdir(parents=True, exist_ok=True)
         for header in BPF_SIDE_HEADERS:
             shutil.copy2(BUILD / "include" / "bpf" / header, include / header)
+        # the tools' objects (cbpf/_tools.py finds them): rebuilt when their source or a header they share changed
+        headers = [*(ROOT / "cbpf" / "bpf").glob("*.h"), *(ROOT / "cbpf" / "include" / "cbpf").glob("*.h")]
         for source in sorted((ROOT / "cbpf" / "bpf").glob("*.bpf.c")):
             output = source.with_suffix(".o")
-            if not output.exists() or output.stat().st_mtime < source.stat().st_mtime:
+            newest = max(p.stat().st_mtime for p in [source, *headers])
+            if not output.exists() or output.stat().st_mtime < newest:
                 compile_bpf(source, output)
         super().run()
 
@@ -193,10 +205,12 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "elfcheck",
-                                          "btfdump")],
+                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy",
+                                          "legacy_load", "elfcheck", "btfdump")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
-    include_dirs=[str(BUILD / "include"), "src"],
+    # libbpf's bundled UAPI headers come before the system's: the extension uses what Linux added after the
+    # distribution's headers were cut (PERF_COUNT_SW_CGROUP_SWITCHES is not in Linux 5.10's, Debian bullseye's)
+    include_dirs=[str(BUILD / "include"), str(LIBBPF_SRC / "include" / "uapi"), "src"],
     libraries=dep_libraries(),
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,
@@ -205,5 +219,6 @@ ext = Extension(
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
-    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
+    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.h", "bpf/*.bpf.o", "include/bpf/*.h",
+                          "include/cbpf/*.h"]},
 )

@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from cbpf._compile import compile as compile  # noqa: A004 (cbpf.compile, kept out of __all__)
     from cbpf._compile import vmlinux_h
     from cbpf._events import PerfBuffer, RingBuffer
+    from cbpf._histogram import Histogram
     from cbpf._toolchain import CompileError
     from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
 
 # imported on first use: their enums and classes take milliseconds to build, and most programs never touch them
-_LAZY = {"PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs", "PerfHardware": "_programs",
-         "PerfSoftware": "_programs", "PerfType": "_programs", "ProgramType": "_programs",
+_LAZY = {"Histogram": "_histogram", "PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs",
+         "PerfHardware": "_programs", "PerfSoftware": "_programs", "PerfType": "_programs", "ProgramType": "_programs",
          "compile": "_compile", "vmlinux_h": "_compile", "CompileError": "_toolchain"}
 
 
@@ -45,8 +46,8 @@ def __dir__() -> list[str]:
 
 # cbpf.compile is left out of __all__: `from cbpf import *` must not hide the builtin compile()
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Link", "LoadError", "Map",
-    "MapFlag", "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
+    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Histogram", "Link", "LoadError",
+    "Map", "MapFlag", "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
     "RingBuffer", "Struct", "Type",
     "boot", "booted", "fetch", "include_dir", "ksym", "libbpf_version", "num_possible_cpus", "shutdown", "usym",
     "vmlinux_h",
