@@ -198,5 +198,6 @@ ext = Extension(
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
-    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
+    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"],
+                  "cbpf.exporter": ["examples/*.yaml"]},
 )
