@@ -42,21 +42,21 @@ def _object_file(oc: ObjectConfig) -> Path | bytes:
         path = tool_object(oc.tool)
         if not path.is_file():
             shipped = sorted(p.name[:-len(".bpf.o")] for p in path.parent.glob("*.bpf.o"))
-            raise ConfigError(f"{oc.where}.tool: cbpf ships no tool {oc.tool!r} (no {path}); shipped: "
+            raise ConfigError(f"{oc.place.at('tool')}: cbpf ships no tool {oc.tool!r} (no {path}); shipped: "
                               f"{', '.join(shipped) or '(none)'}")
         return path
     if oc.source is not None:
         compile_c = getattr(cbpf, "compile", None)
         if compile_c is None:
-            raise ConfigError(f"{oc.where}.source: this cbpf cannot compile C (no cbpf.compile): compile "
+            raise ConfigError(f"{oc.place.at('source')}: this cbpf cannot compile C (no cbpf.compile): compile "
                               f"{oc.source.name} with clang and give the object as `path:`")
         if not oc.source.is_file():
-            raise ConfigError(f"{oc.where}.source: no such file: {oc.source}")
+            raise ConfigError(f"{oc.place.at('source')}: no such file: {oc.source}")
         compiled = compile_c(oc.source)
         return bytes(compiled) if isinstance(compiled, (bytes, bytearray)) else Path(compiled)
     assert oc.path is not None
     if not oc.path.is_file():
-        raise ConfigError(f"{oc.where}.path: no such file: {oc.path}")
+        raise ConfigError(f"{oc.place.at('path')}: no such file: {oc.path}")
     return oc.path
 
 
@@ -68,16 +68,16 @@ def open_object(oc: ObjectConfig) -> Any:
     try:
         if oc.globals:
             if obj.legacy:
-                raise ConfigError(f"{oc.where}.globals: {obj.name!r} is a legacy object: it has no globals")
+                raise ConfigError(f"{oc.place.at('globals')}: {obj.name!r} is a legacy object: it has no globals")
             globals_ = obj.globals
             for name, value in oc.globals.items():
                 if name not in globals_:
-                    raise ConfigError(f"{oc.where}.globals.{name}: the object has no global variable {name!r}; "
+                    raise ConfigError(f"{oc.place.at('globals.' + name)}: the object has no global variable {name!r}; "
                                       f"its globals: {', '.join(sorted(globals_)) or '(none)'}")
                 try:
                     globals_[name] = value
                 except (TypeError, ValueError, OverflowError, KeyError) as e:
-                    raise ConfigError(f"{oc.where}.globals.{name}: {value!r} does not fit: {e}") from None
+                    raise ConfigError(f"{oc.place.at('globals.' + name)}: {value!r} does not fit: {e}") from None
         obj.load()
         obj.attach()
     except BaseException:

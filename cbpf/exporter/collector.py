@@ -105,8 +105,8 @@ def bucket_bounds(b: cfg.Buckets, slots: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         upper = (k + 1) * b.step
         mid = (k + 0.5) * b.step
-    factor = cfg.UNITS[b.unit]
-    return upper * factor, mid * factor
+    per_second = cfg.UNITS[b.unit]
+    return upper / per_second, mid / per_second
 
 
 # -- one metric ------------------------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ class MetricReader:
             self.map = obj.maps[mc.map]
         except KeyError:
             names = ", ".join(sorted(n for n in obj.maps if "." not in n))
-            raise cfg.ConfigError(f"{mc.where}.map: object {oc.name!r} has no map {mc.map!r}; its maps: {names}") \
+            raise cfg.ConfigError(f"{mc.place.at('map')}: object {oc.name!r} has no map {mc.map!r}; its maps: {names}") \
                 from None
         m = self.map
         self.key_whole, self.key_fields = layout(m, "key")
@@ -137,31 +137,31 @@ class MetricReader:
     def _value_field(self, mc: cfg.Metric) -> Field:
         if mc.value_field is None:
             if self.value_fields and mc.type != "histogram":
-                raise cfg.ConfigError(f"{mc.where}: the values of map {mc.map!r} are structs: name the number to "
+                raise cfg.ConfigError(f"{mc.place.at()}: the values of map {mc.map!r} are structs: name the number to "
                                       f"export with `value_field:` (one of {', '.join(self.value_fields)})")
             return self.value_whole
         f = self.value_fields.get(mc.value_field)
         if f is None:
-            raise cfg.ConfigError(f"{mc.where}.value_field: the values of map {mc.map!r} have no field "
+            raise cfg.ConfigError(f"{mc.place.at('value_field')}: the values of map {mc.map!r} have no field "
                                   f"{mc.value_field!r}" + _choices(self.value_fields))
         if not f.integer:
-            raise cfg.ConfigError(f"{mc.where}.value_field: field {mc.value_field!r} is not an integer")
+            raise cfg.ConfigError(f"{mc.place.at('value_field')}: field {mc.value_field!r} is not an integer")
         return f
 
     def _label_field(self, lab: cfg.Label, m: cbpf.Map) -> Field:
         fields = self.key_fields if lab.source == "key" else self.value_fields
         if lab.field is None:
             if self.key_fields:
-                raise cfg.ConfigError(f"{lab.where}.field: the keys of map {m.name!r} are structs: name a field "
+                raise cfg.ConfigError(f"{lab.place.at('field')}: the keys of map {m.name!r} are structs: name a field "
                                       f"({', '.join(self.key_fields)})")
             return self.key_whole
         f = fields.get(lab.field)
         if f is None:
             what = "keys" if lab.source == "key" else "values"
-            raise cfg.ConfigError(f"{lab.where}.field: the {what} of map {m.name!r} have no field {lab.field!r}"
+            raise cfg.ConfigError(f"{lab.place.at('field')}: the {what} of map {m.name!r} have no field {lab.field!r}"
                                   + _choices(fields))
         if lab.source == "value" and m.ncpus > 1:
-            raise cfg.ConfigError(f"{lab.where}.from: map {m.name!r} is per-CPU: labels come from its keys only")
+            raise cfg.ConfigError(f"{lab.place.at('from')}: map {m.name!r} is per-CPU: labels come from its keys only")
         return f
 
     def _histogram_shape(self, mc: cfg.Metric, b: cfg.Buckets) -> None:
@@ -169,7 +169,7 @@ class MetricReader:
         if b.slot_field is not None:
             f = self.key_fields.get(b.slot_field)
             if f is None or not f.integer or f.count:
-                raise cfg.ConfigError(f"{mc.where}.buckets.slot_field: the keys of map {m.name!r} have no integer "
+                raise cfg.ConfigError(f"{mc.place.at('buckets.slot_field')}: the keys of map {m.name!r} have no integer "
                                       f"field {b.slot_field!r}" + _choices(self.key_fields))
             self.slot = f
             self.slots = b.slots or 64
@@ -177,17 +177,17 @@ class MetricReader:
             self.per_key_slots = True
             self.slots = b.slots or self.value.count
         elif self.key_fields:
-            raise cfg.ConfigError(f"{mc.where}.buckets: the keys of map {m.name!r} are structs: say which field "
+            raise cfg.ConfigError(f"{mc.place.at('buckets')}: the keys of map {m.name!r} are structs: say which field "
                                   "is the slot with `slot_field:`")
         else:
             if mc.labels:
-                raise cfg.ConfigError(f"{mc.where}.labels: in map {m.name!r} the whole key is the slot: a histogram "
+                raise cfg.ConfigError(f"{mc.place.at('labels')}: in map {m.name!r} the whole key is the slot: a histogram "
                                       "of it has no labels")
             self.slot = self.key_whole
             self.slots = b.slots or (m.max_entries if m.map_type in (cbpf.MapType.ARRAY, cbpf.MapType.PERCPU_ARRAY)
                                      else 64)
         if not self.value.integer:
-            raise cfg.ConfigError(f"{mc.where}: the slot counts of map {m.name!r} are not integers")
+            raise cfg.ConfigError(f"{mc.place.at()}: the slot counts of map {m.name!r} are not integers")
         upper, self.mids = bucket_bounds(b, self.slots)
         self.le = [go_float(x) for x in upper.tolist()] + ["+Inf"]
 

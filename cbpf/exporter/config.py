@@ -12,8 +12,9 @@ DEFAULT_LISTEN = "127.0.0.1:9435"
 DEFAULT_MAX_SERIES = 10_000
 METRIC_TYPES = ("counter", "gauge", "histogram")
 BUCKET_KINDS = ("log2", "linear", "exp2")
-# seconds per unit: histogram bucket bounds are converted to seconds, Prometheus' base unit for time
-UNITS = {"seconds": 1.0, "milliseconds": 1e-3, "microseconds": 1e-6, "nanoseconds": 1e-9, "none": 1.0}
+# units per second: histogram bucket bounds are converted to seconds, Prometheus' base unit for time (dividing by
+# 1e6 gives 2e-06 where multiplying by 1e-6 would give 2.0000000000000003e-06)
+UNITS = {"seconds": 1.0, "milliseconds": 1e3, "microseconds": 1e6, "nanoseconds": 1e9, "none": 1.0}
 DECODERS = ("int", "comm", "syscall", "errno", "ksym", "cgroup", "ipv4", "ipv6", "port", "string", "disk", "enum")
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -23,13 +24,29 @@ class ConfigError(Exception):
 
 
 @dataclass
+class Place:
+    """Where an item of the configuration was written, and the lines of the keys below it, for the mistakes found
+    only once its object is open (a map or field the object lacks)."""
+
+    filename: str = "<config>"
+    key: str = ""
+    line: int = 0
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def at(self, sub: str = "") -> str:
+        """`FILE:LINE: KEY.sub`, at the line of sub when it was written."""
+        line = self.lines.get(sub, self.line) if sub else self.line
+        return f"{self.filename}:{line}: {self.key}{'.' + sub if sub else ''}"
+
+
+@dataclass
 class Label:
     name: str
     field: str | None          # a field of the key (or of the value, with source "value"); None: the whole key
     decode: str
     enum: dict[int, str] | None = None
     source: str = "key"        # "key" or "value"
-    where: str = ""
+    place: Place = field(default_factory=Place)
 
 
 @dataclass
@@ -51,7 +68,7 @@ class Metric:
     value_field: str | None = None
     buckets: Buckets | None = None
     max_series: int = DEFAULT_MAX_SERIES
-    where: str = ""            # "FILE:LINE: objects[0].metrics[1]", for errors found when the object is open
+    place: Place = field(default_factory=Place)
 
 
 @dataclass
@@ -62,7 +79,7 @@ class ObjectConfig:
     tool: str | None = None
     globals: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
-    where: str = ""
+    place: Place = field(default_factory=Place)
 
 
 @dataclass
@@ -195,6 +212,20 @@ def _kind(v: Any) -> str:
     return f"the string {v!r}" if isinstance(v, str) else repr(v)
 
 
+def _lines(item: _Located, prefix: str = "") -> dict[str, int]:
+    """The line of every key below item, by dotted path (buckets.slot_field)."""
+    out: dict[str, int] = {}
+    if isinstance(item.value, dict):
+        for k, v in item.value.items():
+            out[f"{prefix}{k}"] = v.line
+            out.update(_lines(v, f"{prefix}{k}."))
+    return out
+
+
+def _place(c: _Checker, item: _Located, key: str) -> Place:
+    return Place(c.filename, key, item.line, _lines(item))
+
+
 def _plain(item: _Located) -> Any:
     v = item.value
     if isinstance(v, dict):
@@ -231,7 +262,7 @@ def _label(c: _Checker, item: _Located, key: str) -> Label:
             decode = c.string(dec, f"{key}.decode", DECODERS)
             if decode == "enum":
                 raise c.fail(dec, f"{key}.decode", "write the enum's names: `decode: {enum: {0: read, 1: write}}`")
-    return Label(name, fld, decode, enum, source, f"{c.filename}:{item.line}: {key}")
+    return Label(name, fld, decode, enum, source, _place(c, item, key))
 
 
 def _buckets(c: _Checker, item: _Located, key: str) -> Buckets:
@@ -270,7 +301,7 @@ def _metric(c: _Checker, item: _Located, key: str, prefix: str, default_max: int
                help=c.string(d["help"], f"{key}.help") if "help" in d else f"{name} from BPF map {d['map'].value}",
                type=mtype, map=c.string(d["map"], f"{key}.map"), labels=labels,
                max_series=c.integer(d["max_series"], f"{key}.max_series", 1) if "max_series" in d else default_max,
-               where=f"{c.filename}:{item.line}: {key}")
+               place=_place(c, item, key))
     if "value_field" in d:
         m.value_field = c.string(d["value_field"], f"{key}.value_field")
     if mtype == "histogram":
@@ -284,7 +315,7 @@ def _metric(c: _Checker, item: _Located, key: str, prefix: str, default_max: int
 
 def _object(c: _Checker, item: _Located, key: str, base: Path, default_max: int) -> ObjectConfig:
     d = c.mapping(item, key, ("name", "path", "source", "tool", "globals", "metrics"), ("name", "metrics"))
-    oc = ObjectConfig(name=c.string(d["name"], f"{key}.name", name=True), where=f"{c.filename}:{item.line}: {key}")
+    oc = ObjectConfig(name=c.string(d["name"], f"{key}.name", name=True), place=_place(c, item, key))
     given = [k for k in ("path", "source", "tool") if k in d]
     if len(given) != 1:
         raise c.fail(item if not given else d[given[1]], key,
