@@ -66,7 +66,9 @@ def test_a_good_configuration_is_read_whole():
         [("pid", None, "int", None), ("op", "kind", "enum", {0: "read", 1: "write"})]
     assert (hist.name, hist.max_series, hist.labels) == ("latency_seconds", 5, [])
     assert hist.buckets == cfg.Buckets(kind="linear", unit="milliseconds", step=10.0)
-    assert counter.where == "conf.yaml:7: objects[0].metrics[0]"
+    assert counter.place.at() == "conf.yaml:7: objects[0].metrics[0]"
+    assert counter.place.at("map") == "conf.yaml:10: objects[0].metrics[0].map"
+    assert o.place.at("globals.min_pid") == "conf.yaml:5: objects[0].globals.min_pid"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -233,7 +235,7 @@ def test_the_command_reports_a_missing_file_and_a_bad_listen_address(tmp_path):
                                            "127.0.0.1:9435 or [::1]:9435)\n")
     r = run_export(str(conf))  # the object file is not there: said at start, with the key
     assert r.returncode == 2
-    assert r.stderr == f"cbpf export: {tmp_path}/c.yaml:3: objects[0].path: no such file: {tmp_path}/syscount.bpf.o\n"
+    assert r.stderr == f"cbpf export: {tmp_path}/c.yaml:4: objects[0].path: no such file: {tmp_path}/syscount.bpf.o\n"
 
 
 def test_an_unknown_tool_lists_the_shipped_ones(tmp_path):
@@ -241,7 +243,7 @@ def test_an_unknown_tool_lists_the_shipped_ones(tmp_path):
     conf.write_text(GOOD.replace("path: syscount.bpf.o", "tool: no_such_tool"))
     r = run_export(str(conf))
     assert r.returncode == 2
-    assert "t.yaml:3: objects[0].tool: cbpf ships no tool 'no_such_tool'" in r.stderr
+    assert "t.yaml:4: objects[0].tool: cbpf ships no tool 'no_such_tool'" in r.stderr
     assert "syscount" in r.stderr.split("shipped:")[1]
 
 
@@ -251,3 +253,69 @@ def test_the_bundled_examples_are_valid():
     for p in examples:
         c = cfg.load(p)
         assert c.objects[0].tool == p.stem
+
+
+def series_registry():
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    from cbpf.exporter.collector import SeriesFamily
+
+    class Families:
+        def collect(self):
+            yield SeriesFamily("cbpf_t_calls_total", "Calls\\with \"odd\" help\nacross lines", "counter",
+                               ["pid", "comm"], [["1", "22", "333"], ['a "quoted" name', "back\\slash", "new\nline"]],
+                               [5, 1_234_567, 2 ** 60])
+            yield SeriesFamily("cbpf_t_level", "Level", "gauge", [], [], [-3])
+            g = GaugeMetricFamily("cbpf_t_other", "written by prometheus_client", labels=["x"])
+            g.add_metric(["y"], 1.5)
+            yield g
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families())
+    return registry
+
+
+@pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                                        "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"])
+def test_bulk_families_read_back_as_prometheus_client_writes_them(accept):
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    from cbpf.exporter.exposition import render
+
+    registry = series_registry()
+    ours, content_type = render(registry, accept)
+    encoder, expected_type = choose_encoder(accept)
+    theirs = encoder(registry)   # prometheus_client's own writer, one Sample at a time
+    assert content_type == expected_type
+    parse = parse_openmetrics if "openmetrics" in content_type else parse_text
+    if "openmetrics" in content_type:
+        assert ours.endswith(b"\n# EOF\n") and ours.count(b"# EOF") == 1
+
+    def read(text: bytes):
+        return [(f.name, f.type, f.documentation, [(s.name, s.labels, s.value) for s in f.samples])
+                for f in parse(text.decode())]
+
+    assert read(ours) == read(theirs)
+    assert read(ours)[0][3][2] == ("cbpf_t_calls_total", {"pid": "333", "comm": "new\nline"}, float(2 ** 60))
+    # the lines differ only in how numbers of a million and more are written
+    assert ours.replace(b"1234567.0", b"1.234567e+06") == theirs
+
+
+def test_metrics_app_gzips_when_asked():
+    import gzip
+
+    from cbpf.exporter.exposition import metrics_app, render
+
+    app = metrics_app(series_registry())
+    seen = {}
+
+    def start_response(status, headers):
+        seen.update(status=status, headers=dict(headers))
+
+    body = b"".join(app({"HTTP_ACCEPT_ENCODING": "gzip", "PATH_INFO": "/metrics"}, start_response))
+    assert seen["status"] == "200 OK" and seen["headers"]["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == render(series_registry())[0]
+    assert int(seen["headers"]["Content-Length"]) == len(body)

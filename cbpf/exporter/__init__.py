@@ -109,16 +109,16 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
 
-    def scrape(self) -> bytes:
-        """One scrape, in Prometheus' text format."""
-        from prometheus_client import generate_latest
+    def scrape(self, accept: str = "") -> bytes:
+        """One scrape, in Prometheus' text format (or the format an HTTP Accept header asks for)."""
+        from cbpf.exporter.exposition import render
 
-        return generate_latest(self.registry)
+        return render(self.registry, accept)[0]
 
     def wsgi_app(self) -> Callable[..., Iterable[bytes]]:
-        from prometheus_client import make_wsgi_app
+        from cbpf.exporter.exposition import metrics_app as make_metrics_app
 
-        metrics_app = make_wsgi_app(self.registry)
+        metrics_app = make_metrics_app(self.registry)
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "/")

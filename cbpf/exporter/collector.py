@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 import cbpf
@@ -107,6 +108,68 @@ def bucket_bounds(b: cfg.Buckets, slots: int) -> tuple[np.ndarray, np.ndarray]:
         mid = (k + 0.5) * b.step
     per_second = cfg.UNITS[b.unit]
     return upper / per_second, mid / per_second
+
+
+# -- families of many series ---------------------------------------------------------------------------------------
+
+_SPECIAL = ("\\", "\n", '"')
+
+
+def _escaped(column: list[str]) -> list[str]:
+    """Label values escaped as both text formats want them (backslash, newline, double quote); a column with none
+    of these, the usual case, is checked in one pass and returned as it is."""
+    joined = "".join(column)
+    if not any(c in joined for c in _SPECIAL):
+        return column
+    return [v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for v in column]
+
+
+class SeriesFamily(Metric):
+    """A counter or gauge of many series kept as label columns and a list of values, written out in bulk.
+
+    prometheus_client writes a family one Sample (a named tuple holding a dict of labels) at a time, which costs
+    microseconds per series; this family writes a label column with one f-string per value and each line with
+    another (exposition.render). Values are written as Python's repr of the float, which Prometheus reads as the
+    same number (prometheus_client writes 1e6 and above with an exponent, 1.234567e+06, at a function call per
+    value). `samples` still gives prometheus_client's Sample objects (built on first use), so any consumer of a
+    registry sees an ordinary family; tests check that both writings parse to the same samples."""
+
+    def __init__(self, name: str, documentation: str, typ: str, labelnames: list[str], columns: list[list[str]],
+                 values: list[int] | list[float]) -> None:
+        if typ == "counter" and name.endswith("_total"):
+            name = name[:-len("_total")]  # the family's name; its samples' end in _total (as CounterMetricFamily)
+        super().__init__(name, documentation, typ)
+        self.sample_name = self.name + "_total" if typ == "counter" else self.name
+        self._samples: list[Sample] = []
+        self.labelnames = labelnames
+        self.columns = columns
+        self.values = values
+
+    @property
+    def samples(self) -> list[Sample]:
+        if not self._samples and getattr(self, "values", None):
+            names, name = self.labelnames, self.sample_name
+            rows = zip(*self.columns) if self.columns else [()] * len(self.values)
+            self._samples = [Sample(name, dict(zip(names, labels)), value) for labels, value in zip(rows, self.values)]
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._samples = value
+
+    def header(self) -> Metric:
+        """The same family without samples: what prometheus_client writes of it is the HELP and TYPE lines."""
+        return Metric(self.name, self.documentation, self.type)
+
+    def lines(self) -> str:
+        """The sample lines, labels sorted by name as prometheus_client writes them."""
+        values = map(repr, map(float, self.values))
+        if not self.labelnames:
+            return "".join([f"{self.sample_name} {v}\n" for v in values])
+        order = sorted(range(len(self.labelnames)), key=self.labelnames.__getitem__)
+        # one str.format per line, driven by map(): no Python frame per series
+        line = self.sample_name + "{{" + ",".join(f'{self.labelnames[i]}="{{}}"' for i in order) + "}} {}\n"
+        return "".join(map(line.format, *(_escaped(self.columns[i]) for i in order), values))
 
 
 # -- one metric ------------------------------------------------------------------------------------------------------
@@ -208,13 +271,8 @@ class MetricReader:
             dropped = len(counts) - mc.max_series
             keys, values, counts = keys[keep], values[keep], counts[keep]
         names = [lab.name for lab, _, _ in self.labels]
-        family: Any = (CounterMetricFamily if mc.type == "counter" else GaugeMetricFamily)(
-            mc.name, mc.help, labels=names)
-        label_columns = self._label_columns(keys, values)
-        add = family.add_metric
-        for labels, value in zip(zip(*label_columns) if label_columns else [()] * len(counts), counts.tolist()):
-            add(labels, value)
-        return family, dropped
+        return SeriesFamily(mc.name, mc.help, mc.type, names, self._label_columns(keys, values), counts.tolist()), \
+            dropped
 
     def _label_columns(self, keys: np.ndarray, values: np.ndarray) -> list[list[str]]:
         out = []

@@ -4,7 +4,8 @@ BPF object is opened, so that a mistake is reported as `FILE:LINE: objects[0].me
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as default
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +32,7 @@ class Place:
     filename: str = "<config>"
     key: str = ""
     line: int = 0
-    lines: dict[str, int] = field(default_factory=dict)
+    lines: dict[str, int] = default(default_factory=dict)
 
     def at(self, sub: str = "") -> str:
         """`FILE:LINE: KEY.sub`, at the line of sub when it was written."""
@@ -46,7 +47,7 @@ class Label:
     decode: str
     enum: dict[int, str] | None = None
     source: str = "key"        # "key" or "value"
-    place: Place = field(default_factory=Place)
+    place: Place = default(default_factory=Place)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Metric:
     value_field: str | None = None
     buckets: Buckets | None = None
     max_series: int = DEFAULT_MAX_SERIES
-    place: Place = field(default_factory=Place)
+    place: Place = default(default_factory=Place)
 
 
 @dataclass
@@ -77,9 +78,9 @@ class ObjectConfig:
     path: Path | None = None
     source: Path | None = None
     tool: str | None = None
-    globals: dict[str, Any] = field(default_factory=dict)
-    metrics: list[Metric] = field(default_factory=list)
-    place: Place = field(default_factory=Place)
+    globals: dict[str, Any] = default(default_factory=dict)
+    metrics: list[Metric] = default(default_factory=list)
+    place: Place = default(default_factory=Place)
 
 
 @dataclass

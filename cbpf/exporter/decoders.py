@@ -60,6 +60,9 @@ class Int(Decoder):
 
 
 class String(Decoder):
+    def __call__(self, column: Column) -> list[str]:
+        return [_text(v) for v in column]
+
     def one(self, v: int | bytes) -> str:
         return _text(v)
 
@@ -71,6 +74,10 @@ class Port(Int):
 class Enum(Decoder):
     def __init__(self, table: dict[int, str]) -> None:
         self.table = table
+
+    def __call__(self, column: Column) -> list[str]:
+        t = self.table
+        return [t[v] if v in t else self.one(v) for v in column]
 
     def one(self, v: int | bytes) -> str:
         n = _as_int(v)
@@ -90,11 +97,18 @@ class Errno(Decoder):
 class Ipv4(Decoder):
     """An IPv4 address as the kernel keeps it: 4 bytes in network order (an int field read in host order)."""
 
+    def __call__(self, column: Column) -> list[str]:
+        ntoa, order = socket.inet_ntoa, sys.byteorder  # every value at once: addresses are mostly distinct
+        return [ntoa(v.to_bytes(4, order) if isinstance(v, int) else v[:4]) for v in column]
+
     def one(self, v: int | bytes) -> str:
         return socket.inet_ntop(socket.AF_INET, _as_bytes(v, 4)[:4])
 
 
 class Ipv6(Decoder):
+    def __call__(self, column: Column) -> list[str]:
+        return [self.one(v) for v in column]
+
     def one(self, v: int | bytes) -> str:
         raw = _as_bytes(v, 16)
         return socket.inet_ntop(socket.AF_INET6, raw.ljust(16, b"\0")[:16])
