@@ -311,3 +311,80 @@ def test_the_command_serves_until_sigterm(bpf_objects, tmp_path):
         proc.terminate()
         assert proc.wait(timeout=30) == 0
         assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+
+
+def test_check_and_once(bpf_objects, tmp_path):
+    conf = tmp_path / "top.yaml"
+    conf.write_text(TOP.replace("@exporter_top@", str(bpf_objects["exporter_top"])))
+    r = subprocess.run([sys.executable, "-m", "cbpf.exporter", str(conf), "--check"], capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", f"cbpf export: {conf}: 1 object(s), 2 metric(s): ok\n")
+    r = subprocess.run([sys.executable, "-m", "cbpf.exporter", str(conf), "--once"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0
+    assert "# TYPE cbpf_top_getpid_total counter\n" in r.stdout
+    assert 'cbpf_exporter_errors_total{metric="cbpf_top_getpid_total",object="top"} 0.0\n' in r.stdout
+
+
+COUNTER_C = """\
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+const volatile __u32 only_tgid = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u64);
+} calls SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int count(void *ctx)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    __u64 one = 1, *n;
+    if (only_tgid && tgid != only_tgid)
+        return 0;
+    n = bpf_map_lookup_elem(&calls, &tgid);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        bpf_map_update_elem(&calls, &tgid, &one, BPF_NOEXIST);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_source_objects_compile_through_cbpf_compile_where_it_exists(tmp_path):
+    (tmp_path / "calls.bpf.c").write_text(COUNTER_C)
+    text = f"""\
+objects:
+  - name: src
+    source: calls.bpf.c
+    globals: {{only_tgid: {os.getpid()}}}
+    metrics:
+      - {{name: getpid_total, type: counter, map: calls, labels: [{{name: pid}}]}}
+"""
+    config = parse(text, str(tmp_path / "src.yaml"), tmp_path)
+    if getattr(cbpf, "compile", None) is None:
+        with pytest.raises(ConfigError) as e:
+            Exporter(config)
+        assert str(e.value).startswith(f"{tmp_path / 'src.yaml'}:3: objects[0].source: this cbpf cannot compile C "
+                                       "(no cbpf.compile): compile calls.bpf.c with clang and give the object as "
+                                       "`path:`")
+        return
+    with Exporter(config) as ex:
+        for _ in range(17):
+            os.getpid()
+        assert samples(ex)[("cbpf_src_getpid_total", (("pid", str(os.getpid())),))] == 17
+    (tmp_path / "calls.bpf.c").write_text(COUNTER_C.replace("return 0;\n}\n\nchar", "return 0\n}\n\nchar"))
+    (tmp_path / "src.yaml").write_text(text)
+    r = subprocess.run([sys.executable, "-m", "cbpf.exporter", str(tmp_path / "src.yaml")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"cbpf export: {tmp_path / 'src.yaml'}:3: objects[0].source: calls.bpf.c did not "
+                               "compile: ")
+    assert "Traceback" not in r.stderr

@@ -21,11 +21,16 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cbpf.exporter.config import DEFAULT_LISTEN, Config, ConfigError, ObjectConfig, load, parse, parse_listen
 
-__all__ = ["DEFAULT_LISTEN", "Config", "ConfigError", "Exporter", "load", "main", "parse"]
+__all__ = ["DEFAULT_LISTEN", "Config", "ConfigError", "Exporter", "StartError", "load", "main", "make_server", "parse",
+           "tool_object"]
 
 PROG = "cbpf export"
 EXIT_CONFIG = 2  # a mistake in the configuration (or the command line)
 EXIT_RUNTIME = 1  # the configuration is right but the kernel or the system refused something
+
+
+class StartError(Exception):
+    """Something the configuration asks for could not be done at start (a source that does not compile)."""
 
 
 def tool_object(name: str) -> Path:
@@ -52,7 +57,10 @@ def _object_file(oc: ObjectConfig) -> Path | bytes:
                               f"{oc.source.name} with clang and give the object as `path:`")
         if not oc.source.is_file():
             raise ConfigError(f"{oc.place.at('source')}: no such file: {oc.source}")
-        compiled = compile_c(oc.source)
+        try:
+            compiled = compile_c(oc.source)
+        except Exception as e:  # noqa: BLE001 - cbpf.CompileError (an Exception), no compiler, an unreadable file
+            raise StartError(f"{oc.place.at('source')}: {oc.source.name} did not compile: {e}") from None
         return bytes(compiled) if isinstance(compiled, (bytes, bytearray)) else Path(compiled)
     assert oc.path is not None
     if not oc.path.is_file():
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except OSError as e:  # no privilege, a kernel without what the object needs, a verifier refusal
+    except (OSError, StartError) as e:  # no privilege, a kernel without what the object needs, the verifier
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_RUNTIME
     with exporter:
