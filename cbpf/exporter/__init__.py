@@ -187,29 +187,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _start(args: argparse.Namespace) -> tuple[Exporter, str, int]:
+    config = load(args.config)
+    try:
+        host, port = parse_listen(args.listen or config.listen or DEFAULT_LISTEN)
+    except ValueError as e:
+        raise ConfigError(f"--listen: {e}") from None
+    return Exporter(config), host, port
+
+
 def main(argv: list[str] | None = None) -> int:
     """`cbpf export ...`: the exit status (0; 1 when the system refused something; 2 for a configuration mistake)."""
     args = _parser().parse_args(argv)
     try:
-        config = load(args.config)
-        host, port = parse_listen(args.listen or config.listen or DEFAULT_LISTEN)
+        exporter, host, port = _start(args)
     except ConfigError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except ValueError as e:
-        print(f"{PROG}: --listen: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        exporter = Exporter(config)
     except ImportError as e:
         print(f"{PROG}: {e.name or e} is missing: pip install 'cbpf[exporter]'", file=sys.stderr)
         return EXIT_RUNTIME
-    except ConfigError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return EXIT_CONFIG
     except (OSError, StartError) as e:  # no privilege, a kernel without what the object needs, the verifier
         print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_RUNTIME
+    config = exporter.config
     with exporter:
         if args.check:
             print(f"{PROG}: {args.config}: {len(config.objects)} object(s), "

@@ -4,9 +4,8 @@
  * is set (a global the exporter's config sets before load), so a test knows how many requests it caused. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "exporter_slots.h"
 #include <bpf/bpf_core_read.h>
-
-#define SLOTS 64
 
 const volatile __u32 target_dev = 0;
 
@@ -46,16 +45,6 @@ static __always_inline int is_write(const char *rwbs)
 {
     /* rwbs starts with F (flush) before W for a preflush write; a plain write starts with W */
     return rwbs[0] == 'W' || (rwbs[0] == 'F' && rwbs[1] == 'W');
-}
-
-static __always_inline __u32 log2_slot(__u64 v)
-{
-    __u32 slot = 0;
-    while (v >= 2 && slot < SLOTS - 1) {
-        v >>= 1;
-        slot++;
-    }
-    return slot;
 }
 
 SEC("tracepoint/block/block_rq_issue")

@@ -3,9 +3,8 @@
  * waited on a run queue between its wakeup and running. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "exporter_slots.h"
 #include <bpf/bpf_tracing.h>
-
-#define SLOTS 64
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -20,16 +19,6 @@ struct {
     __type(key, __u32);
     __type(value, __u64);
 } woken SEC(".maps");
-
-static __always_inline __u32 log2_slot(__u64 v)
-{
-    __u32 slot = 0;
-    while (v >= 2 && slot < SLOTS - 1) {
-        v >>= 1;
-        slot++;
-    }
-    return slot;
-}
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(on_wakeup, struct task_struct *p)
