@@ -1,5 +1,5 @@
-"""cbpf export: the time and CPU of one scrape of a 10,000-series metric, against a plain prometheus_client loop
-over Map.items() in the same run.
+"""cbpf export: the time and CPU of one scrape of a 10,000-series metric, against a plain prometheus_client
+loop over Map.items() in the same run.
 
     python benchmarks/bench_exporter.py [--series N] [--rounds R]
 
@@ -7,15 +7,17 @@ The metric: a 10k-entry hash whose struct key {__u32 addr; __u16 port; __u8 prot
 (ipv4, port, an enum), value a __u64 counter. One scrape is what Prometheus asks for: prometheus_client's
 generate_latest() over the registry, the maps read during it. Target: <= 50 ms a scrape on these machines.
 
-The peer is what one writes by hand with prometheus_client: a collector iterating Map.items() (one (bytes, bytes)
-pair per entry), unpacking each key with struct, decoding the labels and adding one sample at a time. Both produce
-the same text (checked). The exporter's time is split into its phases: the batch read (Map.to_numpy), the label
-columns and samples (decode + add_metric), and the text exposition (prometheus_client's formatting).
+The peer is what one writes by hand with prometheus_client: a collector iterating Map.items() (one (bytes,
+bytes) pair per entry), unpacking each key with struct, decoding the labels and adding one sample at a time.
+Both produce the same text (checked). The exporter's time is split into its phases: the batch read
+(Map.to_numpy), the label columns and samples (decode + add_metric), and the text exposition
+(prometheus_client's formatting).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import struct
@@ -106,7 +108,8 @@ class ItemsLoop:
         return []
 
     def collect(self) -> Iterator[Any]:
-        family = CounterMetricFamily("cbpf_net_flow_bytes_total", "Bytes per flow", labels=["addr", "port", "proto"])
+        family = CounterMetricFamily("cbpf_net_flow_bytes_total", "Bytes per flow",
+                                     labels=["addr", "port", "proto"])
         unpack_key = struct.Struct("=4sHBx").unpack
         unpack_value = struct.Struct("=Q").unpack
         for key, value in self.map.items():
@@ -119,7 +122,8 @@ class ItemsLoop:
 def parsed(text: bytes) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
     """The samples of the benchmarked metric in a scrape, read back by prometheus_client's parser."""
     return {(s.name, tuple(sorted(s.labels.items())), s.value)
-            for family in text_string_to_metric_families(text.decode()) if family.name == "cbpf_net_flow_bytes"
+            for family in text_string_to_metric_families(text.decode())
+            if family.name == "cbpf_net_flow_bytes"
             for s in family.samples}
 
 
@@ -151,7 +155,8 @@ def main() -> int:
             n = args.series
             i = np.arange(n, dtype=np.uint32)
             keys = np.zeros(n, dtype=[("addr", "<u4"), ("port", "=u2"), ("proto", "u1"), ("pad", "u1")])
-            keys["addr"] = (10 | ((i >> 8) & 0xFF) << 16 | (i & 0xFF) << 24) | 0x100  # 10.1.x.y in network order
+            # 10.1.x.y, in network order
+            keys["addr"] = (10 | ((i >> 8) & 0xFF) << 16 | (i & 0xFF) << 24) | 0x100
             keys["port"] = 1024 + i
             keys["proto"] = np.where(i % 2 == 0, 6, 17)
             m.update_batch(keys, (i.astype(np.uint64) + 1) * 1000)
@@ -163,7 +168,8 @@ def main() -> int:
 
             reader = ex.collector.objects[0].readers[0]
             rows: dict[str, list[float]] = {k: [] for k in (
-                "scrape, cbpf export", "scrape, Map.items() loop", "cpu, cbpf export", "cpu, Map.items() loop",
+                "scrape, cbpf export", "scrape, Map.items() loop",
+                "cpu, cbpf export", "cpu, Map.items() loop",
                 "read: Map.to_numpy()", "labels and samples", "text exposition")}
             for r in range(args.rounds):
                 runs = [("cbpf export", ex.scrape), ("Map.items() loop", lambda: generate_latest(peer))]
@@ -173,7 +179,7 @@ def main() -> int:
                     rows[f"cpu, {name}"].append(cpu)
                 # the phases, in CPU time (the machine's other load moves wall times more than these)
                 _, cpu_read, raw = timed(lambda: read_map(m))
-                _, cpu_family, _ = timed(lambda: reader.family(*raw))
+                _, cpu_family, _ = timed(functools.partial(reader.family, *raw))
                 _, cpu_collect, families = timed(lambda: list(ex.registry.collect()))
                 rows["read: Map.to_numpy()"].append(cpu_read)
                 rows["labels and samples"].append(cpu_family)
@@ -191,7 +197,8 @@ def main() -> int:
     for phase in ("read: Map.to_numpy()", "labels and samples", "text exposition"):
         report(f"  {phase}", rows[phase])
     _, low, high = _measure.median_ci(rows["scrape, cbpf export"])
-    print(f"ratio cbpf export / Map.items() loop: wall {ours / peer_wall:.2f}x, CPU {ours_cpu / peer_cpu:.2f}x")
+    print(f"ratio cbpf export / Map.items() loop: wall {ours / peer_wall:.2f}x, "
+          f"CPU {ours_cpu / peer_cpu:.2f}x")
     print(f"target <= 50 ms a scrape: {_measure.verdict(low * 1e3, high * 1e3, 50.0)}")
     return 0
 

@@ -1,5 +1,5 @@
-"""cbpf export without a kernel: the configuration's schema check and its messages, bucket bounds, label decoders,
-and the command's exit status on a bad configuration."""
+"""cbpf export without a kernel: the configuration's schema check and its messages, bucket bounds, label
+decoders, and the command's exit status on a bad configuration."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("yaml", reason="the exporter's tests need PyYAML (pip install 'cbpf[exporter]')")
-pytest.importorskip("prometheus_client", reason="the exporter's tests need prometheus_client (cbpf[exporter])")
+pytest.importorskip("prometheus_client", reason="exporter tests need prometheus_client (cbpf[exporter])")
 
 from cbpf.exporter import config as cfg
 from cbpf.exporter import decoders
@@ -83,13 +83,14 @@ def test_a_good_configuration_is_read_whole():
      "conf.yaml:12: objects[0].metrics[0].labels[0].decode: 'hex' is not one of int, comm"),
     (GOOD.replace("    path: syscount.bpf.o\n", ""), "conf.yaml:3: objects[0]: give exactly one of `path:`"),
     (GOOD.replace("    path: syscount.bpf.o\n", "    path: a.o\n    tool: top\n"),
-     "conf.yaml:5: objects[0]: give exactly one of `path:` (a .bpf.o), `source:` (a .bpf.c) or `tool:` (a shipped "
-     "tool), not path and tool"),
+     "conf.yaml:5: objects[0]: give exactly one of `path:` (a .bpf.o), `source:` (a .bpf.c) or `tool:` (a "
+     "shipped tool), not path and tool"),
     (GOOD.replace("kind: linear, step: 10", "kind: linear"),
      "conf.yaml:19: objects[0].metrics[1].buckets: linear buckets need `step:`"),
     (GOOD.replace("kind: linear, step: 10", "kind: log2, step: 10"),
      "conf.yaml:19: objects[0].metrics[1].buckets.step: only linear buckets have a step"),
-    (GOOD.replace("unit: milliseconds", "unit: fortnights"), "objects[0].metrics[1].buckets.unit: 'fortnights'"),
+    (GOOD.replace("unit: milliseconds", "unit: fortnights"),
+     "objects[0].metrics[1].buckets.unit: 'fortnights'"),
     (GOOD.replace("max_series: 5", "max_series: 0"),
      "conf.yaml:18: objects[0].metrics[1].max_series: expected an integer >= 1, got 0"),
     (GOOD.replace("        buckets: {kind: linear, step: 10, unit: milliseconds}\n", ""),
@@ -97,11 +98,13 @@ def test_a_good_configuration_is_read_whole():
     (GOOD.replace("name: op,", "name: pid,"),
      "conf.yaml:13: objects[0].metrics[0].labels[1].name: label 'pid' is used twice"),
     (GOOD.replace("name: op,", "name: le,"), "labels[1].name: label 'le' is reserved for buckets"),
-    (GOOD.replace("name: syscalls_total", "name: 9lives"), "conf.yaml:7: objects[0].metrics[0].name: '9lives' is "
-     "not a valid name"),
+    (GOOD.replace("name: syscalls_total", "name: 9lives"),
+     "conf.yaml:7: objects[0].metrics[0].name: '9lives' is not a valid name"),
     (GOOD.replace("{enum: {0: read, 1: write}}", "{enum: {zero: read}}"),
-     "conf.yaml:13: objects[0].metrics[0].labels[1].decode.enum.zero: enum keys are the integers the map holds"),
-    (GOOD.replace("decode: int", "decode: enum"), "write the enum's names: `decode: {enum: {0: read, 1: write}}`"),
+     "conf.yaml:13: objects[0].metrics[0].labels[1].decode.enum.zero: enum keys are the integers the map "
+     "holds"),
+    (GOOD.replace("decode: int", "decode: enum"),
+     "write the enum's names: `decode: {enum: {0: read, 1: write}}`"),
     (GOOD.replace("listen: 127.0.0.1:9500", "listen: localhost"),
      "conf.yaml:1: listen: 'localhost' is not ADDR:PORT"),
     (GOOD.replace("        map: calls\n", "        map: calls\n        map: other\n"),
@@ -110,8 +113,8 @@ def test_a_good_configuration_is_read_whole():
      "conf.yaml:5: objects[0].globals: expected a mapping"),
     (GOOD.replace("type: counter", "type: counter\n        buckets: {kind: log2, unit: seconds}"),
      "conf.yaml:10: objects[0].metrics[0].buckets: only histograms have buckets (this metric is a counter)"),
-    (GOOD + GOOD[GOOD.index("  - name: syscalls"):], "conf.yaml:20: objects[1].name: 'syscalls' is already the name "
-     "of objects[0]"),
+    (GOOD + GOOD[GOOD.index("  - name: syscalls"):],
+     "conf.yaml:20: objects[1].name: 'syscalls' is already the name of objects[0]"),
     (GOOD.replace("{name: pid, field: null, decode: int}", "{name: pid, from: value}"),
      "objects[0].metrics[0].labels[0].from: a label from the value needs `field:`"),
 ])
@@ -148,7 +151,8 @@ def test_exp2_and_linear_bounds():
     upper, mid = bucket_bounds(cfg.Buckets("linear", "milliseconds", step=10), 3)
     assert upper.tolist() == pytest.approx([0.01, 0.02, 0.03])
     assert mid.tolist() == pytest.approx([0.005, 0.015, 0.025])
-    upper, _ = bucket_bounds(cfg.Buckets("linear", "none", step=512), 2)  # a histogram of sizes: no conversion
+    # a histogram of sizes: no conversion
+    upper, _ = bucket_bounds(cfg.Buckets("linear", "none", step=512), 2)
     assert upper.tolist() == [512, 1024]
 
 
@@ -159,7 +163,8 @@ def test_decoders_of_numbers_and_addresses():
     assert decoders.make("errno")([-errno.EPERM]) == ["EPERM"]
     addr = int.from_bytes(socket.inet_aton("10.1.2.3"), sys.byteorder)  # as a __be32 field reads on this host
     assert decoders.make("ipv4")([addr, socket.inet_aton("127.0.0.1")]) == ["10.1.2.3", "127.0.0.1"]
-    assert decoders.make("ipv6")([socket.inet_pton(socket.AF_INET6, "fe80::1"), b"\0" * 16]) == ["fe80::1", "::"]
+    fe80 = socket.inet_pton(socket.AF_INET6, "fe80::1")
+    assert decoders.make("ipv6")([fe80, b"\0" * 16]) == ["fe80::1", "::"]
     assert decoders.make("string")([b"bash\0\0garbage", b"\xff\0"]) == ["bash", "\ufffd"]
     assert decoders.make("enum", {0: "read", 1: "write"})([1, 0, 7]) == ["write", "read", "7"]
 
@@ -227,7 +232,8 @@ def test_the_command_exits_2_naming_line_and_key_on_a_bad_config(tmp_path):
 def test_the_command_reports_a_missing_file_and_a_bad_listen_address(tmp_path):
     r = run_export(str(tmp_path / "none.yaml"))
     assert (r.returncode, "Traceback" in r.stderr) == (2, False)
-    assert r.stderr.startswith(f"cbpf export: {tmp_path / 'none.yaml'}: cannot read the configuration: No such file")
+    assert r.stderr.startswith(f"cbpf export: {tmp_path / 'none.yaml'}: cannot read the configuration: No "
+                               "such file")
     conf = tmp_path / "c.yaml"
     conf.write_text(GOOD)
     r = run_export(str(conf), "--listen", "nowhere")
@@ -235,7 +241,8 @@ def test_the_command_reports_a_missing_file_and_a_bad_listen_address(tmp_path):
                                            "127.0.0.1:9435 or [::1]:9435)\n")
     r = run_export(str(conf))  # the object file is not there: said at start, with the key
     assert r.returncode == 2
-    assert r.stderr == f"cbpf export: {tmp_path}/c.yaml:4: objects[0].path: no such file: {tmp_path}/syscount.bpf.o\n"
+    assert r.stderr == (f"cbpf export: {tmp_path}/c.yaml:4: objects[0].path: no such file: "
+                        f"{tmp_path}/syscount.bpf.o\n")
 
 
 def test_an_unknown_tool_lists_the_shipped_ones(tmp_path):
@@ -264,7 +271,8 @@ def series_registry():
     class Families:
         def collect(self):
             yield SeriesFamily("cbpf_t_calls_total", "Calls\\with \"odd\" help\nacross lines", "counter",
-                               ["pid", "comm"], [["1", "22", "333"], ['a "quoted" name', "back\\slash", "new\nline"]],
+                               ["pid", "comm"],
+                               [["1", "22", "333"], ['a "quoted" name', "back\\slash", "new\nline"]],
                                [5, 1_234_567, 2 ** 60])
             yield SeriesFamily("cbpf_t_level", "Level", "gauge", [], [], [-3])
             g = GaugeMetricFamily("cbpf_t_other", "written by prometheus_client", labels=["x"])
@@ -276,8 +284,12 @@ def series_registry():
     return registry
 
 
-@pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
-                                        "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"])
+# what Prometheus 2.42 sends
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+                     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+@pytest.mark.parametrize("accept", ["", PROMETHEUS_ACCEPT])
 def test_bulk_families_read_back_as_prometheus_client_writes_them(accept):
     from prometheus_client.exposition import choose_encoder
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics

@@ -1,6 +1,7 @@
-"""The example configurations shipped in cbpf/exporter/examples/, each run against the live kernel with activity the
-test causes. They name the shipped tools (`tool: top` ...); where this build ships no such tool yet, the test runs the
-same configuration on a test program with the same maps (tests/bpf/exporter_<tool>.bpf.c), whose counts are exact."""
+"""The example configurations shipped in cbpf/exporter/examples/, each run against the live kernel with
+activity the test causes. They name the shipped tools (`tool: top` ...); where this build ships no such tool
+yet, the test runs the same configuration on a test program with the same maps
+(tests/bpf/exporter_<tool>.bpf.c), whose counts are exact."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("yaml", reason="the exporter's tests need PyYAML (pip install 'cbpf[exporter]')")
-pytest.importorskip("prometheus_client", reason="the exporter's tests need prometheus_client (cbpf[exporter])")
+pytest.importorskip("prometheus_client", reason="exporter tests need prometheus_client (cbpf[exporter])")
+
+from test_exporter import block_writes, getpid_child, samples
 
 from cbpf.exporter import Exporter, config, tool_object
-from test_exporter import block_writes, getpid_child, loop_device, samples  # noqa: F401
 
 pytestmark = pytest.mark.kernel
 EXAMPLES = Path(config.__file__).parent / "examples"

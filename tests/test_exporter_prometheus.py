@@ -1,5 +1,5 @@
-"""cbpf export scraped by a real Prometheus server (Debian's `prometheus`, on loopback, scrape_interval 1s): the
-series Prometheus stores hold exactly the activity the test caused, queried through its HTTP API."""
+"""cbpf export scraped by a real Prometheus server (Debian's `prometheus`, on loopback, scrape_interval 1s):
+the series Prometheus stores hold exactly the activity the test caused, queried through its HTTP API."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("yaml", reason="the exporter's tests need PyYAML (pip install 'cbpf[exporter]')")
-pytest.importorskip("prometheus_client", reason="the exporter's tests need prometheus_client (cbpf[exporter])")
+pytest.importorskip("prometheus_client", reason="exporter tests need prometheus_client (cbpf[exporter])")
 
-from conftest import skip_or_fail  # noqa: E402
-from test_exporter import BIO, TOP, block_writes, getpid_child, loop_device  # noqa: E402, F401
+from conftest import skip_or_fail
+from test_exporter import BIO, TOP, block_writes, getpid_child
 
 pytestmark = pytest.mark.kernel
 
@@ -96,7 +96,8 @@ class Prometheus:
         return body["data"]["result"]  # type: ignore[no-any-return]
 
     def wait_for(self, promql: str, expected: float, timeout: float = 45) -> list[dict]:
-        """Queries until the one series of promql has the value expected; the last result otherwise (failing)."""
+        """Queries until the one series of promql has the value expected; the last result otherwise
+        (failing)."""
         deadline = time.monotonic() + timeout
         while True:
             result = self.query(promql)
@@ -153,7 +154,8 @@ def test_prometheus_stores_the_exact_getpid_calls_and_block_writes(bpf_objects, 
         prometheus.wait_for(f'cbpf_bio_disk_latency_seconds_count{{disk="{name}"}}', m)
         prometheus.wait_for(f'cbpf_bio_disk_latency_seconds_bucket{{disk="{name}",le="+Inf"}}', m)
         # the histogram works as one in PromQL: a quantile within the buckets' range
-        q = prometheus.query(f'histogram_quantile(0.5, cbpf_bio_disk_latency_seconds_bucket{{disk="{name}"}})')
+        q = prometheus.query(
+            f'histogram_quantile(0.5, cbpf_bio_disk_latency_seconds_bucket{{disk="{name}"}})')
         assert 2e-6 <= float(q[0]["value"][1]) <= 2 ** 27 * 1e-6
 
         for t in threads:
@@ -178,8 +180,8 @@ def test_a_config_error_stops_the_exporter_at_start_with_line_and_key(bpf_object
     r = subprocess.run([sys.executable, "-m", "cbpf.exporter", str(config), "--listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr == (f"cbpf export: {config}:14: objects[0].metrics[1].type: 'gague' is not one of counter, "
-                        "gauge, histogram\n")
+    assert r.stderr == (f"cbpf export: {config}:14: objects[0].metrics[1].type: 'gague' is not one of "
+                        "counter, gauge, histogram\n")
     # found only once the object is open: the map's field
     config.write_text(TOP.replace("@exporter_top@", str(bpf_objects["exporter_top"]))
                       .replace("value_field: count\n        labels:\n          - {name: pid}",

@@ -2,9 +2,10 @@
 
     cbpf export CONFIG [--listen ADDR:PORT]        (or: python -m cbpf.exporter CONFIG)
 
-CONFIG (YAML) names BPF objects to load and, for each, the maps to export as counters, gauges or histograms, with
-labels decoded from the maps' keys. /metrics serves them in Prometheus' text format (through prometheus_client),
-/healthz answers "ok". Needs the extra: pip install 'cbpf[exporter]'. See docs/guide/prometheus.md.
+CONFIG (YAML) names BPF objects to load and, for each, the maps to export as counters, gauges or histograms,
+with labels decoded from the maps' keys. /metrics serves them in Prometheus' text format (through
+prometheus_client), /healthz answers "ok". Needs the extra: pip install 'cbpf[exporter]'. See
+docs/guide/prometheus.md.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cbpf.exporter.config import DEFAULT_LISTEN, Config, ConfigError, ObjectConfig, load, parse, parse_listen
 
-__all__ = ["DEFAULT_LISTEN", "Config", "ConfigError", "Exporter", "StartError", "load", "main", "make_server", "parse",
-           "tool_object"]
+__all__ = ["DEFAULT_LISTEN", "Config", "ConfigError", "Exporter", "StartError", "load", "main", "make_server",
+           "parse", "tool_object"]
 
 PROG = "cbpf export"
 EXIT_CONFIG = 2  # a mistake in the configuration (or the command line)
@@ -53,13 +54,13 @@ def _object_file(oc: ObjectConfig) -> Path | bytes:
     if oc.source is not None:
         compile_c = getattr(cbpf, "compile", None)
         if compile_c is None:
-            raise ConfigError(f"{oc.place.at('source')}: this cbpf cannot compile C (no cbpf.compile): compile "
-                              f"{oc.source.name} with clang and give the object as `path:`")
+            raise ConfigError(f"{oc.place.at('source')}: this cbpf cannot compile C (no cbpf.compile): "
+                              f"compile {oc.source.name} with clang and give the object as `path:`")
         if not oc.source.is_file():
             raise ConfigError(f"{oc.place.at('source')}: no such file: {oc.source}")
         try:
             compiled = compile_c(oc.source)
-        except Exception as e:  # noqa: BLE001 - cbpf.CompileError (an Exception), no compiler, an unreadable file
+        except Exception as e:  # noqa: BLE001 - cbpf.CompileError (an Exception), no compiler, no file
             raise StartError(f"{oc.place.at('source')}: {oc.source.name} did not compile: {e}") from None
         return bytes(compiled) if isinstance(compiled, (bytes, bytearray)) else Path(compiled)
     assert oc.path is not None
@@ -76,16 +77,18 @@ def open_object(oc: ObjectConfig) -> Any:
     try:
         if oc.globals:
             if obj.legacy:
-                raise ConfigError(f"{oc.place.at('globals')}: {obj.name!r} is a legacy object: it has no globals")
+                raise ConfigError(f"{oc.place.at('globals')}: {obj.name!r} is a legacy object: it has no "
+                                  "globals")
             globals_ = obj.globals
             for name, value in oc.globals.items():
+                where = oc.place.at("globals." + name)
                 if name not in globals_:
-                    raise ConfigError(f"{oc.place.at('globals.' + name)}: the object has no global variable {name!r}; "
-                                      f"its globals: {', '.join(sorted(globals_)) or '(none)'}")
+                    raise ConfigError(f"{where}: the object has no global variable {name!r}; its globals: "
+                                      f"{', '.join(sorted(globals_)) or '(none)'}")
                 try:
                     globals_[name] = value
                 except (TypeError, ValueError, OverflowError, KeyError) as e:
-                    raise ConfigError(f"{oc.place.at('globals.' + name)}: {value!r} does not fit: {e}") from None
+                    raise ConfigError(f"{where}: {value!r} does not fit: {e}") from None
         obj.load()
         obj.attach()
     except BaseException:
@@ -161,7 +164,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_server(app: Callable[..., Iterable[bytes]], host: str, port: int) -> WSGIServer:
-    """A threaded WSGI server on host:port (IPv4 or IPv6): scrapes from several clients are answered at once."""
+    """A threaded WSGI server on host:port (IPv4 or IPv6): scrapes from several clients are answered at
+    once."""
     import socketserver
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -180,9 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Serve BPF maps as Prometheus metrics (see "
                                 "docs/guide/prometheus.md).")
     p.add_argument("config", help="the configuration (YAML)")
-    p.add_argument("--listen", metavar="ADDR:PORT", help=f"where to serve /metrics and /healthz (default: the "
-                   f"config's `listen:`, else {DEFAULT_LISTEN}; port 0 picks a free port)")
-    p.add_argument("--check", action="store_true", help="check the configuration (and load the objects), then exit")
+    p.add_argument("--listen", metavar="ADDR:PORT", help=f"where to serve /metrics and /healthz (default: "
+                   f"the config's `listen:`, else {DEFAULT_LISTEN}; port 0 picks a free port)")
+    p.add_argument("--check", action="store_true",
+                   help="check the configuration (and load the objects), then exit")
     p.add_argument("--once", action="store_true", help="print one scrape to standard output, then exit")
     return p
 
@@ -197,7 +202,8 @@ def _start(args: argparse.Namespace) -> tuple[Exporter, str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`cbpf export ...`: the exit status (0; 1 when the system refused something; 2 for a configuration mistake)."""
+    """`cbpf export ...`: the exit status (0; 1 when the system refused something; 2 for a configuration
+    mistake)."""
     args = _parser().parse_args(argv)
     try:
         exporter, host, port = _start(args)
@@ -230,7 +236,8 @@ def _serve(exporter: Exporter, host: str, port: int) -> int:
         return EXIT_RUNTIME
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"{PROG}: serving http://{shown}:{bound_port}/metrics (pid {os.getpid()})", file=sys.stderr, flush=True)
+    print(f"{PROG}: serving http://{shown}:{bound_port}/metrics (pid {os.getpid()})", file=sys.stderr,
+          flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -1,8 +1,8 @@
 """Reading BPF maps into Prometheus metric families, once per scrape.
 
-Each map named by a metric is read in one batch pass per scrape (Map.to_numpy), whatever number of metrics read it.
-Fields are cut out of the keys and values as numpy columns (per-CPU values summed over the CPUs), decoded into
-label values a column at a time, and handed to prometheus_client's metric families.
+Each map named by a metric is read in one batch pass per scrape (Map.to_numpy), whatever number of metrics
+read it. Fields are cut out of the keys and values as numpy columns (per-CPU values summed over the CPUs),
+decoded into label values a column at a time, and handed to prometheus_client's metric families.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from prometheus_client.utils import floatToGoString
 import cbpf
 from cbpf.exporter import config as cfg
 from cbpf.exporter import decoders
+from cbpf.exporter.config import ConfigError
 
 log = logging.getLogger("cbpf.exporter")
 # bucket bounds written as the Go clients write them (le="2e-06"), as prometheus_client does
 go_float = cast(Callable[[float], str], floatToGoString)
 
 
-# -- layouts: where a field sits in a key or value ------------------------------------------------------------------
+# -- layouts: where a field sits in a key or value -----------------------------------------------------------
 
 @dataclass(frozen=True)
 class Field:
@@ -77,7 +78,8 @@ def layout(m: cbpf.Map, which: str) -> tuple[Field, dict[str, Field]]:
 
 
 def _column(raw: np.ndarray, f: Field) -> np.ndarray:
-    """The field f of every row of raw (uint8, shape (..., row size)): ints, arrays of ints, or bytes (void)."""
+    """The field f of every row of raw (uint8, shape (..., row size)): ints, arrays of ints, or bytes
+    (void)."""
     part = np.ascontiguousarray(raw[..., f.offset:f.offset + f.size])
     if f.integer and f.count:
         elem = f.size // f.count
@@ -87,7 +89,7 @@ def _column(raw: np.ndarray, f: Field) -> np.ndarray:
     return part.view(f"V{f.size}")[..., 0]
 
 
-# -- histogram buckets ----------------------------------------------------------------------------------------------
+# -- histogram buckets ---------------------------------------------------------------------------------------
 
 def bucket_bounds(b: cfg.Buckets, slots: int) -> tuple[np.ndarray, np.ndarray]:
     """(upper bounds, midpoints) of each slot, in seconds (or the raw unit when unit is none).
@@ -110,14 +112,14 @@ def bucket_bounds(b: cfg.Buckets, slots: int) -> tuple[np.ndarray, np.ndarray]:
     return upper / per_second, mid / per_second
 
 
-# -- families of many series ---------------------------------------------------------------------------------------
+# -- families of many series ---------------------------------------------------------------------------------
 
 _SPECIAL = ("\\", "\n", '"')
 
 
 def _escaped(column: list[str]) -> list[str]:
-    """Label values escaped as both text formats want them (backslash, newline, double quote); a column with none
-    of these, the usual case, is checked in one pass and returned as it is."""
+    """Label values escaped as both text formats want them (backslash, newline, double quote); a column with
+    none of these, the usual case, is checked in one pass and returned as it is."""
     joined = "".join(column)
     if not any(c in joined for c in _SPECIAL):
         return column
@@ -127,17 +129,18 @@ def _escaped(column: list[str]) -> list[str]:
 class SeriesFamily(Metric):
     """A counter or gauge of many series kept as label columns and a list of values, written out in bulk.
 
-    prometheus_client writes a family one Sample (a named tuple holding a dict of labels) at a time, which costs
-    microseconds per series; this family writes a label column with one f-string per value and each line with
-    another (exposition.render). Values are written as Python's repr of the float, which Prometheus reads as the
-    same number (prometheus_client writes 1e6 and above with an exponent, 1.234567e+06, at a function call per
-    value). `samples` still gives prometheus_client's Sample objects (built on first use), so any consumer of a
-    registry sees an ordinary family; tests check that both writings parse to the same samples."""
+    prometheus_client writes a family one Sample (a named tuple holding a dict of labels) at a time, which
+    costs microseconds per series; this family writes a label column with one f-string per value and each line
+    with another (exposition.render). Values are written as Python's repr of the float, which Prometheus reads
+    as the same number (prometheus_client writes 1e6 and above with an exponent, 1.234567e+06, at a function
+    call per value). `samples` still gives prometheus_client's Sample objects (built on first use), so any
+    consumer of a registry sees an ordinary family; tests check that both writings parse to the same
+    samples."""
 
-    def __init__(self, name: str, documentation: str, typ: str, labelnames: list[str], columns: list[list[str]],
-                 values: list[int] | list[float]) -> None:
+    def __init__(self, name: str, documentation: str, typ: str, labelnames: list[str],
+                 columns: list[list[str]], values: list[int] | list[float]) -> None:
         if typ == "counter" and name.endswith("_total"):
-            name = name[:-len("_total")]  # the family's name; its samples' end in _total (as CounterMetricFamily)
+            name = name[:-len("_total")]  # the family's name: its samples end in _total (CounterMetricFamily)
         super().__init__(name, documentation, typ)
         self.sample_name = self.name + "_total" if typ == "counter" else self.name
         self._samples: list[Sample] = []
@@ -150,7 +153,8 @@ class SeriesFamily(Metric):
         if not self._samples and getattr(self, "values", None):
             names, name = self.labelnames, self.sample_name
             rows = zip(*self.columns) if self.columns else [()] * len(self.values)
-            self._samples = [Sample(name, dict(zip(names, labels)), value) for labels, value in zip(rows, self.values)]
+            self._samples = [Sample(name, dict(zip(names, labels)), value)
+                             for labels, value in zip(rows, self.values)]
         return self._samples
 
     @samples.setter
@@ -172,11 +176,11 @@ class SeriesFamily(Metric):
         return "".join(map(line.format, *(_escaped(self.columns[i]) for i in order), values))
 
 
-# -- one metric ------------------------------------------------------------------------------------------------------
+# -- one metric ----------------------------------------------------------------------------------------------
 
 class MetricReader:
-    """One configured metric of an open object: checks the config against the map at start, then makes a metric
-    family from the map's contents at each scrape."""
+    """One configured metric of an open object: checks the config against the map at start, then makes a
+    metric family from the map's contents at each scrape."""
 
     def __init__(self, oc: cfg.ObjectConfig, mc: cfg.Metric, obj: cbpf.Object) -> None:
         self.object_name = oc.name
@@ -185,13 +189,14 @@ class MetricReader:
             self.map = obj.maps[mc.map]
         except KeyError:
             names = ", ".join(sorted(n for n in obj.maps if "." not in n))
-            raise cfg.ConfigError(f"{mc.place.at('map')}: object {oc.name!r} has no map {mc.map!r}; its maps: {names}") \
-                from None
+            raise ConfigError(f"{mc.place.at('map')}: object {oc.name!r} has no map {mc.map!r}; its maps: "
+                              f"{names}") from None
         m = self.map
         self.key_whole, self.key_fields = layout(m, "key")
         self.value_whole, self.value_fields = layout(m, "value")
         self.value = self._value_field(mc)
-        self.labels = [(lab, self._label_field(lab, m), decoders.make(lab.decode, lab.enum)) for lab in mc.labels]
+        self.labels = [(lab, self._label_field(lab, m), decoders.make(lab.decode, lab.enum))
+                       for lab in mc.labels]
         self.slot: Field | None = None
         self.per_key_slots = False
         if mc.buckets is not None:
@@ -200,31 +205,33 @@ class MetricReader:
     def _value_field(self, mc: cfg.Metric) -> Field:
         if mc.value_field is None:
             if self.value_fields and mc.type != "histogram":
-                raise cfg.ConfigError(f"{mc.place.at()}: the values of map {mc.map!r} are structs: name the number to "
-                                      f"export with `value_field:` (one of {', '.join(self.value_fields)})")
+                raise ConfigError(f"{mc.place.at()}: the values of map {mc.map!r} are structs: name the "
+                                  "number to export with `value_field:` (one of "
+                                  f"{', '.join(self.value_fields)})")
             return self.value_whole
         f = self.value_fields.get(mc.value_field)
         if f is None:
-            raise cfg.ConfigError(f"{mc.place.at('value_field')}: the values of map {mc.map!r} have no field "
-                                  f"{mc.value_field!r}" + _choices(self.value_fields))
+            raise ConfigError(f"{mc.place.at('value_field')}: the values of map {mc.map!r} have no field "
+                              f"{mc.value_field!r}" + _choices(self.value_fields))
         if not f.integer:
-            raise cfg.ConfigError(f"{mc.place.at('value_field')}: field {mc.value_field!r} is not an integer")
+            raise ConfigError(f"{mc.place.at('value_field')}: field {mc.value_field!r} is not an integer")
         return f
 
     def _label_field(self, lab: cfg.Label, m: cbpf.Map) -> Field:
         fields = self.key_fields if lab.source == "key" else self.value_fields
         if lab.field is None:
             if self.key_fields:
-                raise cfg.ConfigError(f"{lab.place.at('field')}: the keys of map {m.name!r} are structs: name a field "
-                                      f"({', '.join(self.key_fields)})")
+                raise ConfigError(f"{lab.place.at('field')}: the keys of map {m.name!r} are structs: name a "
+                                  f"field ({', '.join(self.key_fields)})")
             return self.key_whole
         f = fields.get(lab.field)
         if f is None:
             what = "keys" if lab.source == "key" else "values"
-            raise cfg.ConfigError(f"{lab.place.at('field')}: the {what} of map {m.name!r} have no field {lab.field!r}"
-                                  + _choices(fields))
+            raise ConfigError(f"{lab.place.at('field')}: the {what} of map {m.name!r} have no field "
+                              f"{lab.field!r}" + _choices(fields))
         if lab.source == "value" and m.ncpus > 1:
-            raise cfg.ConfigError(f"{lab.place.at('from')}: map {m.name!r} is per-CPU: labels come from its keys only")
+            raise ConfigError(f"{lab.place.at('from')}: map {m.name!r} is per-CPU: labels come from its "
+                              "keys only")
         return f
 
     def _histogram_shape(self, mc: cfg.Metric, b: cfg.Buckets) -> None:
@@ -232,33 +239,33 @@ class MetricReader:
         if b.slot_field is not None:
             f = self.key_fields.get(b.slot_field)
             if f is None or not f.integer or f.count:
-                raise cfg.ConfigError(f"{mc.place.at('buckets.slot_field')}: the keys of map {m.name!r} have no integer "
-                                      f"field {b.slot_field!r}" + _choices(self.key_fields))
+                raise ConfigError(f"{mc.place.at('buckets.slot_field')}: the keys of map {m.name!r} have no "
+                                  f"integer field {b.slot_field!r}" + _choices(self.key_fields))
             self.slot = f
             self.slots = b.slots or 64
         elif self.value.count:  # per-key arrays of slots
             self.per_key_slots = True
             self.slots = b.slots or self.value.count
         elif self.key_fields:
-            raise cfg.ConfigError(f"{mc.place.at('buckets')}: the keys of map {m.name!r} are structs: say which field "
-                                  "is the slot with `slot_field:`")
+            raise ConfigError(f"{mc.place.at('buckets')}: the keys of map {m.name!r} are structs: say which "
+                              "field is the slot with `slot_field:`")
         else:
             if mc.labels:
-                raise cfg.ConfigError(f"{mc.place.at('labels')}: in map {m.name!r} the whole key is the slot: a histogram "
-                                      "of it has no labels")
+                raise ConfigError(f"{mc.place.at('labels')}: in map {m.name!r} the whole key is the slot: a "
+                                  "histogram of it has no labels")
             self.slot = self.key_whole
-            self.slots = b.slots or (m.max_entries if m.map_type in (cbpf.MapType.ARRAY, cbpf.MapType.PERCPU_ARRAY)
-                                     else 64)
+            arrays = (cbpf.MapType.ARRAY, cbpf.MapType.PERCPU_ARRAY)
+            self.slots = b.slots or (m.max_entries if m.map_type in arrays else 64)
         if not self.value.integer:
-            raise cfg.ConfigError(f"{mc.place.at()}: the slot counts of map {m.name!r} are not integers")
+            raise ConfigError(f"{mc.place.at()}: the slot counts of map {m.name!r} are not integers")
         upper, self.mids = bucket_bounds(b, self.slots)
         self.le = [go_float(x) for x in upper.tolist()] + ["+Inf"]
 
-    # -- at each scrape --------------------------------------------------------------------------------------------
+    # -- at each scrape --------------------------------------------------------------------------------------
 
     def family(self, keys: np.ndarray, values: np.ndarray) -> tuple[Metric, int]:
-        """The metric family of the map's rows (keys: uint8 (n, key_size); values: uint8 (n, ncpus, value_size)),
-        and how many series the max_series guard dropped."""
+        """The metric family of the map's rows (keys: uint8 (n, key_size); values: uint8 (n, ncpus,
+        value_size)), and how many series the max_series guard dropped."""
         mc = self.config
         counts = _column(values, self.value)
         counts = counts.sum(axis=1, dtype=np.uint64 if not self.value.signed else np.int64)  # over the CPUs
@@ -271,8 +278,9 @@ class MetricReader:
             dropped = len(counts) - mc.max_series
             keys, values, counts = keys[keep], values[keep], counts[keep]
         names = [lab.name for lab, _, _ in self.labels]
-        return SeriesFamily(mc.name, mc.help, mc.type, names, self._label_columns(keys, values), counts.tolist()), \
-            dropped
+        columns = self._label_columns(keys, values)
+        family = SeriesFamily(mc.name, mc.help, mc.type, names, columns, counts.tolist())
+        return family, dropped
 
     def _label_columns(self, keys: np.ndarray, values: np.ndarray) -> list[list[str]]:
         out = []
@@ -295,8 +303,9 @@ class MetricReader:
                 acc[slots] += np.uint64(row[inside:].sum())
         else:
             assert self.slot is not None
-            slot_column = np.minimum(_column(keys, self.slot).astype(np.int64), slots)  # past the last: +Inf only
-            if not rows or not rows[0]:
+            # a slot past the last counts in +Inf only
+            slot_column = np.minimum(_column(keys, self.slot).astype(np.int64), slots)
+            if not self.labels:
                 series[()] = np.bincount(slot_column, weights=counts.astype(np.float64), minlength=slots + 1
                                          ).astype(np.uint64)
             else:
@@ -320,7 +329,7 @@ def _choices(fields: dict[str, Field]) -> str:
     return f"; fields: {', '.join(fields)}" if fields else " (they are not structs)"
 
 
-# -- every object ---------------------------------------------------------------------------------------------------
+# -- every object --------------------------------------------------------------------------------------------
 
 def read_map(m: cbpf.Map) -> tuple[np.ndarray, np.ndarray]:
     """The whole map in one batch pass, as raw rows: keys uint8 (n, key_size), values uint8 (n, ncpus,
@@ -342,8 +351,8 @@ class ObjectMetrics:
 
 
 class Collector:
-    """A prometheus_client collector of every configured object. Scrapes from several clients at once are served
-    one after the other (a lock), each reading every map once."""
+    """A prometheus_client collector of every configured object. Scrapes from several clients at once are
+    served one after the other (a lock), each reading every map once."""
 
     def __init__(self, objects: list[ObjectMetrics]) -> None:
         self.objects = objects
@@ -387,7 +396,8 @@ class Collector:
         yield durations
         yield _counter("cbpf_exporter_dropped_series_total",
                        "Series left out of a metric over its max_series (summed over scrapes)", self.dropped)
-        yield _counter("cbpf_exporter_errors_total", "Map reads or decodes that failed, per metric", self.errors)
+        yield _counter("cbpf_exporter_errors_total", "Map reads or decodes that failed, per metric",
+                       self.errors)
 
 
 def _counter(name: str, help_text: str, values: dict[tuple[str, str], int]) -> CounterMetricFamily:

@@ -1,5 +1,6 @@
-"""The exporter's configuration: YAML read with the line of every value kept, checked against the schema before any
-BPF object is opened, so that a mistake is reported as `FILE:LINE: objects[0].metrics[1].type: ...`."""
+"""The exporter's configuration: YAML read with the line of every value kept, checked against the schema
+before any BPF object is opened, so that a mistake is reported as `FILE:LINE: objects[0].metrics[1].type:
+...`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ DEFAULT_LISTEN = "127.0.0.1:9435"
 DEFAULT_MAX_SERIES = 10_000
 METRIC_TYPES = ("counter", "gauge", "histogram")
 BUCKET_KINDS = ("log2", "linear", "exp2")
-# units per second: histogram bucket bounds are converted to seconds, Prometheus' base unit for time (dividing by
-# 1e6 gives 2e-06 where multiplying by 1e-6 would give 2.0000000000000003e-06)
+# units per second: histogram bucket bounds are converted to seconds, Prometheus' base unit for time (dividing
+# by 1e6 gives 2e-06 where multiplying by 1e-6 would give 2.0000000000000003e-06)
 UNITS = {"seconds": 1.0, "milliseconds": 1e3, "microseconds": 1e6, "nanoseconds": 1e9, "none": 1.0}
-DECODERS = ("int", "comm", "syscall", "errno", "ksym", "cgroup", "ipv4", "ipv6", "port", "string", "disk", "enum")
+DECODERS = ("int", "comm", "syscall", "errno", "ksym", "cgroup", "ipv4", "ipv6", "port", "string", "disk",
+            "enum")
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -26,8 +28,8 @@ class ConfigError(Exception):
 
 @dataclass
 class Place:
-    """Where an item of the configuration was written, and the lines of the keys below it, for the mistakes found
-    only once its object is open (a map or field the object lacks)."""
+    """Where an item of the configuration was written, and the lines of the keys below it, for the mistakes
+    found only once its object is open (a map or field the object lacks)."""
 
     filename: str = "<config>"
     key: str = ""
@@ -43,7 +45,7 @@ class Place:
 @dataclass
 class Label:
     name: str
-    field: str | None          # a field of the key (or of the value, with source "value"); None: the whole key
+    field: str | None          # a field of the key (of the value with source "value"); None: the whole key
     decode: str
     enum: dict[int, str] | None = None
     source: str = "key"        # "key" or "value"
@@ -55,7 +57,7 @@ class Buckets:
     kind: str
     unit: str
     step: float = 1.0          # linear: the width of a slot, in `unit`
-    slots: int | None = None   # how many slots; default: the array's length (64 for slots taken from a key field)
+    slots: int | None = None   # how many slots; default: the array's length (64 for slots from a key field)
     slot_field: str | None = None  # a key field holding the slot (per-key histograms such as {dev, slot})
 
 
@@ -90,7 +92,7 @@ class Config:
     path: Path | None = None
 
 
-# -- YAML with line numbers ------------------------------------------------------------------------------------------
+# -- YAML with line numbers ----------------------------------------------------------------------------------
 
 class _Located:
     """A parsed value with where it was written; mappings and sequences hold _Located values."""
@@ -112,11 +114,11 @@ def _locate(node: Any, filename: str, loader: Any) -> _Located:
         for key_node, value_node in node.value:
             key = _locate(key_node, filename, loader).value
             if not isinstance(key, (str, int, bool)) and key is not None:
-                raise ConfigError(f"{filename}:{key_node.start_mark.line + 1}: a mapping key must be a name or a "
-                                  "number")
+                raise ConfigError(f"{filename}:{key_node.start_mark.line + 1}: a mapping key must be a name "
+                                  "or a number")
             if key in keys:
-                raise ConfigError(f"{filename}:{key_node.start_mark.line + 1}: {key}: written twice (first on line "
-                                  f"{keys[key]})")
+                raise ConfigError(f"{filename}:{key_node.start_mark.line + 1}: {key}: written twice (first "
+                                  f"on line {keys[key]})")
             keys[key] = key_node.start_mark.line + 1
             located = _locate(value_node, filename, loader)
             located.line = key_node.start_mark.line + 1  # a value is reported at its key
@@ -145,7 +147,7 @@ def _parse_yaml(text: str, filename: str) -> _Located:
     return _locate(node, filename, yaml.SafeLoader(""))
 
 
-# -- the schema ------------------------------------------------------------------------------------------------------
+# -- the schema ----------------------------------------------------------------------------------------------
 
 class _Checker:
     def __init__(self, filename: str) -> None:
@@ -182,7 +184,8 @@ class _Checker:
         if choices and v not in choices:
             raise self.fail(item, key, f"{v!r} is not one of {', '.join(choices)}")
         if name and not _NAME.match(v):
-            raise self.fail(item, key, f"{v!r} is not a valid name (letters, digits and _, not starting with a digit)")
+            raise self.fail(item, key, f"{v!r} is not a valid name (letters, digits and _, not starting "
+                                       "with a digit)")
         return v
 
     def integer(self, item: _Located, key: str, minimum: int = 0) -> int:
@@ -244,7 +247,8 @@ def _label(c: _Checker, item: _Located, key: str) -> Label:
         fld = c.string(d["field"], f"{key}.field")
     source = c.string(d["from"], f"{key}.from", ("key", "value")) if "from" in d else "key"
     if source == "value" and fld is None:
-        raise c.fail(d["from"], f"{key}.from", "a label from the value needs `field:` (a field of the value's struct)")
+        raise c.fail(d["from"], f"{key}.from",
+                     "a label from the value needs `field:` (a field of the value's struct)")
     decode, enum = "int", None
     if "decode" in d:
         dec = d["decode"]
@@ -262,13 +266,15 @@ def _label(c: _Checker, item: _Located, key: str) -> Label:
         else:
             decode = c.string(dec, f"{key}.decode", DECODERS)
             if decode == "enum":
-                raise c.fail(dec, f"{key}.decode", "write the enum's names: `decode: {enum: {0: read, 1: write}}`")
+                raise c.fail(dec, f"{key}.decode",
+                             "write the enum's names: `decode: {enum: {0: read, 1: write}}`")
     return Label(name, fld, decode, enum, source, _place(c, item, key))
 
 
 def _buckets(c: _Checker, item: _Located, key: str) -> Buckets:
     d = c.mapping(item, key, ("kind", "unit", "step", "slots", "slot_field"), ("kind", "unit"))
-    b = Buckets(kind=c.string(d["kind"], f"{key}.kind", BUCKET_KINDS), unit=c.string(d["unit"], f"{key}.unit", tuple(UNITS)))
+    b = Buckets(kind=c.string(d["kind"], f"{key}.kind", BUCKET_KINDS),
+                unit=c.string(d["unit"], f"{key}.unit", tuple(UNITS)))
     if "step" in d:
         if b.kind != "linear":
             raise c.fail(d["step"], f"{key}.step", "only linear buckets have a step")
@@ -290,18 +296,23 @@ def _metric(c: _Checker, item: _Located, key: str, prefix: str, default_max: int
     name = c.string(d["name"], f"{key}.name", name=True)
     raw = c.boolean(d["raw_name"], f"{key}.raw_name") if "raw_name" in d else False
     mtype = c.string(d["type"], f"{key}.type", METRIC_TYPES)
-    labels = [_label(c, x, f"{key}.labels[{i}]") for i, x in enumerate(c.sequence(d["labels"], f"{key}.labels"))] \
-        if "labels" in d and d["labels"].value is not None else []
+    labels = []
+    if "labels" in d and d["labels"].value is not None:
+        items = c.sequence(d["labels"], f"{key}.labels")
+        labels = [_label(c, x, f"{key}.labels[{i}]") for i, x in enumerate(items)]
     seen: set[str] = set()
     for i, lab in enumerate(labels):
         if lab.name in seen or lab.name == "le":
             raise c.fail(d["labels"].value[i], f"{key}.labels[{i}].name",
-                         f"label {lab.name!r} " + ("is used twice" if lab.name in seen else "is reserved for buckets"))
+                         f"label {lab.name!r} " + ("is used twice" if lab.name in seen
+                                                   else "is reserved for buckets"))
         seen.add(lab.name)
+    map_name = c.string(d["map"], f"{key}.map")
     m = Metric(name=name if raw else f"cbpf_{prefix}_{name}",
-               help=c.string(d["help"], f"{key}.help") if "help" in d else f"{name} from BPF map {d['map'].value}",
-               type=mtype, map=c.string(d["map"], f"{key}.map"), labels=labels,
-               max_series=c.integer(d["max_series"], f"{key}.max_series", 1) if "max_series" in d else default_max,
+               help=c.string(d["help"], f"{key}.help") if "help" in d else f"{name} from BPF map {map_name}",
+               type=mtype, map=map_name, labels=labels,
+               max_series=c.integer(d["max_series"], f"{key}.max_series", 1) if "max_series" in d
+               else default_max,
                place=_place(c, item, key))
     if "value_field" in d:
         m.value_field = c.string(d["value_field"], f"{key}.value_field")
@@ -310,7 +321,8 @@ def _metric(c: _Checker, item: _Located, key: str, prefix: str, default_max: int
             raise c.fail(item, key, "a histogram needs `buckets: {kind: log2|linear|exp2, unit: ...}`")
         m.buckets = _buckets(c, d["buckets"], f"{key}.buckets")
     elif "buckets" in d:
-        raise c.fail(d["buckets"], f"{key}.buckets", f"only histograms have buckets (this metric is a {mtype})")
+        raise c.fail(d["buckets"], f"{key}.buckets",
+                     f"only histograms have buckets (this metric is a {mtype})")
     return m
 
 
@@ -320,8 +332,8 @@ def _object(c: _Checker, item: _Located, key: str, base: Path, default_max: int)
     given = [k for k in ("path", "source", "tool") if k in d]
     if len(given) != 1:
         raise c.fail(item if not given else d[given[1]], key,
-                     "give exactly one of `path:` (a .bpf.o), `source:` (a .bpf.c) or `tool:` (a shipped tool)"
-                     + (f", not {' and '.join(given)}" if given else ""))
+                     "give exactly one of `path:` (a .bpf.o), `source:` (a .bpf.c) or `tool:` (a shipped "
+                     "tool)" + (f", not {' and '.join(given)}" if given else ""))
     if "path" in d:
         oc.path = base / c.string(d["path"], f"{key}.path")
     if "source" in d:
@@ -358,7 +370,8 @@ def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Co
     for i, (oc, item) in enumerate(zip(objects, items)):
         if oc.name in names:
             raise c.fail(item.value["name"], f"objects[{i}].name",
-                         f"{oc.name!r} is already the name of objects[{names[oc.name]}] (names are metric prefixes)")
+                         f"{oc.name!r} is already the name of objects[{names[oc.name]}] (names are metric "
+                         "prefixes)")
         names[oc.name] = i
         for j, m in enumerate(oc.metrics):
             mkey = f"objects[{i}].metrics[{j}]"
@@ -370,7 +383,8 @@ def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Co
 
 
 def load(path: str | Path) -> Config:
-    """The checked configuration in a YAML file; relative object paths are relative to the file's directory."""
+    """The checked configuration in a YAML file; relative object paths are relative to the file's
+    directory."""
     p = Path(path)
     try:
         text = p.read_text()

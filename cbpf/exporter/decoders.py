@@ -1,8 +1,8 @@
 """Label decoders: the raw values of a key (or value) field, a column at a time, to label strings.
 
-A column is a list of ints (integer fields) or of bytes (arrays and other fields). Decoders that look things up
-(process names, symbols, cgroups, system call names) decode each distinct value once per scrape and keep what they
-learnt across scrapes.
+A column is a list of ints (integer fields) or of bytes (arrays and other fields). Decoders that look things
+up (process names, symbols, cgroups, system call names) decode each distinct value once per scrape and keep
+what they learnt across scrapes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import sysconfig
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Union
+from typing import Callable, Union
 
-Column = List[Union[int, bytes]]
+Column = list[Union[int, bytes]]
 EXITED = "(exited)"
 
 
@@ -116,8 +116,8 @@ class Ipv6(Decoder):
 
 class Comm(Decoder):
     """A process id to its name (/proc/PID/comm). A name once seen is kept after the process exits (a counter
-    of a short-lived process keeps its label); names are read again at most every `refresh` seconds, as pids are
-    reused. A char[16] field (bpf_get_current_comm) is taken as the name itself."""
+    of a short-lived process keeps its label); names are read again at most every `refresh` seconds, as pids
+    are reused. A char[16] field (bpf_get_current_comm) is taken as the name itself."""
 
     def __init__(self, refresh: float = 10.0, limit: int = 100_000) -> None:
         self.names: dict[int, tuple[str, float]] = {}
@@ -158,8 +158,8 @@ def unistd_header() -> Path | None:
 
 
 class Syscall(Decoder):
-    """A system call number to its name, from the architecture's <asm/unistd.h> (numbers without a name, or with
-    no header installed, stay numbers)."""
+    """A system call number to its name, from the architecture's <asm/unistd.h> (numbers without a name, or
+    with no header installed, stay numbers)."""
 
     def __init__(self, header: Path | None = None) -> None:
         self.header = header
@@ -169,7 +169,8 @@ class Syscall(Decoder):
         table: dict[int, str] = {}
         header = self.header or unistd_header()
         if header is not None:
-            for m in re.finditer(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", header.read_text(errors="replace"), re.MULTILINE):
+            text = header.read_text(errors="replace")
+            for m in re.finditer(r"^#define\s+__NR_(\w+)\s+(\d+)\s*$", text, re.MULTILINE):
                 table.setdefault(int(m.group(2)), m.group(1))
         return table
 
@@ -209,7 +210,8 @@ class Ksym(Decoder):
 
 
 def cgroup2_root() -> Path | None:
-    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid systems)."""
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid
+    systems)."""
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
@@ -223,9 +225,9 @@ def cgroup2_root() -> Path | None:
 
 
 class Cgroup(Decoder):
-    """A cgroup id (bpf_get_current_cgroup_id: the inode number of its cgroup v2 directory) to its path below the
-    cgroup2 mount ("/system.slice/ssh.service"). The tree is walked again, at most every `refresh` seconds, when an
-    id is not known; paths of removed cgroups are kept."""
+    """A cgroup id (bpf_get_current_cgroup_id: the inode number of its cgroup v2 directory) to its path below
+    the cgroup2 mount ("/system.slice/ssh.service"). The tree is walked again, at most every `refresh`
+    seconds, when an id is not known; paths of removed cgroups are kept."""
 
     def __init__(self, root: Path | None = None, refresh: float = 5.0) -> None:
         self.root = root
@@ -256,8 +258,8 @@ class Cgroup(Decoder):
 
 
 class Disk(Decoder):
-    """A block device number as the kernel's block tracepoints give it (dev_t: major << 20 | minor) to the disk's
-    name (sda, nvme0n1, loop3), from /sys/dev/block; MAJOR:MINOR when the device is gone."""
+    """A block device number as the kernel's block tracepoints give it (dev_t: major << 20 | minor) to the
+    disk's name (sda, nvme0n1, loop3), from /sys/dev/block; MAJOR:MINOR when the device is gone."""
 
     def __init__(self) -> None:
         self.names: dict[int, str] = {}
@@ -269,7 +271,8 @@ class Disk(Decoder):
             number = f"{n >> 20}:{n & ((1 << 20) - 1)}"
             try:
                 uevent = Path(f"/sys/dev/block/{number}/uevent").read_text()
-                name = next(line[len("DEVNAME="):] for line in uevent.splitlines() if line.startswith("DEVNAME="))
+                name = next(line[len("DEVNAME="):] for line in uevent.splitlines()
+                            if line.startswith("DEVNAME="))
             except (OSError, StopIteration):
                 return number
             self.names[n] = name
@@ -280,7 +283,9 @@ def make(name: str, enum: dict[int, str] | None = None) -> Decoder:
     """The decoder called name in the configuration."""
     if name == "enum":
         return Enum(enum or {})
-    classes: dict[str, type[Decoder]] = {"int": Int, "comm": Comm, "syscall": Syscall, "errno": Errno, "ksym": Ksym, "cgroup": Cgroup,
-            "ipv4": Ipv4, "ipv6": Ipv6, "port": Port, "string": String, "disk": Disk}
+    classes: dict[str, type[Decoder]] = {
+        "int": Int, "comm": Comm, "syscall": Syscall, "errno": Errno, "ksym": Ksym, "cgroup": Cgroup,
+        "ipv4": Ipv4, "ipv6": Ipv6, "port": Port, "string": String, "disk": Disk,
+    }
     return classes[name]()
 

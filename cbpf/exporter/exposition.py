@@ -1,5 +1,6 @@
-"""/metrics: the registry written in the format the scraper asks for (Prometheus text 0.0.4 or OpenMetrics), as
-prometheus_client negotiates and writes it, with the large families (collector.SeriesFamily) written in bulk."""
+"""/metrics: the registry written in the format the scraper asks for (Prometheus text 0.0.4 or OpenMetrics),
+as prometheus_client negotiates and writes it, with the large families (collector.SeriesFamily) written in
+bulk."""
 
 from __future__ import annotations
 
