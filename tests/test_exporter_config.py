@@ -331,3 +331,27 @@ def test_metrics_app_gzips_when_asked():
     assert seen["status"] == "200 OK" and seen["headers"]["Content-Encoding"] == "gzip"
     assert gzip.decompress(body) == render(series_registry())[0]
     assert int(seen["headers"]["Content-Length"]) == len(body)
+
+
+def test_make_server_listens_on_ipv6_loopback_too():
+    import threading
+    import urllib.request
+
+    from cbpf.exporter import make_server
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello\n"]
+
+    try:
+        server = make_server(app, "::1", 0)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{server.server_address[1]}/", timeout=10) as r:
+            assert r.read() == b"hello\n"
+    finally:
+        server.shutdown()
+        server.server_close()
