@@ -52,6 +52,26 @@ class Decoder:
         raise NotImplementedError
 
 
+class Memoized(Decoder):
+    """A decoder of values whose label never changes (an address, an errno): each is decoded once and kept across
+    scrapes (up to `limit` values, then forgotten at once), which costs a dict lookup per series."""
+
+    limit = 200_000
+
+    def __init__(self) -> None:
+        self.memo: dict[int | bytes, str] = {}
+
+    def __call__(self, column: Column) -> list[str]:
+        memo = self.memo
+        if len(memo) > self.limit:
+            memo.clear()
+        return [memo[v] if v in memo else self._learn(v) for v in column]
+
+    def _learn(self, v: int | bytes) -> str:
+        self.memo[v] = label = self.one(v)
+        return label
+
+
 class Int(Decoder):
     def __call__(self, column: Column) -> list[str]:
         if column and isinstance(column[0], bytes):
@@ -59,10 +79,7 @@ class Int(Decoder):
         return list(map(str, column))
 
 
-class String(Decoder):
-    def __call__(self, column: Column) -> list[str]:
-        return [_text(v) for v in column]
-
+class String(Memoized):
     def one(self, v: int | bytes) -> str:
         return _text(v)
 
@@ -84,7 +101,7 @@ class Enum(Decoder):
         return self.table.get(n, str(n))
 
 
-class Errno(Decoder):
+class Errno(Memoized):
     """An errno value, positive or negated as the kernel returns it, to its name (ENOENT)."""
 
     def one(self, v: int | bytes) -> str:
@@ -94,21 +111,14 @@ class Errno(Decoder):
         return errno.errorcode.get(abs(n), str(n))
 
 
-class Ipv4(Decoder):
+class Ipv4(Memoized):
     """An IPv4 address as the kernel keeps it: 4 bytes in network order (an int field read in host order)."""
-
-    def __call__(self, column: Column) -> list[str]:
-        ntoa, order = socket.inet_ntoa, sys.byteorder  # every value at once: addresses are mostly distinct
-        return [ntoa(v.to_bytes(4, order) if isinstance(v, int) else v[:4]) for v in column]
 
     def one(self, v: int | bytes) -> str:
         return socket.inet_ntop(socket.AF_INET, _as_bytes(v, 4)[:4])
 
 
-class Ipv6(Decoder):
-    def __call__(self, column: Column) -> list[str]:
-        return [self.one(v) for v in column]
-
+class Ipv6(Memoized):
     def one(self, v: int | bytes) -> str:
         raw = _as_bytes(v, 16)
         return socket.inet_ntop(socket.AF_INET6, raw.ljust(16, b"\0")[:16])
@@ -157,11 +167,12 @@ def unistd_header() -> Path | None:
     return generic if generic.is_file() else None
 
 
-class Syscall(Decoder):
+class Syscall(Memoized):
     """A system call number to its name, from the architecture's <asm/unistd.h> (numbers without a name, or
     with no header installed, stay numbers)."""
 
     def __init__(self, header: Path | None = None) -> None:
+        super().__init__()
         self.header = header
         self.table: dict[int, str] | None = None
 
@@ -181,10 +192,11 @@ class Syscall(Decoder):
         return self.table.get(n, str(n))
 
 
-class Ksym(Decoder):
+class Ksym(Memoized):
     """A kernel address to the name of the function holding it (/proc/kallsyms; root sees the addresses)."""
 
     def __init__(self, kallsyms: str = "/proc/kallsyms") -> None:
+        super().__init__()
         self.path = kallsyms
         self.addresses: list[int] | None = None
         self.names: list[str] = []
