@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
+
 pytest.importorskip("yaml", reason="the exporter's tests need PyYAML (pip install 'cbpf[exporter]')")
 pytest.importorskip("prometheus_client", reason="exporter tests need prometheus_client (cbpf[exporter])")
 
@@ -378,3 +380,36 @@ objects:
     assert r.stderr.startswith(f"cbpf export: {tmp_path / 'src.yaml'}:3: objects[0].source: calls.bpf.c did "
                                "not compile: ")
     assert "Traceback" not in r.stderr
+
+
+SYSCALLS = """\
+objects:
+  - name: sys
+    path: @exporter_syscalls@
+    globals: {only_tgid: %d}
+    metrics:
+      - name: calls_total
+        type: counter
+        map: calls
+        labels:
+          - {name: cgroup, field: cgroup, decode: cgroup}
+          - {name: syscall, field: nr, decode: syscall}
+"""
+
+
+def test_system_calls_decode_to_their_names_and_the_cgroup_to_its_path(bpf_objects):
+    from cbpf.exporter.decoders import cgroup2_root, unistd_header
+
+    if unistd_header() is None:
+        skip_or_fail("no <asm/unistd.h> to name system calls (apt-get install linux-libc-dev)")
+    if cgroup2_root() is None:
+        skip_or_fail("no cgroup v2 hierarchy mounted")
+    # this process's cgroup v2 path, as /proc says it
+    path = next(line.split("::", 1)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.startswith("0::"))
+    with exporter_of(SYSCALLS % os.getpid(), bpf_objects) as ex:
+        for _ in range(321):
+            os.getpid()
+        got = samples(ex)
+    assert got[("cbpf_sys_calls_total", (("cgroup", path), ("syscall", "getpid")))] == 321
+    assert not any(k[1][1][1].isdigit() for k in got if k[0] == "cbpf_sys_calls_total")  # every call named
