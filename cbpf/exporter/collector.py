@@ -65,7 +65,8 @@ def layout(m: cbpf.Map, which: str) -> tuple[Field, dict[str, Field]]:
     fields: dict[str, Field] = {}
 
     def walk(d: Any, base: int, prefix: str) -> None:
-        for name, off, bits, ftype in d[2]:
+        for member in d[2]:
+            name, off, bits, ftype = member[:4]  # (a bit offset may follow)
             if bits or not name:
                 continue
             fields[prefix + name] = _field_of(ftype, base + off, _size_of(ftype))
