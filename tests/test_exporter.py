@@ -412,3 +412,22 @@ def test_system_calls_decode_to_their_names_and_the_cgroup_to_its_path(bpf_objec
         got = samples(ex)
     assert got[("cbpf_sys_calls_total", (("cgroup", path), ("syscall", "getpid")))] == 321
     assert not any(k[1][1][1].isdigit() for k in got if k[0] == "cbpf_sys_calls_total")  # every call named
+
+
+def test_histogram_rows_with_the_same_labels_add_up_and_max_series_keeps_the_largest(bpf_objects):
+    text = FLOWS.replace("labels: [{name: id}]", "max_series: 2\n        labels: [{name: id, decode: {enum: {1: a, 2: a, "
+                         "3: b, 4: c}}}]")
+    with exporter_of(text, bpf_objects) as ex:
+        m = ex.objects[0].maps["percpu_slots"]
+        zero_cpus = [bytes(64)] * (m.ncpus - 1)
+        for key, slot_counts in {1: [1, 0, 0, 0, 0, 0, 0, 9], 2: [0, 2, 0, 0, 0, 0, 0, 0],
+                                 3: [0, 0, 3, 3, 0, 0, 0, 0], 4: [1, 0, 0, 0, 0, 0, 0, 0]}.items():
+            m.update(key, b"".join([struct.pack("=8Q", *slot_counts), *zero_cpus]))
+        got = samples(ex)
+        # a = keys 1 and 2 (12 in all, 9 of them past the 6 slots kept), b = key 3 (6); c (1) is dropped
+        assert got[("cbpf_net_slots_count", (("id", "a"),))] == 12
+        assert got[("cbpf_net_slots_bucket", (("id", "a"), ("le", "6e-07")))] == 3
+        assert got[("cbpf_net_slots_bucket", (("id", "b"), ("le", "3e-07")))] == 3
+        assert got[("cbpf_net_slots_bucket", (("id", "b"), ("le", "4e-07")))] == 6
+        assert not any(k[0].startswith("cbpf_net_slots") and ("id", "c") in k[1] for k in got)
+        assert got[("cbpf_exporter_dropped_series_total", (("metric", "cbpf_net_slots"), ("object", "net")))] == 1

@@ -293,36 +293,38 @@ class MetricReader:
     def _histogram(self, keys: np.ndarray, values: np.ndarray, counts: np.ndarray) -> tuple[Metric, int]:
         mc = self.config
         slots = self.slots
-        series: dict[tuple[str, ...], np.ndarray] = {}
+        # rows with the same labels add up into one series (one row per series number in ids)
         label_columns = self._label_columns(keys, values)
-        rows = list(zip(*label_columns)) if label_columns else [()] * len(counts)
-        if self.per_key_slots:  # counts: (n, slots in the value)
-            for labels, row in zip(rows, counts):
-                acc = series.setdefault(labels, np.zeros(slots + 1, np.uint64))
-                inside = min(slots, len(row))
-                acc[:inside] += row[:inside].astype(np.uint64)
-                acc[slots] += np.uint64(row[inside:].sum())
+        if label_columns:
+            index: dict[tuple[str, ...], int] = {}
+            numbers = (index.setdefault(t, len(index)) for t in zip(*label_columns))
+            ids = np.fromiter(numbers, np.intp, len(counts))
+            series = list(index)
+        else:
+            ids = np.zeros(len(counts), np.intp)
+            series = [()]
+        acc = np.zeros((len(series), slots + 1), np.uint64)  # the last column: past the last slot (+Inf only)
+        n = counts.astype(np.uint64)
+        if self.per_key_slots:  # n: (rows, slots in the value)
+            inside = min(slots, n.shape[1])
+            np.add.at(acc, (ids[:, None], np.arange(inside)[None, :]), n[:, :inside])
+            np.add.at(acc, (ids, np.full_like(ids, slots)), n[:, inside:].sum(axis=1, dtype=np.uint64))
         else:
             assert self.slot is not None
-            # a slot past the last counts in +Inf only
-            slot_column = np.minimum(_column(keys, self.slot).astype(np.int64), slots)
-            if not self.labels:
-                series[()] = np.bincount(slot_column, weights=counts.astype(np.float64), minlength=slots + 1
-                                         ).astype(np.uint64)
-            else:
-                for labels, slot, n in zip(rows, slot_column.tolist(), counts.tolist()):
-                    acc = series.setdefault(labels, np.zeros(slots + 1, np.uint64))
-                    acc[slot] += n
+            slot_column = np.clip(_column(keys, self.slot).astype(np.int64), 0, slots)
+            np.add.at(acc, (ids, slot_column), n)
         dropped = 0
-        if len(series) > mc.max_series:
-            ranked = sorted(series.items(), key=lambda kv: int(kv[1].sum()), reverse=True)
+        order = np.arange(len(series))
+        if len(series) > mc.max_series:  # keep the series of the largest counts
+            totals = acc.sum(axis=1)
+            order = np.sort(np.argpartition(totals, len(series) - mc.max_series)[-mc.max_series:])
             dropped = len(series) - mc.max_series
-            series = dict(ranked[:mc.max_series])
+        cumulative = np.cumsum(acc, axis=1)  # the last, +Inf, is _count: exact
+        estimated_sums = acc[:, :slots].astype(np.float64) @ self.mids
         family = HistogramMetricFamily(mc.name, mc.help, labels=[lab.name for lab, _, _ in self.labels])
-        for labels, acc in series.items():
-            cumulative = np.cumsum(acc).tolist()  # the last, +Inf, is _count: exact
-            estimated_sum = float(np.dot(acc[:slots].astype(np.float64), self.mids))
-            family.add_metric(list(labels), buckets=list(zip(self.le, cumulative)), sum_value=estimated_sum)
+        for i in order.tolist():
+            family.add_metric(list(series[i]), buckets=list(zip(self.le, cumulative[i].tolist())),
+                              sum_value=float(estimated_sums[i]))
         return family, dropped
 
 
