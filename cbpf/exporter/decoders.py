@@ -53,8 +53,8 @@ class Decoder:
 
 
 class Memoized(Decoder):
-    """A decoder of values whose label never changes (an address, an errno): each is decoded once and kept across
-    scrapes (up to `limit` values, then forgotten at once), which costs a dict lookup per series."""
+    """A decoder of values whose label never changes (an address, an errno): each is decoded once and kept
+    across scrapes (up to `limit` values, then forgotten at once), which costs a dict lookup per series."""
 
     limit = 200_000
 
