@@ -415,8 +415,8 @@ def test_system_calls_decode_to_their_names_and_the_cgroup_to_its_path(bpf_objec
 
 
 def test_histogram_rows_with_the_same_labels_add_up_and_max_series_keeps_the_largest(bpf_objects):
-    text = FLOWS.replace("labels: [{name: id}]",
-                         "max_series: 2\n        labels: [{name: id, decode: {enum: {1: a, 2: a, 3: b, 4: c}}}]")
+    ids = "{name: id, decode: {enum: {1: a, 2: a, 3: b, 4: c}}}"
+    text = FLOWS.replace("labels: [{name: id}]", f"max_series: 2\n        labels: [{ids}]")
     with exporter_of(text, bpf_objects) as ex:
         m = ex.objects[0].maps["percpu_slots"]
         zero_cpus = [bytes(64)] * (m.ncpus - 1)
