@@ -522,8 +522,8 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
     if (btf_is_int(t)) {
         /* plain `char` (not signed/unsigned char, __u8): its arrays are text */
         bool is_char = strcmp(btf__name_by_offset(btf, t->name_off), "char") == 0;
-        return Py_BuildValue("(sIOO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False,
-                             is_char ? Py_True : Py_False);
+        return Py_BuildValue("(sIOOO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False,
+                             is_char ? Py_True : Py_False, (btf_int_encoding(t) & BTF_INT_BOOL) ? Py_True : Py_False);
     }
     if (btf_is_any_enum(t)) {
         return Py_BuildValue("(sIO)", "int", t->size, btf_kflag(t) ? Py_True : Py_False);
@@ -563,8 +563,10 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
             else {
                 const struct btf_member *m = btf_members(t) + i;
                 PyObject *type = describe_btf(btf, m->type, depth + 1);
-                field = type ? Py_BuildValue("(NIIN)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
-                                             btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type)
+                /* (name, byte offset, bitfield bits or 0, type, bit offset) */
+                field = type ? Py_BuildValue("(NIINI)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
+                                             btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type,
+                                             btf_member_bit_offset(t, i))
                              : NULL;
             }
             if (field == NULL) {
@@ -573,7 +575,9 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
             }
             PyList_SET_ITEM(fields, i, field);
         }
-        return Py_BuildValue("(sIN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields);
+        /* (kind, size, members, name: "" when anonymous) */
+        return Py_BuildValue("(sINN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields,
+                             cbpf_elf_name(btf__name_by_offset(btf, t->name_off)));
     }
     __s64 size = btf__resolve_size(btf, id);
     return Py_BuildValue("(sL)", "bytes", (long long)(size < 0 ? 0 : size));
