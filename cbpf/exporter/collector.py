@@ -59,9 +59,12 @@ def _size_of(desc: Any) -> int:
 def layout(m: cbpf.Map, which: str) -> tuple[Field, dict[str, Field]]:
     """The whole key (or value) of a map as a Field, and its struct's fields by name (nested ones as a.b).
 
-    This is the one place that reads the map's BTF: typed reads of the value model can replace it."""
+    The layout is the map's type in the value model (Map.key_type / value_type: from BTF, or set_types()), else
+    its BTF as described when the model left the map untyped."""
     size = m.key_size if which == "key" else m.value_size
-    desc = m._describe(m.btf_key_type_id if which == "key" else m.btf_value_type_id)
+    typed = m.key_type if which == "key" else m.value_type
+    desc = typed.desc if typed is not None else m._describe(m.btf_key_type_id if which == "key"
+                                                             else m.btf_value_type_id)
     fields: dict[str, Field] = {}
 
     def walk(d: Any, base: int, prefix: str) -> None:
