@@ -53,7 +53,9 @@ def getpid_child(n: int, tmp_path: Path) -> int:
                        "int main(int c, char **v) { long n = atol(v[1]); for (long i = 0; i < n; i++) "
                        "syscall(SYS_getpid); return 0; }\n")
         subprocess.run(["cc", "-O1", "-o", str(exe), str(src)], check=True)
-    child = subprocess.Popen([str(exe), str(n)])
+    # without LD_PRELOAD: a preloaded runtime (the sanitizer runs preload libasan) may call getpid() itself
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    child = subprocess.Popen([str(exe), str(n)], env=env)
     assert child.wait(timeout=30) == 0
     return child.pid
 
