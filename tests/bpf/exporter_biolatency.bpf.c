@@ -21,13 +21,6 @@ struct rq_id {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, SLOTS);
-    __type(key, __u32);
-    __type(value, __u64);
-} hist SEC(".maps");
-
-struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 4096);
     __type(key, struct disk_slot);

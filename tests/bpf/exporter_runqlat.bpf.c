@@ -7,13 +7,6 @@
 #include <bpf/bpf_tracing.h>
 
 struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, SLOTS);
-    __type(key, __u32);
-    __type(value, __u64);
-} hist SEC(".maps");
-
-struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 10240);
     __type(key, __u32);
