@@ -434,3 +434,17 @@ def test_histogram_rows_with_the_same_labels_add_up_and_max_series_keeps_the_lar
         assert not any(k[0].startswith("cbpf_net_slots") and ("id", "c") in k[1] for k in got)
         dropped = ("cbpf_exporter_dropped_series_total", (("metric", "cbpf_net_slots"), ("object", "net")))
         assert got[dropped] == 1
+
+
+def test_the_cbpf_command_forwards_export_to_the_exporter(bpf_objects, tmp_path):
+    conf = tmp_path / "top.yaml"
+    conf.write_text(TOP.replace("@exporter_top@", str(bpf_objects["exporter_top"])))
+    r = subprocess.run([sys.executable, "-m", "cbpf", "export", str(conf), "--check"], capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (0, f"cbpf export: {conf}: 1 object(s), 2 metric(s): ok\n")
+    conf.write_text(TOP.replace("@exporter_top@", str(bpf_objects["exporter_top"])).replace("gauge", "gauges"))
+    r = subprocess.run([sys.executable, "-m", "cbpf", "export", str(conf)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == (f"cbpf export: {conf}:14: objects[0].metrics[1].type: 'gauges' is not one of counter, "
+                        "gauge, histogram\n")
