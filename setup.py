@@ -187,7 +187,7 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "legacy")],
+                                          "stream", "ringbuf", "perfbuf", "decoder", "legacy", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     include_dirs=[str(BUILD / "include"), "src"],
     libraries=dep_libraries(),

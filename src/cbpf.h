@@ -79,6 +79,7 @@ typedef struct {
     bool attached;           /* attach() has run */
     PyObject *name;          /* str: the object's name (file name or the name given) */
     PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
+    PyObject *path;          /* str: the file it was read from, or None (bytes given): load errors name it */
     bool loaded;
     bool closed;
     bool busy;               /* loading with the GIL released: close() must wait for it */
@@ -112,6 +113,8 @@ typedef struct {
     uint32_t btf_value_type_id;
     uint32_t ncpus;          /* number of values a lookup returns: possible CPUs for per-CPU maps, else 1 */
     uint32_t value_stride;   /* bytes between per-CPU values and between mmapped array elements (8-aligned) */
+    Py_ssize_t legacy_index; /* a legacy object's map: its index in the object's legacy_spec; -1 otherwise */
+    PyObject *inner_map;     /* the Map given to the inner_map setter, kept until load: libbpf borrows its fd */
 } MapObject;
 
 /* A program of an Object. Its name, section and type are kept for after the object is closed. */
@@ -126,6 +129,9 @@ typedef struct {
     Py_ssize_t legacy_index;
     uint32_t legacy_expected_attach_type;
     bool legacy_autoload, legacy_autoattach;
+    char *log_buf;           /* PyMem_Raw: the verifier's log of a load with log_level set; NULL otherwise */
+    size_t log_size;
+    PyObject *attach_target; /* what attach_target was set to; a Program in it (freplace) lends libbpf its fd */
 } ProgramObject;
 
 /* What a Link holds in the kernel; released without the GIL (detaching can wait for an RCU grace period). */
@@ -199,6 +205,8 @@ void cbpf_log_emit_pending(cbpf_state *st);
 int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
+PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *object_what, const char *program,
+                                      uint32_t prog_type, const char *log);
 
 /* program.c */
 ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);
@@ -228,6 +236,16 @@ int cbpf_unpin(PyObject **pin_path, const char *what);
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);
+int cbpf_map_check_before_load(MapObject *self);
+void cbpf_map_loaded(MapObject *self);
+bool cbpf_map_autocreate(MapObject *self);
+
+/* program.c: before load */
+int cbpf_program_check_before_load(ProgramObject *self);
+
+/* probe.c: cbpf.features' probes, and what they say about a refused trampoline program */
+extern PyMethodDef cbpf_probe_methods[];
+void cbpf_trampoline_diagnosis(char *out, size_t size);
 
 /* Event streams (stream.c, ringbuf.c, perfbuf.c) -------------------------------------------------------------- */
 

@@ -42,6 +42,11 @@ struct cbpf_legacy_map_spec {
     int has_inner;       /* a map-in-map: inner_map_idx is the index (in maps[]) of its inner map's template */
     uint32_t def_offset; /* where the record sits in the "maps" section */
     uint32_t def_size;   /* the record's size in bytes (its symbol's st_size) */
+    /* Set from Python between parse and load (0 after parsing): */
+    int no_create;       /* Map.autocreate = False: cbpf_legacy_load leaves it out (fd -1) */
+    int has_reuse;       /* Map.reuse(): the map is reuse_fd (dup'd at load), not created; the caller closes it */
+    int reuse_fd;
+    uint64_t map_extra;
 };
 
 struct cbpf_legacy_prog_spec {
@@ -91,6 +96,7 @@ struct cbpf_legacy_map {
     uint32_t map_flags, inner_map_idx, numa_node;
     int has_inner;
     int fd;
+    uint64_t map_extra;
 };
 
 struct cbpf_legacy_prog {
