@@ -26,6 +26,8 @@ _LAZY = {"PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_progr
 
 
 def __getattr__(name: str) -> Any:
+    if name == "features":  # a submodule: its probes import the enums
+        return importlib.import_module("cbpf.features")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cbpf' has no attribute {name!r}")
@@ -40,7 +42,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
     "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
-    "RingBuffer", "Struct",
+    "RingBuffer", "Struct", "features",
     "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
 ]
 

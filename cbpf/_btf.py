@@ -33,6 +33,8 @@ def decode(desc: Desc, data: bytes | memoryview, offset: int = 0) -> Any:
     """The Python value of the bytes at offset: int, float, bytes (char arrays and opaque types), list, dict."""
     kind = desc[0]
     if kind == "int":
+        if _is_bool(desc):
+            return data[offset] != 0
         code = _int_code(desc)
         if code is None:
             return int.from_bytes(bytes(data[offset:offset + desc[1]]), sys.byteorder, signed=bool(desc[2]))
@@ -55,6 +57,30 @@ def decode(desc: Desc, data: bytes | memoryview, offset: int = 0) -> Any:
     return bytes(data[offset:offset + desc[1]])
 
 
+def _is_bool(desc: Desc) -> bool:
+    return len(desc) > 4 and bool(desc[4])
+
+
+def _encode_int(desc: Desc, value: Any) -> bytes:
+    """An integer as C stores it: a signed type takes its range; an unsigned one takes the signed range too, as C
+    converts (-1 is all ones); a bool takes only True, False, 0 and 1."""
+    size = int(desc[1])
+    if _is_bool(desc):
+        if not isinstance(value, int) or value not in (0, 1):
+            raise TypeError(f"a bool takes True, False, 0 or 1, not {value!r}")
+        return int(value).to_bytes(size, sys.byteorder)
+    if not isinstance(value, int):
+        if not hasattr(value, "__index__"):
+            raise TypeError(f"an integer of {size} bytes takes an int, not {type(value).__name__}")
+        value = value.__index__()
+    bits = 8 * size
+    low, high = -(1 << (bits - 1)), (1 << bits) - 1 if not desc[2] else (1 << (bits - 1)) - 1
+    if not low <= value <= high:
+        raise OverflowError(f"{value} is out of range for a{' signed' if desc[2] else 'n unsigned'} integer of {size} "
+                            f"bytes ({low}..{high})")
+    return (value & ((1 << bits) - 1)).to_bytes(size, sys.byteorder)
+
+
 def encode(desc: Desc, value: Any) -> bytes:
     """The bytes of value laid out as desc (the inverse of decode; a dict may omit fields, which stay zero)."""
     kind = desc[0]
@@ -65,7 +91,7 @@ def encode(desc: Desc, value: Any) -> bytes:
             raise ValueError(f"{len(raw)} bytes do not fit {size}")
         return raw.ljust(size, b"\0")
     if kind == "int":
-        return int(value).to_bytes(desc[1], sys.byteorder, signed=bool(desc[2]) and int(value) < 0)
+        return _encode_int(desc, value)
     if kind == "float":
         return struct.pack("=" + _FLOAT_CODES[desc[1]], value)
     if kind == "array":

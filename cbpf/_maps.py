@@ -270,7 +270,10 @@ class Globals(Mapping[str, Any]):
 
     def __setitem__(self, name: str, value: Any) -> None:
         m, offset, vtype = self._lookup(name)
-        raw = _btf.encode(vtype, value)
+        try:
+            raw = _btf.encode(vtype, value)
+        except (TypeError, ValueError, OverflowError, KeyError) as e:
+            raise type(e)(f"global {name!r}: {e.args[0] if e.args else e}") from None
         if self._obj.loaded:
             if not m.mmapped or not m.writable:
                 raise ValueError(f"global {name!r} lives in {m.name!r}, which is read-only after load: set it "

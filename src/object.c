@@ -762,7 +762,7 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
 }
 
 /* A BTF type as plain tuples, for the Python layer to build decoders and numpy dtypes from:
- *   ("int", size, signed, is_char)  ("float", size)  ("bytes", size)  ("array", elem, count)
+ *   ("int", size, signed, is_char, is_bool)  ("float", size)  ("bytes", size)  ("array", elem, count)
  *   ("struct" | "union", size, [(name, byte_offset, bitfield_bits, type), ...])
  *   ("datasec", size, [(name, byte_offset, size, type), ...])
  * typedefs, const, volatile and type tags are looked through; enums are ints, pointers 8-byte ints. */
@@ -782,8 +782,8 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
     if (btf_is_int(t)) {
         /* plain `char` (not signed/unsigned char, __u8): its arrays are text */
         bool is_char = strcmp(btf__name_by_offset(btf, t->name_off), "char") == 0;
-        return Py_BuildValue("(sIOO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False,
-                             is_char ? Py_True : Py_False);
+        return Py_BuildValue("(sIOOO)", "int", t->size, (btf_int_encoding(t) & BTF_INT_SIGNED) ? Py_True : Py_False,
+                             is_char ? Py_True : Py_False, (btf_int_encoding(t) & BTF_INT_BOOL) ? Py_True : Py_False);
     }
     if (btf_is_any_enum(t)) {
         return Py_BuildValue("(sIO)", "int", t->size, btf_kflag(t) ? Py_True : Py_False);

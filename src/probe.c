@@ -270,7 +270,26 @@ void cbpf_trampoline_diagnosis(char *out, size_t size)
     }
 }
 
+/* {name: number} of the BPF link types libbpf knows ("xdp", "tcx", "perf_event", ...). */
+static PyObject *link_types(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+    PyObject *d = PyDict_New();
+    for (int t = 1; d != NULL && libbpf_bpf_link_type_str((enum bpf_link_type)t) != NULL; t++) {
+        PyObject *v = PyLong_FromLong(t);
+        if (v == NULL || PyDict_SetItemString(d, libbpf_bpf_link_type_str((enum bpf_link_type)t), v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(d);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
 PyMethodDef cbpf_probe_methods[] = {
+    {"_link_types", link_types, METH_NOARGS,
+     "_link_types()\n--\n\n{name: number} of the BPF link types libbpf knows."},
     {"_probe_prog_type", probe_prog_type, METH_O,
      "_probe_prog_type(type, /)\n--\n\nWhether the kernel loads programs of this type."},
     {"_probe_map_type", probe_map_type, METH_O,
