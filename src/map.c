@@ -56,8 +56,8 @@ int cbpf_map_refresh(cbpf_state *st, MapObject *self)
         return 0;
     }
     self->fd = bpf_map__fd(m);
-    if (self->fd < 0) {
-        self->fd = -1;
+    if (self->fd < 0 || !bpf_map__autocreate(m)) {
+        self->fd = -1; /* not created: libbpf holds a placeholder fd in its place */
     }
     self->type = bpf_map__type(m);
     self->key_size = bpf_map__key_size(m);
@@ -210,7 +210,7 @@ static int check_open(MapObject *self)
     else if (self->owner != NULL && !self->owner->loaded) {
         PyErr_Format(PyExc_ValueError, "map '%U' is not loaded yet: call Object.load() first", self->name);
     }
-    else if (!cbpf_map_autocreate(self)) {
+    else if (self->legacy_index >= 0 || !cbpf_map_autocreate(self)) { /* a loaded object's map without an fd */
         PyErr_Format(PyExc_ValueError, "map '%U' was not created: its autocreate was False", self->name);
     }
     else {
@@ -2126,6 +2126,13 @@ int cbpf_map_check_before_load(MapObject *self)
     }
     if (attr != NULL) {
         PyErr_Format(PyExc_ValueError, "map '%U' has %s 0: set Map.%s before Object.load()", self->name, attr, attr);
+        return -1;
+    }
+    if (self->map != NULL && is_map_of_maps(self->type) && bpf_map__inner_map(self->map) == NULL &&
+        self->inner_map == NULL) {
+        PyErr_Format(PyExc_ValueError, "map '%U' is a map of maps whose inner map's shape is unknown: set "
+                                       "Map.inner_map (a Map shaped like its inner maps) before Object.load()",
+                     self->name);
         return -1;
     }
     return 0;

@@ -241,12 +241,13 @@ static int legacy_reuse_pins(cbpf_state *st, ObjectObject *self)
             return -1;
         }
         const char *path = PyBytes_AS_STRING(encoded);
-        int fd = cbpf_ensure_bpffs(st, path) < 0 ? -2 : bpf_obj_get(path);
-        int err = errno;
-        Py_DECREF(encoded);
-        if (fd == -2) {
+        if (cbpf_ensure_bpffs(st, path) < 0) {
+            Py_DECREF(encoded);
             return -1;
         }
+        int fd = bpf_obj_get(path);
+        int err = errno;
+        Py_DECREF(encoded);
         if (fd < 0 && err != ENOENT) {
             cbpf_set_error(st, err, "map '%s': opening the map pinned at %s", PyUnicode_AsUTF8(m->name),
                            PyUnicode_AsUTF8(m->pin_path));
