@@ -69,16 +69,15 @@ def _encode_int(desc: Desc, value: Any) -> bytes:
         if not isinstance(value, int) or value not in (0, 1):
             raise TypeError(f"a bool takes True, False, 0 or 1, not {value!r}")
         return int(value).to_bytes(size, sys.byteorder)
-    if not isinstance(value, int):
-        if not hasattr(value, "__index__"):
-            raise TypeError(f"an integer of {size} bytes takes an int, not {type(value).__name__}")
-        value = value.__index__()
+    if not isinstance(value, int) and not hasattr(value, "__index__"):
+        raise TypeError(f"an integer of {size} bytes takes an int, not {type(value).__name__}")
+    number = int(value.__index__())
     bits = 8 * size
     low, high = -(1 << (bits - 1)), (1 << bits) - 1 if not desc[2] else (1 << (bits - 1)) - 1
-    if not low <= value <= high:
-        raise OverflowError(f"{value} is out of range for a{' signed' if desc[2] else 'n unsigned'} integer of {size} "
-                            f"bytes ({low}..{high})")
-    return (value & ((1 << bits) - 1)).to_bytes(size, sys.byteorder)
+    if not low <= number <= high:
+        raise OverflowError(f"{number} is out of range for a{' signed' if desc[2] else 'n unsigned'} integer of "
+                            f"{size} bytes ({low}..{high})")
+    return (number & ((1 << bits) - 1)).to_bytes(size, sys.byteorder)
 
 
 def encode(desc: Desc, value: Any) -> bytes:

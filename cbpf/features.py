@@ -182,4 +182,4 @@ def bpf_link(kind: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def bpf_cookie() -> bool:
     """Whether programs can read the cookie given at attach time (bpf_get_attach_cookie, 5.15+)."""
-    return helper(ProgramType.TRACEPOINT, "get_attach_cookie")
+    return helper("tracepoint", "get_attach_cookie")

@@ -135,12 +135,13 @@ static PyObject *probe_raw_tracepoint(PyObject *module, PyObject *arg)
 static PyObject *probe_btf(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs < 1 || nargs > 2 || !PyUnicode_Check(args[0]) || (nargs == 2 && !PyUnicode_Check(args[1]))) {
+    bool has_member = nargs == 2 && args[1] != Py_None;
+    if (nargs < 1 || nargs > 2 || !PyUnicode_Check(args[0]) || (has_member && !PyUnicode_Check(args[1]))) {
         return PyErr_Format(PyExc_TypeError, "_probe_btf(name: str, member: str = None)");
     }
     const char *name = PyUnicode_AsUTF8(args[0]);
-    const char *member = nargs == 2 ? PyUnicode_AsUTF8(args[1]) : NULL;
-    if (name == NULL || (nargs == 2 && member == NULL)) {
+    const char *member = has_member ? PyUnicode_AsUTF8(args[1]) : NULL;
+    if (name == NULL || (has_member && member == NULL)) {
         return NULL;
     }
     bool found = false;
