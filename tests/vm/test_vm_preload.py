@@ -205,3 +205,32 @@ def test_bpf_link_probe_matches_attaching_through_tcx(request):
     assert features.bpf_link("xdp") is True  # 5.9+
     with pytest.raises(ValueError, match="unknown BPF link kind 'cbpf_nope'"):
         features.bpf_link("cbpf_nope")
+
+
+def test_freplace_target_program_given_before_load(bpf_objects):
+    """A replacement for a global function of a loaded program: its attach_target is that Program."""
+    target = cbpf.Object(bpf_objects["vm_freplace"], load=False)
+    target.programs["new_decide"].autoload = False
+    target.load()
+    xdp = target.programs["xdp_target"]
+    assert xdp.test_run(b"\0" * 64)[0] == 2  # XDP_PASS, from decide()
+    replacement = cbpf.Object(bpf_objects["vm_freplace"], load=False)
+    replacement.programs["xdp_target"].autoload = False
+    new = replacement.programs["new_decide"]
+    assert new.type == cbpf.ProgramType.EXT
+    with pytest.raises(FileNotFoundError, match="'cbpf_no_such_function' is not a function of the target program"):
+        new.attach_target = (xdp, "cbpf_no_such_function")
+    new.attach_target = (xdp, "decide")
+    if not features.program_type("ext"):
+        with pytest.raises(cbpf.LoadError, match="this kernel refuses trampoline programs") as info:
+            replacement.load()
+        assert info.value.program == "new_decide"
+        target.close()
+        return
+    replacement.load()
+    link = new.attach()
+    assert xdp.test_run(b"\0" * 64)[0] == 1  # XDP_DROP: decide() is replaced
+    link.detach()
+    assert xdp.test_run(b"\0" * 64)[0] == 2
+    replacement.close()
+    target.close()
