@@ -448,3 +448,36 @@ def test_globals_take_c_ranges_and_name_the_variable(bpf_objects):
     with pytest.raises(TypeError, match="global 'nslots': an integer of 4 bytes takes an int, not float"):
         g["nslots"] = 1.5
     obj.close()
+
+
+def test_map_extra_numa_node_flags_and_program_attributes(bpf_objects):
+    obj = cbpf.Object(bpf_objects["bloom"], load=False)
+    seen = obj.maps["seen"]
+    assert seen.map_extra == 0
+    seen.map_extra = 3  # hash functions of the bloom filter
+    seen.numa_node = 0
+    seen.flags = seen.flags | 4  # BPF_F_NUMA_NODE: numa_node is used
+    obj.globals["probe_value"] = 1234
+    obj.load()
+    assert (seen.map_extra, seen.numa_node, seen.flags & 4) == (3, 0, 4)
+    assert obj.programs["contains"].test_run(b"\0" * 20)[0] == 0
+    seen.push(struct.pack("=I", 1234))
+    assert obj.programs["contains"].test_run(b"\0" * 20)[0] == 1
+    obj.close()
+    made = cbpf.Map.create("bloom_filter", 0, 8, 64, map_extra=5)  # read back from the kernel's map info
+    assert made.map_extra == 5
+    made.close()
+    # program attributes: read back, and what the kernel makes of a wrong one
+    obj = cbpf.Object(bpf_objects["untyped"], load=False)
+    prog = obj.programs["length_plus_one"]
+    prog.type = cbpf.ProgramType.SOCKET_FILTER
+    prog.expected_attach_type = "cgroup_inet_egress"  # type: ignore[assignment]
+    assert prog.expected_attach_type == cbpf.AttachType.CGROUP_INET_EGRESS
+    prog.expected_attach_type = 0
+    with pytest.raises(ValueError, match="unknown attach type 'cbpf_nope'"):
+        prog.expected_attach_type = "cbpf_nope"  # type: ignore[assignment]
+    prog.flags = 1 << 4  # BPF_F_SLEEPABLE: only some program types may be
+    assert prog.flags == 1 << 4
+    with pytest.raises(cbpf.LoadError, match="the verifier refused program 'length_plus_one'") as info:
+        obj.load()
+    assert info.value.program == "length_plus_one" and "sleepable" in info.value.log
