@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Union
 
-from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
 from cbpf._cbpf import _booted_maps, num_possible_cpus
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct
@@ -40,7 +40,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
+    "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
     "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
     "RingBuffer", "Struct", "features",
     "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",

@@ -238,7 +238,8 @@ static PyObject *raise_load_error(cbpf_state *st, int err, const char *what, con
         goto done;
     }
     prog = program != NULL ? cbpf_elf_name(program) : Py_NewRef(Py_None);
-    if (prog == NULL || PyObject_SetAttr(exc, st->str_log, text) < 0 || PyObject_SetAttrString(exc, "program", prog) < 0) {
+    if (prog == NULL || PyObject_SetAttr(exc, st->str_log, text) < 0 ||
+        PyObject_SetAttrString(exc, "program", prog) < 0) {
         goto done;
     }
     PyErr_SetObject(st->LoadError, exc);

@@ -1634,7 +1634,8 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
             if (spec->maps[i].has_reuse) { /* Map.reuse(): the caller's map stands in for this one */
                 obj->maps[i].fd = fcntl(spec->maps[i].reuse_fd, F_DUPFD_CLOEXEC, 0);
                 if (obj->maps[i].fd < 0) {
-                    ret = fail(err, errlen, -errno, "map '%s': duplicating the fd of the map it reuses", obj->maps[i].name);
+                    ret = fail(err, errlen, -errno, "map '%s': duplicating the fd of the map it reuses",
+                               obj->maps[i].name);
                     goto fail;
                 }
                 continue;

@@ -1640,7 +1640,15 @@ static PyObject *Map_get_value_stride(MapObject *self, void *Py_UNUSED(closure))
 /* ---- the definition before load: setters, as libbpf's bpf_map__set_* (legacy objects: their parsed spec) ---- */
 
 /* Which attribute a getter or setter of the definition serves (its closure). */
-enum map_attr { ATTR_TYPE, ATTR_KEY_SIZE, ATTR_VALUE_SIZE, ATTR_MAX_ENTRIES, ATTR_FLAGS, ATTR_NUMA_NODE, ATTR_MAP_EXTRA };
+enum map_attr {
+    ATTR_TYPE,
+    ATTR_KEY_SIZE,
+    ATTR_VALUE_SIZE,
+    ATTR_MAX_ENTRIES,
+    ATTR_FLAGS,
+    ATTR_NUMA_NODE,
+    ATTR_MAP_EXTRA,
+};
 static const char *const attr_names[] = {"type", "key_size", "value_size", "max_entries", "flags", "numa_node",
                                          "map_extra"};
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import cbpf
-from cbpf import _cbpf
 from conftest import open_fds
 
 pytestmark = pytest.mark.kernel
@@ -234,7 +233,7 @@ def test_spin_locked_value_read_with_bpf_f_lock(bpf_objects):
     obj.load()
     for _ in range(5):
         obj.programs["bump_locked"].test_run(b"\x00" * 64)
-    value = obj.maps["locked"].lookup(1, flags=_cbpf.BPF_F_LOCK)
+    value = obj.maps["locked"].lookup(1, flags=cbpf.BPF_F_LOCK)
     assert value is not None and len(value) == 16
     assert u64(value[8:]) == 5  # the counter after the lock word (which a locked read returns zeroed)
     obj.close()
