@@ -556,7 +556,9 @@ static PyObject *kconfig_text(PyObject *kconfig)
         }
         Py_DECREF(line);
     }
-    text = PyUnicode_Join(NULL, parts);
+    PyObject *empty = PyUnicode_FromString("");
+    text = empty != NULL ? PyUnicode_Join(empty, parts) : NULL; /* a NULL separator would be a space */
+    Py_XDECREF(empty);
 done:
     Py_DECREF(parts);
     return text;

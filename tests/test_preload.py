@@ -241,10 +241,17 @@ def test_spin_locked_value_read_with_bpf_f_lock(bpf_objects):
 
 
 def test_kconfig_given_from_python(bpf_objects):
-    obj = cbpf.Object(bpf_objects["runs"], load=False, kconfig={"CONFIG_CBPF_ANSWER": 42})
+    # a dict of several values, as lines libbpf parses
+    obj = cbpf.Object(bpf_objects["runs"], load=False,
+                      kconfig={"CONFIG_CBPF_OTHER": True, "CONFIG_CBPF_ANSWER": 42, "CONFIG_CBPF_NAME": '"x"'})
     obj.maps["by_key"].inner_map = inner = cbpf.Map.create("array", 4, 8, 1)
     obj.load()
     assert obj.programs["answer"].test_run(b"x" * 20)[0] == 42
+    obj.close()
+    obj = cbpf.Object(bpf_objects["runs"], load=False, kconfig="CONFIG_CBPF_ANSWER=7\n")
+    obj.maps["by_key"].inner_map = inner
+    obj.load()
+    assert obj.programs["answer"].test_run(b"x" * 20)[0] == 7
     obj.close()
     inner.close()
     with pytest.raises(TypeError, match="kconfig CONFIG_X: a value must be a bool, an int or a str, not float"):
