@@ -1393,6 +1393,14 @@ static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     char what[160];
     snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(self->name));
+    if (self->pin_path == NULL && self->map != NULL && bpf_map__is_pinned(self->map)) {
+        /* pinned by libbpf at load (pin_path, LIBBPF_PIN_BY_NAME) */
+        int err = bpf_map__unpin(self->map, NULL);
+        if (err != 0) {
+            return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "unpinning %s", what);
+        }
+        Py_RETURN_NONE;
+    }
     if (cbpf_unpin(&self->pin_path, what) < 0) {
         return NULL;
     }

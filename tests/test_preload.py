@@ -336,6 +336,8 @@ def test_pin_by_name_shares_maps_across_objects(bpf_objects, pin_root):
     third, inner3 = _runs(bpf_objects["runs"], pin_root=pin_root)
     third.load()
     assert u64(third.maps["pinned_counts"].lookup(0)) == 7
+    third.maps["pinned_counts"].unpin()  # libbpf's pin, removed
+    assert not (pin_root / "pinned_counts").exists()
     third.close()
     for m in (inner1, inner2, inner3):
         m.close()
