@@ -315,6 +315,10 @@ PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *objec
                               "as its attach_target", object_what, program);
     }
     bool verified = log != NULL && strstr(log, "PROG LOAD LOG") != NULL;
+    if ((err == EPERM || err == EACCES) && !verified && geteuid() != 0) {
+        /* refused before any verifying, to a process without privilege: that is the reason */
+        return cbpf_set_error(st, err, "%s: program '%s'", object_what, program);
+    }
     PyObject *text = extract_verifier_log(verified ? log : NULL);
     if (text == NULL) {
         return NULL;
