@@ -195,8 +195,9 @@ static PyObject *extract_verifier_log(const char *log)
     return PyUnicode_DecodeUTF8(log, (Py_ssize_t)strlen(log), "replace");
 }
 
-/* LoadError(errno, message) with .log (the verifier log: text) and .program (a str or None); the message ends with
- * the log's last lines. Always returns NULL. */
+/* LoadError(errno, message) with .log (the verifier log: text) and .program (a str or None). The message says what
+ * happened, the errno's text in parentheses (it is rarely the reason: EACCES is the verifier's "no"), then the
+ * log's last lines. Always returns NULL. */
 static PyObject *raise_load_error(cbpf_state *st, int err, const char *what, const char *program, PyObject *text)
 {
     PyObject *lines = NULL, *tail = NULL, *msg = NULL, *exc = NULL, *prog = NULL;
@@ -225,10 +226,10 @@ static PyObject *raise_load_error(cbpf_state *st, int err, const char *what, con
         goto done;
     }
     if (n) {
-        msg = PyUnicode_FromFormat("%s: %s; last lines of the log:\n  %U", what, strerror(err ? err : EINVAL), tail);
+        msg = PyUnicode_FromFormat("%s (%s); last lines of the log:\n  %U", what, strerror(err ? err : EINVAL), tail);
     }
     else {
-        msg = PyUnicode_FromFormat("%s: %s", what, strerror(err ? err : EINVAL));
+        msg = PyUnicode_FromFormat("%s (%s)", what, strerror(err ? err : EINVAL));
     }
     if (msg == NULL) {
         goto done;
