@@ -1,6 +1,8 @@
 /* cbpf.Map: one BPF map of a loaded object, read and written through its fd. */
 #include "cbpf.h"
 
+#include <bpf/btf.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1833,6 +1835,38 @@ static void reread_definition(MapObject *self)
     set_layout(self);
 }
 
+/* libbpf resizes a global section (.bss, .data, .data.*) only through its last variable, an array: any other new
+ * size it takes all the same but drops the section's BTF, and with it Object.globals. Refused here instead. */
+static int check_section_resize(MapObject *self, unsigned long long size)
+{
+    const struct btf *btf = bpf_object__btf(self->owner->obj);
+    __u32 id = bpf_map__btf_value_type_id(self->map);
+    const struct btf_type *sec = btf != NULL && id ? btf__type_by_id(btf, id) : NULL;
+    if (sec == NULL || !btf_is_datasec(sec) || btf_vlen(sec) == 0) {
+        return 0; /* no BTF to lose */
+    }
+    const struct btf_var_secinfo *last = btf_var_secinfos(sec) + btf_vlen(sec) - 1;
+    const struct btf_type *var = btf__type_by_id(btf, last->type);
+    const struct btf_type *t = var != NULL ? btf__type_by_id(btf, var->type) : NULL;
+    while (t != NULL && (btf_is_mod(t) || btf_is_typedef(t))) {
+        t = btf__type_by_id(btf, t->type);
+    }
+    const char *name = var != NULL ? btf__name_by_offset(btf, var->name_off) : "?";
+    if (t == NULL || !btf_is_array(t)) {
+        PyErr_Format(PyExc_ValueError, "value_size of map '%U' cannot change: libbpf resizes a global section through "
+                                       "its last variable, an array, and '%s' is not one", self->name, name);
+        return -1;
+    }
+    __s64 elem = btf__resolve_size(btf, btf_array(t)->type);
+    if (elem <= 0 || size <= last->offset || (size - last->offset) % (unsigned long long)elem != 0) {
+        PyErr_Format(PyExc_ValueError, "value_size of map '%U' must be %u (where its last variable '%s' starts) plus "
+                                       "a whole number of its %lld-byte elements, not %llu",
+                     self->name, last->offset, name, (long long)elem, size);
+        return -1;
+    }
+    return 0;
+}
+
 static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
 {
     enum map_attr attr = (enum map_attr)(uintptr_t)closure;
@@ -1861,6 +1895,9 @@ static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
         err = m ? bpf_map__set_key_size(m, (__u32)v) : (spec->key_size = (uint32_t)v, 0);
         break;
     case ATTR_VALUE_SIZE:
+        if (m != NULL && bpf_map__is_internal(m) && check_section_resize(self, v) < 0) {
+            return -1;
+        }
         err = m ? bpf_map__set_value_size(m, (__u32)v) : (spec->value_size = (uint32_t)v, 0);
         break;
     case ATTR_MAX_ENTRIES:
@@ -1877,13 +1914,6 @@ static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
         break;
     }
     if (err != 0) {
-        if (attr == ATTR_VALUE_SIZE && err == -EINVAL && bpf_map__is_internal(m)) {
-            PyErr_Format(PyExc_ValueError,
-                         "value_size of map '%U' cannot be %llu: a global section is resized only when its last "
-                         "variable is an array whose elements the new size fits (libbpf's rule)",
-                         self->name, v);
-            return -1;
-        }
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting %s of map '%s'", name,
                        PyUnicode_AsUTF8(self->name));
         return -1;

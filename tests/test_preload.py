@@ -70,6 +70,21 @@ def test_stack_trace_and_per_thread_maps_sized_before_load(bpf_objects):
     assert open_fds() == before
 
 
+def test_global_sections_resize_only_through_their_last_array(bpf_objects):
+    """libbpf would take any size and drop the section's BTF (and so the globals): cbpf refuses those."""
+    obj = cbpf.Object(bpf_objects["preload"], load=False)
+    with pytest.raises(ValueError, match="value_size of map 'preload.rodata' cannot change: libbpf resizes a global "
+                                         "section through its last variable, an array, and 'trace_stacks' is not one"):
+        obj.maps["preload.rodata"].value_size = 64
+    with pytest.raises(ValueError, match="value_size of map '.data.slots' must be 0 .where its last variable 'slots' "
+                                         "starts. plus a whole number of its 8-byte elements, not 12"):
+        obj.maps[".data.slots"].value_size = 12
+    assert obj.maps["preload.rodata"].value_size == 9 and "trace_stacks" in obj.globals
+    obj.maps[".data.slots"].value_size = 16
+    assert obj.maps[".data.slots"].value_size == 16 and len(obj.globals["slots"]) == 2
+    obj.close()
+
+
 def test_a_size_left_at_zero_names_the_map_and_the_attribute(bpf_objects):
     before = open_fds()
     obj = cbpf.Object(bpf_objects["preload"], load=False)
