@@ -189,7 +189,9 @@ ext = Extension(
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "region",
                                           "stream", "ringbuf", "perfbuf", "decoder", "legacy", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
-    include_dirs=[str(BUILD / "include"), "src"],
+    # zlib.h (src/probe.c reads /proc/config.gz) from the static dependencies when they are used
+    include_dirs=[str(BUILD / "include"), "src"] + ([str(static_deps_prefix() / "include")] if static_deps_prefix()
+                                                   else []),
     libraries=dep_libraries(),
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,

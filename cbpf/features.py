@@ -80,8 +80,11 @@ def helper(program_type: TypeArg, helper: TypeArg) -> bool:
 
 
 def _tracefs() -> str | None:
-    """The tracefs directory, mounted at /sys/kernel/tracing when missing and possible."""
+    """The tracefs directory, mounted at /sys/kernel/tracing when missing and possible. PermissionError when it is
+    there but this process may not look inside (tracefs is root's)."""
     for d in _TRACEFS:
+        if os.path.isdir(d) and not os.access(d, os.R_OK | os.X_OK):
+            raise PermissionError(f"probing needs {d} (tracefs), which only root may read: run as root")
         if os.path.isdir(os.path.join(d, "events")):
             return d
     if os.geteuid() == 0 and os.path.isdir(_TRACEFS[0]):

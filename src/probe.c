@@ -17,14 +17,15 @@ static const struct bpf_insn return_zero[] = {
     {.code = BPF_JMP | BPF_EXIT},
 };
 
-/* A probe's libbpf answer as a bool: 1 yes, 0 or an error no; refused for want of privilege raises, when we are
- * not root (as root the refusal is the kernel's answer). */
-static PyObject *answer(PyObject *module, int rc, const char *what)
+/* A probe's answer as a bool: rc 1 yes, 0 or an error no. err is the errno the probe's bpf() call left: a refusal
+ * for want of privilege raises when we are not root (as root, the refusal is the kernel's answer: no). */
+static PyObject *answer(PyObject *module, int rc, int err, const char *what)
 {
-    if (rc < 0 && (rc == -EPERM || rc == -EACCES) && geteuid() != 0) {
-        return cbpf_set_error(cbpf_get_state(module), rc, "probing %s", what);
+    bool refused = rc <= 0 && (rc == -EPERM || rc == -EACCES || err == EPERM || err == EACCES);
+    if (refused && geteuid() != 0) {
+        return cbpf_set_error(cbpf_get_state(module), EPERM, "probing %s", what);
     }
-    return PyBool_FromLong(rc > 0);
+    return PyBool_FromLong(rc > 0 && !refused);
 }
 
 static int unsigned_arg(PyObject *o, const char *what, unsigned int *out)
@@ -47,7 +48,9 @@ static PyObject *probe_prog_type(PyObject *module, PyObject *arg)
     if (unsigned_arg(arg, "program type", &t) < 0) {
         return NULL;
     }
-    return answer(module, libbpf_probe_bpf_prog_type((enum bpf_prog_type)t, NULL), "a program type");
+    errno = 0;
+    int rc = libbpf_probe_bpf_prog_type((enum bpf_prog_type)t, NULL);
+    return answer(module, rc, errno, "a program type");
 }
 
 static PyObject *probe_map_type(PyObject *module, PyObject *arg)
@@ -56,7 +59,9 @@ static PyObject *probe_map_type(PyObject *module, PyObject *arg)
     if (unsigned_arg(arg, "map type", &t) < 0) {
         return NULL;
     }
-    return answer(module, libbpf_probe_bpf_map_type((enum bpf_map_type)t, NULL), "a map type");
+    errno = 0;
+    int rc = libbpf_probe_bpf_map_type((enum bpf_map_type)t, NULL);
+    return answer(module, rc, errno, "a map type");
 }
 
 static PyObject *probe_helper(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -68,7 +73,15 @@ static PyObject *probe_helper(PyObject *module, PyObject *const *args, Py_ssize_
     if (unsigned_arg(args[0], "program type", &t) < 0 || unsigned_arg(args[1], "helper", &helper) < 0) {
         return NULL;
     }
-    return answer(module, libbpf_probe_bpf_helper((enum bpf_prog_type)t, (enum bpf_func_id)helper, NULL), "a helper");
+    /* libbpf takes a program refused before verifying (no privilege, no such type) for one whose helper is
+     * supported: the type is asked first */
+    errno = 0;
+    int rc = libbpf_probe_bpf_prog_type((enum bpf_prog_type)t, NULL);
+    if (rc <= 0) {
+        return answer(module, rc, errno, "a helper");
+    }
+    return answer(module, libbpf_probe_bpf_helper((enum bpf_prog_type)t, (enum bpf_func_id)helper, NULL), 0,
+                  "a helper");
 }
 
 /* Loads return_zero as prog_type; -errno on failure. */
@@ -104,7 +117,7 @@ static PyObject *probe_fentry(PyObject *module, PyObject *arg)
         }
     }
     Py_END_ALLOW_THREADS
-    return answer(module, rc, "fentry");
+    return answer(module, rc, 0, "fentry");
 }
 
 /* Does the raw tracepoint name exist? Attaches a program that returns at once, and detaches it. */
@@ -127,7 +140,7 @@ static PyObject *probe_raw_tracepoint(PyObject *module, PyObject *arg)
         close(fd);
     }
     Py_END_ALLOW_THREADS
-    return answer(module, rc, "a raw tracepoint");
+    return answer(module, rc, 0, "a raw tracepoint");
 }
 
 /* In the running kernel's BTF: is there a type called name (a struct, union, enum, typedef or function), and, with

@@ -5,6 +5,7 @@ tests/bpf/legacy/sized.bpf.c."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import struct
@@ -504,3 +505,36 @@ def test_map_extra_numa_node_flags_and_program_attributes(bpf_objects):
     with pytest.raises(cbpf.LoadError, match="the verifier refused program 'length_plus_one'") as info:
         obj.load()
     assert info.value.program == "length_plus_one" and "sleepable" in info.value.log
+
+
+PROBES_AS_NOBODY = r"""
+import json
+import cbpf.features as features
+
+results = {}
+for name, call in [("program_type", lambda: features.program_type("socket_filter")),
+                   ("map_type", lambda: features.map_type("hash")),
+                   ("helper", lambda: features.helper("socket_filter", "map_lookup_elem")),
+                   ("tracepoint", lambda: features.tracepoint("syscalls", "sys_enter_getpid")),
+                   ("btf_type", lambda: features.btf_type("task_struct")),
+                   ("btf_field", lambda: features.btf_field("task_struct", "cbpf_no_such_field"))]:
+    try:
+        results[name] = ["answer", call()]
+    except Exception as e:
+        results[name] = [type(e).__name__, str(e)]
+print(json.dumps(results))
+"""
+
+
+def test_probes_raise_permission_error_only_where_probing_needs_privilege():
+    from test_hardening import run_as_nobody
+
+    r = run_as_nobody("-c", PROBES_AS_NOBODY)
+    assert r.returncode == 0, r.stderr
+    results = {name: tuple(v) for name, v in json.loads(r.stdout).items()}
+    # the kernel's BTF is world-readable: an answer, True or False
+    assert results.pop("btf_type") == ("answer", True)
+    assert results.pop("btf_field") == ("answer", False)
+    # loading a program, creating a map or reading tracefs needs privilege here: never a False that means "absent"
+    assert {name: kind for name, (kind, _) in results.items()} == dict.fromkeys(results, "PermissionError")
+    assert all("root" in message for _, message in results.values()), results
