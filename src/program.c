@@ -366,6 +366,25 @@ static const char *attach_hint(ProgramObject *self)
     }
 }
 
+/* What a Link attached by section says it is attached to: the section ("fentry/do_unlinkat"), or, for a program
+ * retargeted before load, the section's kind and the target ("fentry/security_file_open"; "freplace/f of program
+ * 'p'"). */
+static PyObject *section_target(ProgramObject *self, const char *sec)
+{
+    PyObject *t = self->attach_target;
+    if (t == NULL) {
+        return cbpf_elf_name(sec);
+    }
+    const char *slash = strchr(sec, '/');
+    int kind = slash != NULL ? (int)(slash - sec) : (int)strlen(sec);
+    if (PyUnicode_Check(t)) {
+        return PyUnicode_FromFormat("%.*s/%U", kind, sec, t);
+    }
+    PyObject *prog = PyTuple_Check(t) ? PyTuple_GET_ITEM(t, 0) : t;
+    PyObject *func = PyTuple_Check(t) ? PyTuple_GET_ITEM(t, 1) : ((ProgramObject *)prog)->name;
+    return PyUnicode_FromFormat("%.*s/%U of program '%U'", kind, sec, func, ((ProgramObject *)prog)->name);
+}
+
 /* Attaches by section name. With skip_untargeted, a section that names no target (xdp, tc...) gives None. */
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted)
 {
@@ -400,7 +419,7 @@ PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool 
         return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
                             self->name, sec, attach_hint(self));
     }
-    return libbpf_result(st, self, link, err, cbpf_elf_name(sec), "no such attach point");
+    return libbpf_result(st, self, link, err, section_target(self, sec), "no such attach point");
 }
 
 static PyObject *Program_attach(ProgramObject *self, PyObject *Py_UNUSED(ignored))

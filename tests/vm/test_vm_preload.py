@@ -65,7 +65,7 @@ def test_fentry_placeholder_retargeted_before_load(bpf_objects):
         return
     obj.load()
     obj.attach()
-    assert [link.target for link in obj.links] == ["fentry/cbpf_placeholder_function"]
+    assert [link.target for link in obj.links] == [f"fentry/{TARGET}"]
     open_n(CALLS)
     assert obj.globals["retargeted_opens"] == CALLS
     obj.close()
@@ -229,6 +229,7 @@ def test_freplace_target_program_given_before_load(bpf_objects):
         return
     replacement.load()
     link = new.attach()
+    assert link.target == "freplace/decide of program 'xdp_target'"
     assert xdp.test_run(b"\0" * 64)[0] == 1  # XDP_DROP: decide() is replaced
     link.detach()
     assert xdp.test_run(b"\0" * 64)[0] == 2
