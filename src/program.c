@@ -375,14 +375,14 @@ static PyObject *section_target(ProgramObject *self, const char *sec)
     if (t == NULL) {
         return cbpf_elf_name(sec);
     }
-    const char *slash = strchr(sec, '/');
-    int kind = slash != NULL ? (int)(slash - sec) : (int)strlen(sec);
+    char kind[64]; /* "fentry", "freplace": PyUnicode_FromFormat has no %.*s */
+    snprintf(kind, sizeof(kind), "%.*s", (int)strcspn(sec, "/"), sec);
     if (PyUnicode_Check(t)) {
-        return PyUnicode_FromFormat("%.*s/%U", kind, sec, t);
+        return PyUnicode_FromFormat("%s/%U", kind, t);
     }
     PyObject *prog = PyTuple_Check(t) ? PyTuple_GET_ITEM(t, 0) : t;
     PyObject *func = PyTuple_Check(t) ? PyTuple_GET_ITEM(t, 1) : ((ProgramObject *)prog)->name;
-    return PyUnicode_FromFormat("%.*s/%U of program '%U'", kind, sec, func, ((ProgramObject *)prog)->name);
+    return PyUnicode_FromFormat("%s/%U of program '%U'", kind, func, ((ProgramObject *)prog)->name);
 }
 
 /* Attaches by section name. With skip_untargeted, a section that names no target (xdp, tc...) gives None. */
