@@ -29,6 +29,7 @@ bench: setup
 	$(PY) benchmarks/bench_fetch.py
 	$(PY) benchmarks/bench_maps.py
 	$(PY) benchmarks/bench_events.py
+	$(PY) benchmarks/bench_values.py
 
 clean:
 	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info dist wheelhouse

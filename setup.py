@@ -186,8 +186,8 @@ if flag("CBPF_SANITIZE"):
 ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
-    sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "legacy", "probe")],
+    sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
+                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     # zlib.h (src/probe.c reads /proc/config.gz) from the static dependencies when they are used
     include_dirs=[str(BUILD / "include"), "src"] + ([str(static_deps_prefix() / "include")] if static_deps_prefix()

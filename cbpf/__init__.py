@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Union
 from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
 from cbpf._cbpf import _booted_maps, num_possible_cpus
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
-from cbpf._btf import Struct
+from cbpf._btf import Struct, Type
+from cbpf._symbols import ksym, usym
 
 if TYPE_CHECKING:
     from cbpf._events import PerfBuffer, RingBuffer
@@ -42,8 +43,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
     "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
-    "RingBuffer", "Struct", "features",
-    "boot", "booted", "fetch", "include_dir", "libbpf_version", "num_possible_cpus", "shutdown",
+    "RingBuffer", "Struct", "Type", "features",
+    "boot", "booted", "fetch", "include_dir", "ksym", "libbpf_version", "num_possible_cpus", "shutdown", "usym",
 ]
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Union
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from cbpf import _btf, _cbpf
 
@@ -62,10 +62,20 @@ class MapFlag(enum.IntFlag):
 
 
 _ARRAYS = (MapType.ARRAY, MapType.PERCPU_ARRAY)
-_CHUNK = 4096
-_INT_FORMATS: dict[int, Literal["B", "H", "I", "Q"]] = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_U32_KEYED = (MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.STACK_TRACE)
+_FD_VALUES = (MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+_U32: _btf.Desc = ("int", 4, False, False, False)
 
-Value = Union[bytes, "list[bytes]"]
+
+def _typed(desc: _btf.Desc, name: str | None = None) -> _btf.Type | None:
+    """The Type of a map's BTF key or value; None (bytes, as without BTF) for a layout the codec has no rule for
+    (a bitfield wider than 64 bits), rather than a map that cannot be read."""
+    try:
+        return _btf.make_type(name or _btf.type_name(desc), desc)
+    except (TypeError, ValueError):
+        return None
+_CHUNK = 8192  # keys(), values(), items(): entries a system call, as the C batch loop reads
+
 
 
 def _map_type(t: int | str) -> int:
@@ -107,69 +117,60 @@ class Map(_cbpf.Map):
 
     # -- values as Python sees them --------------------------------------------------------------------------
 
-    def _split_values(self, values: bytes, count: int) -> list[Value]:
-        vs, stride, ncpus = self.value_size, self.value_stride, self.ncpus
-        if ncpus == 1:
-            return [values[i * vs:(i + 1) * vs] for i in range(count)]
-        per = stride * ncpus
-        return [[values[i * per + c * stride:i * per + c * stride + vs] for c in range(ncpus)]
-                for i in range(count)]
-
-    def _chunks(self) -> Iterator[tuple[bytes, bytes, int]]:
+    def _decoded(self, what: int) -> Iterator[Any]:
         cursor = None
         while True:
-            keys, values, count, cursor = self._read_chunk(cursor, _CHUNK)
-            if count:
-                yield keys, values, count
+            chunk, cursor = self._read_decoded(cursor, _CHUNK, what)
+            yield from chunk
             if cursor is None:
                 return
 
-    def keys(self) -> Iterator[bytes]:
-        """The keys as bytes, read a chunk at a time."""
-        ks = self.key_size
-        for keys, _, count in self._chunks():
-            for i in range(count):
-                yield keys[i * ks:(i + 1) * ks]
+    def keys(self) -> Iterator[Any]:
+        """The keys, decoded by key_type (bytes when untyped), read a chunk at a time."""
+        return self._decoded(0)
 
     __iter__ = keys
 
-    def values(self) -> Iterator[Value]:
-        """The values as bytes (a list of bytes per CPU on per-CPU maps)."""
-        for _, values, count in self._chunks():
-            yield from self._split_values(values, count)
+    def values(self) -> Iterator[Any]:
+        """The values, decoded by value_type (bytes when untyped; a list of one per possible CPU on per-CPU maps)."""
+        return self._decoded(1)
 
-    def items(self) -> Iterator[tuple[bytes, Value]]:
-        """(key, value) pairs of bytes, read a chunk at a time."""
-        ks = self.key_size
-        for keys, values, count in self._chunks():
-            for i, v in enumerate(self._split_values(values, count)):
-                yield keys[i * ks:(i + 1) * ks], v
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self.lookup(key)
-        return default if value is None else value
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs, decoded as keys() and values() are, read a chunk at a time."""
+        return self._decoded(2)
 
     def to_dict(self) -> dict[Any, Any]:
-        """The whole map in one batch pass. Keys and values of 1, 2, 4 or 8 bytes become ints (per-CPU values
-        summed, as fetch() does); other sizes stay bytes."""
-        fast = self._dump_dict()
-        if fast is not NotImplemented:
-            return fast  # type: ignore[no-any-return]
-        keys, values, count = self._dump_raw()
-        kf, vf = _INT_FORMATS.get(self.key_size), _INT_FORMATS.get(self.value_size)
-        ks = self.key_size
-        key_list = (memoryview(keys).cast(kf).tolist() if kf
-                    else [keys[i * ks:(i + 1) * ks] for i in range(count)])
-        if vf and self.ncpus == 1:
-            value_list: list[Any] = memoryview(values).cast(vf).tolist()
-        elif vf:  # per-CPU: the sum over CPUs, as fetch() gives
-            flat = memoryview(values).cast(vf).tolist()
-            step = self.value_stride // self.value_size
-            per = self.ncpus * step
-            value_list = [sum(flat[i * per:(i + 1) * per:step]) for i in range(count)]
-        else:
-            value_list = self._split_values(values, count)
-        return dict(zip(key_list, value_list))
+        """The whole map in one batch pass, decoded by key_type and value_type (per-CPU values as a list of one per
+        possible CPU). Untyped keys and values of 1, 2, 4 or 8 bytes become ints (per-CPU values summed, as
+        fetch() does); other sizes stay bytes."""
+        return self._dump_dict()  # type: ignore[no-any-return]
+
+    # -- types -----------------------------------------------------------------------------------------------
+
+    def set_types(self, key: Any = None, value: Any = None) -> None:
+        """Types the keys and values of a map without BTF (a legacy object's, Map.create()'s), or overrides the
+        BTF's: each a cbpf.Type or cbpf.Struct, a ctypes type (c_uint32, a Structure...), a numpy dtype, or an
+        int format of the struct module ("I", "Q", "i", "?"). None keeps the current type."""
+        key_type = self.key_type if key is None else _btf.as_type(key)
+        value_type = self.value_type if value is None else _btf.as_type(value)
+        self._set_codecs(key_type, value_type)
+
+    def _resolve_types(self) -> None:
+        """The key and value types from the map's BTF (called by the C layer on first typed use)."""
+        key_type = value_type = None
+        key_desc = self._describe(self.btf_key_type_id)
+        value_desc = self._describe(self.btf_value_type_id)
+        if key_desc is not None:
+            key_type = _typed(key_desc)
+        elif self.type in _U32_KEYED and (self.type == MapType.STACK_TRACE or "." in self.name):
+            key_type = _btf.make_type("u32", _U32)
+        if self.type == MapType.STACK_TRACE:
+            value_desc = ("stack", self.value_size)
+        elif self.type in _FD_VALUES:
+            value_desc = None
+        if value_desc is not None:
+            value_type = _typed(value_desc, self.name if value_desc[0] == "datasec" else None)
+        self._set_codecs(key_type, value_type)
 
     def to_numpy(self) -> tuple[Any, Any]:
         """The whole map in one batch pass as numpy arrays (keys, values), with no per-entry Python objects.
@@ -244,7 +245,7 @@ class Globals(Mapping[str, Any]):
 
     def __init__(self, obj: Object) -> None:
         self._obj = obj
-        self._vars: dict[str, tuple[Map, int, _btf.Desc]] = {}
+        self._vars: dict[str, tuple[Map, int, _btf.Type]] = {}
         for m in obj.maps.values():
             if not m.btf_value_type_id or "." not in m.name:
                 continue
@@ -252,28 +253,28 @@ class Globals(Mapping[str, Any]):
             if desc is None or desc[0] != "datasec":
                 continue
             for name, offset, _size, vtype in desc[2]:
-                self._vars[name] = (m, offset, vtype)
+                self._vars[name] = (m, offset, _btf.make_type(name, vtype))
 
-    def _lookup(self, name: str) -> tuple[Map, int, _btf.Desc]:
+    def _lookup(self, name: str) -> tuple[Map, int, _btf.Type]:
         try:
             return self._vars[name]
         except KeyError:
             raise KeyError(f"no global variable {name!r}; globals: {', '.join(sorted(self._vars)) or '(none)'}") \
                 from None
 
+    def type(self, name: str) -> _btf.Type:
+        """The cbpf.Type of the global variable called name."""
+        return self._lookup(name)[2]
+
     def __getitem__(self, name: str) -> Any:
         m, offset, vtype = self._lookup(name)
-        size = _btf.size_of(vtype)
         if m.mmapped:
-            return _btf.decode(vtype, m.memoryview(), offset)
-        return _btf.decode(vtype, m._initial_value(offset, size))
+            return vtype.codec(m.memoryview()[offset:offset + vtype.size])
+        return vtype.codec(m._initial_value(offset, vtype.size))
 
     def __setitem__(self, name: str, value: Any) -> None:
         m, offset, vtype = self._lookup(name)
-        try:
-            raw = _btf.encode(vtype, value)
-        except (TypeError, ValueError, OverflowError, KeyError) as e:
-            raise type(e)(f"global {name!r}: {e.args[0] if e.args else e}") from None
+        raw = vtype.codec.encode(value, f"global {name!r}")
         if self._obj.loaded:
             if not m.mmapped or not m.writable:
                 raise ValueError(f"global {name!r} lives in {m.name!r}, which is read-only after load: set it "
@@ -298,7 +299,10 @@ class Object(_cbpf.Object):
         if self.legacy:
             raise ValueError(f"object {self.name!r} is a legacy object (struct bpf_map_def maps): legacy objects have "
                              "no BTF and no global variables")
-        return Globals(self)
+        found: Globals | None = self.__dict__.get("_globals")
+        if found is None:  # the BTF is read once per object
+            found = self.__dict__["_globals"] = Globals(self)
+        return found
 
     def btf_struct(self, name: str) -> _btf.Struct:
         """The struct (or union, or a typedef of one) called name in the object's BTF, as a cbpf.Struct: it decodes

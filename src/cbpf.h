@@ -115,6 +115,11 @@ typedef struct {
     uint32_t value_stride;   /* bytes between per-CPU values and between mmapped array elements (8-aligned) */
     Py_ssize_t legacy_index; /* a legacy object's map: its index in the object's legacy_spec; -1 otherwise */
     PyObject *inner_map;     /* the Map given to the inner_map setter, kept until load: libbpf borrows its fd */
+    PyObject *key_type;      /* the keys' and values' cbpf.Type, NULL when untyped (bytes) */
+    PyObject *value_type;
+    PyObject *key_codec;     /* their _Decoder (see codec.h) */
+    PyObject *value_codec;
+    bool types_resolved;     /* Map._resolve_types() has run (BTF read, or set_types() called) */
 } MapObject;
 
 /* A program of an Object. Its name, section and type are kept for after the object is closed. */
@@ -246,6 +251,28 @@ int cbpf_program_check_before_load(ProgramObject *self);
 /* probe.c: cbpf.features' probes, and what they say about a refused trampoline program */
 extern PyMethodDef cbpf_probe_methods[];
 void cbpf_trampoline_diagnosis(char *out, size_t size);
+int cbpf_map_check_open(MapObject *self);
+int cbpf_map_to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *mapname, uint64_t *scratch,
+                      Py_buffer *view, const void **out);
+
+/* mapvalues.c: typed keys and values. A cbpf_keybuf holds an encoded key or value ({0} to start, then
+ * cbpf_keybuf_release). */
+typedef struct {
+    uint64_t inline_[8];
+    Py_buffer view;
+    void *heap;
+} cbpf_keybuf;
+int cbpf_map_types(MapObject *self);
+PyObject *cbpf_map_decode_key(MapObject *self, const unsigned char *key);
+PyObject *cbpf_map_decode_value(MapObject *self, const unsigned char *value);
+int cbpf_map_encode_key(MapObject *self, PyObject *key, cbpf_keybuf *kb, const void **out);
+int cbpf_map_encode_value(MapObject *self, PyObject *value, cbpf_keybuf *kb, const void **out);
+void cbpf_keybuf_release(cbpf_keybuf *kb);
+PyObject *cbpf_map_set_codecs(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *cbpf_map_subscript(MapObject *self, PyObject *key);
+PyObject *cbpf_map_get(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *cbpf_map_get_key_type(MapObject *self, void *closure);
+PyObject *cbpf_map_get_value_type(MapObject *self, void *closure);
 
 /* Event streams (stream.c, ringbuf.c, perfbuf.c) -------------------------------------------------------------- */
 
@@ -301,7 +328,13 @@ int cbpf_check_callable(PyObject *obj, const char *what);
 int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const void *data, size_t size);
 int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events);
 
-/* decoder.c: the named tuple for an event, or NULL with an exception set */
+/* decoder.c, encoder.c: the value codec (a cbpf._cbpf._Decoder, see codec.h).
+ * decode: the Python value of `size` bytes (fields past the end come out empty), or NULL with an exception set.
+ * encode: value into the codec's size of bytes at buf (zeroed first); -1 with an exception naming `what` and the
+ * field. */
 PyObject *cbpf_decoder_decode(PyObject *decoder, const void *data, size_t size);
+PyObject *cbpf_decoder_decode_kept(PyObject *decoder, const void *data, size_t size); /* untracked by the GC */
+int cbpf_codec_encode(PyObject *codec, PyObject *value, void *buf, const char *what);
+Py_ssize_t cbpf_codec_size(PyObject *codec);
 
 #endif

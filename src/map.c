@@ -66,8 +66,12 @@ int cbpf_map_refresh(cbpf_state *st, MapObject *self)
     self->value_size = bpf_map__value_size(m);
     self->max_entries = bpf_map__max_entries(m);
     self->flags = bpf_map__map_flags(m);
-    self->btf_key_type_id = bpf_map__btf_key_type_id(m);
-    self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    /* libbpf creates some map types (queues, stacks, stack traces...) without BTF and then forgets their ids: the
+     * ids found at open still name their types in the object's BTF */
+    if (bpf_map__btf_key_type_id(m) || bpf_map__btf_value_type_id(m) || self->fd < 0) {
+        self->btf_key_type_id = bpf_map__btf_key_type_id(m);
+        self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    }
     set_layout(self);
     if (self->fd >= 0) {
         struct bpf_map_info info = {0};
@@ -326,6 +330,17 @@ static int to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *ma
     return 0;
 }
 
+int cbpf_map_to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *mapname, uint64_t *scratch,
+                      Py_buffer *view, const void **out)
+{
+    return to_bytes(obj, size, what, mapname, scratch, view, out);
+}
+
+int cbpf_map_check_open(MapObject *self)
+{
+    return check_open(self);
+}
+
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view, const void **out)
 {
     (void)st;
@@ -522,15 +537,14 @@ static PyObject *value_to_python(MapObject *self, const unsigned char *value)
 static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
+    cbpf_keybuf kb = {0};
     const void *k = NULL;
     unsigned char *value = NULL;
     PyObject *result = NULL;
     unsigned long long flags;
 
     if (parse_flags(args, nargs, kwnames, 1, "lookup() takes a key and optional flags (BPF_F_LOCK)", &flags) < 0 ||
-        check_open(self) < 0) {
+        check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     PyObject *key = args[0];
@@ -538,7 +552,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
     if (value == NULL) {
         return PyErr_NoMemory();
     }
-    if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
+    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
         goto done;
     }
     if (bpf_map_lookup_elem_flags(self->fd, k, value, flags) != 0) {
@@ -553,9 +567,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
     }
     result = value_to_python(self, value);
 done:
-    if (view.obj != NULL) {
-        PyBuffer_Release(&view);
-    }
+    cbpf_keybuf_release(&kb);
     PyMem_Free(value);
     return result;
 }
@@ -563,8 +575,7 @@ done:
 static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t kscratch = 0, vscratch = 0;
-    Py_buffer kview = {0}, vview = {0};
+    cbpf_keybuf kb = {0}, vb = {0};
     const void *k = NULL, *v = NULL;
     PyObject *result = NULL;
     unsigned long long flags;
@@ -572,19 +583,18 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
-    if (cbpf_map_key(st, self, args[0], &kscratch, &kview, &k) < 0) {
+    if (cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
         goto done;
     }
-    if (self->ncpus == 1) {
-        if (value_bytes(self, args[1], &vscratch, &vview, &v) < 0) {
+    if (holds_fds(self->type)) {
+        if (value_bytes(self, args[1], vb.inline_, &vb.view, &v) < 0) {
             goto done;
         }
     }
-    else if (to_bytes(args[1], (uint32_t)full_value_size(self), "per-CPU value (one slot per possible CPU)",
-                      self->name, &vscratch, &vview, &v) < 0) {
+    else if (cbpf_map_encode_value(self, args[1], &vb, &v) < 0) {
         goto done;
     }
     if (bpf_map_update_elem(self->fd, k, v, flags) != 0) {
@@ -593,27 +603,23 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     }
     result = Py_NewRef(Py_None);
 done:
-    if (kview.obj != NULL) {
-        PyBuffer_Release(&kview);
-    }
-    if (vview.obj != NULL) {
-        PyBuffer_Release(&vview);
-    }
+    cbpf_keybuf_release(&kb);
+    cbpf_keybuf_release(&vb);
     return result;
 }
 
 static PyObject *Map_delete(MapObject *self, PyObject *key)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
+    cbpf_keybuf kb = {0};
     const void *k = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
-    if (cbpf_map_key(st, self, key, &scratch, &view, &k) < 0) {
+    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
+        cbpf_keybuf_release(&kb);
         return NULL;
     }
     if (bpf_map_delete_elem(self->fd, k) == 0) {
@@ -625,9 +631,7 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     else {
         cbpf_set_error(st, errno, "delete from map '%s'", PyUnicode_AsUTF8(self->name));
     }
-    if (view.obj != NULL) {
-        PyBuffer_Release(&view);
-    }
+    cbpf_keybuf_release(&kb);
     return result;
 }
 
@@ -855,13 +859,29 @@ static void *pipeline_reader(void *arg)
     }
 }
 
+/* to_dict()'s key and value: decoded by type; untyped, ints by size (per-CPU values summed) or else bytes. */
+static PyObject *dict_key(MapObject *self, const unsigned char *p)
+{
+    if (self->key_codec == NULL && int_sized(self->key_size)) {
+        return int_at(p, self->key_size);
+    }
+    return cbpf_map_decode_key(self, p);
+}
+
+static PyObject *dict_value(MapObject *self, const unsigned char *p)
+{
+    if (self->value_codec == NULL && int_sized(self->value_size)) {
+        return self->ncpus == 1 ? int_at(p, self->value_size) : PyLong_FromUnsignedLongLong(value_sum(self, p));
+    }
+    return cbpf_map_decode_value(self, p);
+}
+
 static int add_entries(MapObject *self, PyObject *dict, entries *e)
 {
     size_t vs = full_value_size(self);
     for (size_t i = 0; i < e->len; i++) {
-        PyObject *k = int_at(e->keys + i * self->key_size, self->key_size);
-        PyObject *v = self->ncpus == 1 ? int_at(e->values + i * vs, self->value_size)
-                                       : PyLong_FromUnsignedLongLong(value_sum(self, e->values + i * vs));
+        PyObject *k = dict_key(self, e->keys + i * self->key_size);
+        PyObject *v = dict_value(self, e->values + i * vs);
         int rc = (k && v) ? PyDict_SetItem(dict, k, v) : -1;
         Py_XDECREF(k);
         Py_XDECREF(v);
@@ -872,8 +892,7 @@ static int add_entries(MapObject *self, PyObject *dict, entries *e)
     return 0;
 }
 
-/* The whole map as {int: int} for 1/2/4/8-byte keys and values (per-CPU values summed), with no intermediate
- * objects. Other layouts are left to the Python layer (NotImplemented). */
+/* The whole map as a dict, decoded by type (see dict_key, dict_value), with no intermediate objects. */
 static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
@@ -882,10 +901,7 @@ static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     bool sems = false;
     p.fd = -1;
     int err = 0;
-    if (!int_sized(self->key_size) || !int_sized(self->value_size)) {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     dict = PyDict_New();
@@ -958,16 +974,13 @@ done:
     return result;
 }
 
-/* _read_chunk(cursor_or_None, n) -> (keys, values, count, cursor_or_None): one step of an iteration. */
-static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* One step of an iteration from Python: reads up to n entries into e, after the cursor (None to start). Returns
+ * the cursor to pass next (a new bytes), or NULL with an exception set. */
+static PyObject *chunk_step(MapObject *self, PyObject *cursor_arg, PyObject *n_arg, entries *e)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    entries e = {0};
-    PyObject *state = NULL, *result = NULL;
-    if (nargs != 2) {
-        return PyErr_Format(PyExc_TypeError, "_read_chunk(cursor, n)");
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    PyObject *state = NULL;
+    Py_ssize_t n = PyLong_AsSsize_t(n_arg);
     if (n <= 0 || n > (1 << 20)) {
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "chunk size out of range");
     }
@@ -975,15 +988,15 @@ static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     size_t csize = sizeof(cursor) + token_size(self);
-    if (args[0] == Py_None) {
+    if (cursor_arg == Py_None) {
         state = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)csize);
         if (state == NULL) {
             return NULL;
         }
         memset(PyBytes_AS_STRING(state), 0, csize);
     }
-    else if (PyBytes_Check(args[0]) && (size_t)PyBytes_GET_SIZE(args[0]) == csize) {
-        state = PyBytes_FromStringAndSize(PyBytes_AS_STRING(args[0]), (Py_ssize_t)csize);
+    else if (PyBytes_Check(cursor_arg) && (size_t)PyBytes_GET_SIZE(cursor_arg) == csize) {
+        state = PyBytes_FromStringAndSize(PyBytes_AS_STRING(cursor_arg), (Py_ssize_t)csize);
         if (state == NULL) {
             return NULL;
         }
@@ -991,17 +1004,89 @@ static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize
     else {
         return PyErr_Format(PyExc_ValueError, "not a cursor of map '%U'", self->name);
     }
-    cursor *c = (cursor *)PyBytes_AS_STRING(state);
-    int rc = read_chunk(self, self->fd, c, &e, (uint32_t)n);
+    int rc = read_chunk(self, self->fd, (cursor *)PyBytes_AS_STRING(state), e, (uint32_t)n);
     if (rc < 0) {
-        cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        Py_DECREF(state);
+        return cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+    }
+    return state;
+}
+
+static PyObject *next_cursor(PyObject *state)
+{
+    return ((cursor *)PyBytes_AS_STRING(state))->mode == 'E' ? Py_None : state;
+}
+
+/* _read_chunk(cursor_or_None, n) -> (keys, values, count, cursor_or_None): one step of an iteration. */
+static PyObject *Map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    entries e = {0};
+    PyObject *result = NULL;
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "_read_chunk(cursor, n)");
+    }
+    PyObject *state = chunk_step(self, args[0], args[1], &e);
+    if (state != NULL) {
+        result = Py_BuildValue("(y#y#nO)", (const char *)e.keys, (Py_ssize_t)(e.len * self->key_size),
+                               (const char *)e.values, (Py_ssize_t)(e.len * full_value_size(self)),
+                               (Py_ssize_t)e.len, next_cursor(state));
+        Py_DECREF(state);
+    }
+    entries_free(&e);
+    return result;
+}
+
+/* _read_decoded(cursor_or_None, n, what) -> (list, cursor_or_None): one step of keys() (what 0), values() (1)
+ * or items() (2), decoded by type (bytes when untyped). */
+static PyObject *Map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    entries e = {0};
+    PyObject *state = NULL, *list = NULL, *result = NULL;
+    if (nargs != 3) {
+        return PyErr_Format(PyExc_TypeError, "_read_decoded(cursor, n, what)");
+    }
+    long what = PyLong_AsLong(args[2]);
+    if (what < 0 || what > 2) {
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "what is 0, 1 or 2");
+    }
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
+        return NULL;
+    }
+    state = chunk_step(self, args[0], args[1], &e);
+    if (state == NULL) {
         goto done;
     }
-    result = Py_BuildValue("(y#y#nO)", (const char *)e.keys, (Py_ssize_t)(e.len * self->key_size),
-                           (const char *)e.values, (Py_ssize_t)(e.len * full_value_size(self)), (Py_ssize_t)e.len,
-                           c->mode == 'E' ? Py_None : state);
+    size_t vs = full_value_size(self);
+    list = PyList_New((Py_ssize_t)e.len);
+    if (list == NULL) {
+        goto done;
+    }
+    for (size_t i = 0; i < e.len; i++) {
+        PyObject *k = what == 1 ? NULL : cbpf_map_decode_key(self, e.keys + i * self->key_size);
+        PyObject *v = what == 0 ? NULL : cbpf_map_decode_value(self, e.values + i * vs);
+        PyObject *item = what == 0 ? k : what == 1 ? v : NULL;
+        if (what == 2) {
+            item = k && v ? PyTuple_New(2) : NULL;
+            if (item == NULL) {
+                Py_XDECREF(k);
+                Py_XDECREF(v);
+                goto done;
+            }
+            PyTuple_SET_ITEM(item, 0, k);
+            PyTuple_SET_ITEM(item, 1, v);
+            if (!PyObject_GC_IsTracked(k) && !PyObject_GC_IsTracked(v)) {
+                PyObject_GC_UnTrack(item); /* decoded keys and values hold no cycle: nor does the pair */
+            }
+        }
+        if (item == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    result = PyTuple_Pack(2, list, next_cursor(state));
 done:
     Py_XDECREF(state);
+    Py_XDECREF(list);
     entries_free(&e);
     return result;
 }
@@ -1142,8 +1227,8 @@ done:
 static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer kview = {0}, out = {0};
+    cbpf_keybuf kb = {0};
+    Py_buffer out = {0};
     const void *k = NULL;
     PyObject *result = NULL;
     if (nargs != 2) {
@@ -1160,7 +1245,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
                      full_value_size(self), out.len);
         goto done;
     }
-    if (cbpf_map_key(st, self, args[0], &scratch, &kview, &k) < 0) {
+    if (cbpf_map_types(self) < 0 || cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
         goto done;
     }
     if (bpf_map_lookup_elem(self->fd, k, out.buf) == 0) {
@@ -1173,9 +1258,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
         cbpf_set_error(st, errno, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
     }
 done:
-    if (kview.obj) {
-        PyBuffer_Release(&kview);
-    }
+    cbpf_keybuf_release(&kb);
     PyBuffer_Release(&out);
     return result;
 }
@@ -1184,7 +1267,7 @@ done:
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
@@ -1194,7 +1277,12 @@ static PyObject *keyless_read(MapObject *self, bool remove)
     int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, PyBytes_AS_STRING(value))
                     : bpf_map_lookup_elem(self->fd, NULL, PyBytes_AS_STRING(value));
     if (rc == 0) {
-        return value;
+        if (self->value_codec == NULL) {
+            return value;
+        }
+        PyObject *typed = cbpf_decoder_decode(self->value_codec, PyBytes_AS_STRING(value), self->value_size);
+        Py_DECREF(value);
+        return typed;
     }
     Py_DECREF(value);
     if (errno == ENOENT) {
@@ -1217,21 +1305,19 @@ static PyObject *Map_peek(MapObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    uint64_t scratch = 0;
-    Py_buffer view = {0};
+    cbpf_keybuf vb = {0};
     const void *v = NULL;
     unsigned long long flags;
     if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || to_bytes(args[0], self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+    if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, args[0], &vb, &v) < 0) {
+        cbpf_keybuf_release(&vb);
         return NULL;
     }
     int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
     int err = errno;
-    if (view.obj) {
-        PyBuffer_Release(&view);
-    }
+    cbpf_keybuf_release(&vb);
     if (rc != 0) {
         return cbpf_set_error(st, err, "push to map '%s'", PyUnicode_AsUTF8(self->name));
     }
@@ -1240,16 +1326,6 @@ static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nar
 
 /* ---- the mapping protocol ---- */
 
-static PyObject *Map_subscript(MapObject *self, PyObject *key)
-{
-    PyObject *value = Map_lookup(self, &key, 1, NULL);
-    if (value == Py_None) {
-        Py_DECREF(value);
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    return value;
-}
 
 static int Map_ass_subscript(MapObject *self, PyObject *key, PyObject *value)
 {
@@ -1274,17 +1350,15 @@ static int Map_contains(MapObject *self, PyObject *key)
 {
     if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
         /* a bloom filter is asked about a value: "maybe there" or "surely not" */
-        uint64_t scratch = 0;
-        Py_buffer view = {0};
+        cbpf_keybuf vb = {0};
         const void *v = NULL;
-        if (check_open(self) < 0 || to_bytes(key, self->value_size, "value", self->name, &scratch, &view, &v) < 0) {
+        if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, key, &vb, &v) < 0) {
+            cbpf_keybuf_release(&vb);
             return -1;
         }
         int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)v);
         int err = errno;
-        if (view.obj) {
-            PyBuffer_Release(&view);
-        }
+        cbpf_keybuf_release(&vb);
         if (rc == 0 || err == ENOENT) {
             return rc == 0;
         }
@@ -1867,6 +1941,20 @@ static int check_section_resize(MapObject *self, unsigned long long size)
     return 0;
 }
 
+/* The definition changed: the key and value types read from it before (BTF, sizes) are read again when next needed,
+ * and so are the object's globals (a resized section). */
+static void forget_layout(MapObject *self)
+{
+    Py_CLEAR(self->key_type);
+    Py_CLEAR(self->value_type);
+    Py_CLEAR(self->key_codec);
+    Py_CLEAR(self->value_codec);
+    self->types_resolved = false;
+    if (self->owner != NULL && PyObject_DelAttrString((PyObject *)self->owner, "_globals") < 0) {
+        PyErr_Clear(); /* none cached */
+    }
+}
+
 static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
 {
     enum map_attr attr = (enum map_attr)(uintptr_t)closure;
@@ -1919,6 +2007,7 @@ static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
         return -1;
     }
     reread_definition(self);
+    forget_layout(self);
     return 0;
 }
 
@@ -2208,6 +2297,10 @@ static int Map_traverse(MapObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->owner);
     Py_VISIT(self->inner_map);
+    Py_VISIT(self->key_type);
+    Py_VISIT(self->value_type);
+    Py_VISIT(self->key_codec);
+    Py_VISIT(self->value_codec);
     return 0;
 }
 
@@ -2215,6 +2308,10 @@ static int Map_clear_refs(MapObject *self)
 {
     Py_CLEAR(self->owner);
     Py_CLEAR(self->inner_map);
+    Py_CLEAR(self->key_type);
+    Py_CLEAR(self->value_type);
+    Py_CLEAR(self->key_codec);
+    Py_CLEAR(self->value_codec);
     return 0;
 }
 
@@ -2266,12 +2363,18 @@ static PyMethodDef Map_methods[] = {
     {"_dump_raw", (PyCFunction)Map_dump_raw, METH_NOARGS,
      "_dump_raw($self, /)\n--\n\nThe whole map as (keys bytes, values bytes, count), read with batch lookups."},
     {"_dump_dict", (PyCFunction)Map_dump_dict, METH_NOARGS,
-     "_dump_dict($self, /)\n--\n\nThe whole map as {int: int}, or NotImplemented for other layouts."},
+     "_dump_dict($self, /)\n--\n\nThe whole map as a dict, decoded by the types (ints by size when untyped)."},
     {"_read_chunk", FASTCALL(Map_read_chunk), METH_FASTCALL,
      "_read_chunk($self, cursor, n, /)\n--\n\nOne step of an iteration: (keys, values, count, next cursor)."},
     {"reuse", (PyCFunction)Map_reuse, METH_O,
      "reuse($self, source, /)\n--\n\nBefore load: the object uses an existing map (a Map, a file descriptor or a "
      "path pinned in bpffs) instead of creating this one, so that objects share it."},
+    {"_read_decoded", FASTCALL(Map_read_decoded), METH_FASTCALL,
+     "_read_decoded($self, cursor, n, what, /)\n--\n\nOne chunk of keys, values or items, decoded."},
+    {"get", FASTCALL(cbpf_map_get), METH_FASTCALL,
+     "get($self, key, default=None, /)\n--\n\nThe value at key, decoded by the map's types, or default."},
+    {"_set_codecs", FASTCALL(cbpf_map_set_codecs), METH_FASTCALL,
+     "_set_codecs($self, key, value, /)\n--\n\nThe key and value codecs (None: bytes); see Map.set_types()."},
     {"pin", (PyCFunction)Map_pin, METH_O,
      "pin($self, path, /)\n--\n\nPins the map in bpffs (mounted at /sys/fs/bpf when missing)."},
     {"unpin", (PyCFunction)Map_unpin, METH_NOARGS, "unpin($self, /)\n--\n\nRemoves the pin made by pin()."},
@@ -2327,6 +2430,10 @@ static PyGetSetDef Map_getset[] = {
      "The Map whose shape a map of maps' inner maps take, when set before load; else None.", NULL},
     {"mmapped", (getter)Map_get_mmapped, NULL, "True when the map's memory is mapped into the process.", NULL},
     {"writable", (getter)Map_get_writable, NULL, "False for mmapped memory the kernel froze (.rodata).", NULL},
+    {"key_type", (getter)cbpf_map_get_key_type, NULL,
+     "The keys' cbpf.Type: from the map's BTF, or given with set_types(); None when untyped (bytes).", NULL},
+    {"value_type", (getter)cbpf_map_get_value_type, NULL,
+     "The values' cbpf.Type: from the map's BTF, or given with set_types(); None when untyped (bytes).", NULL},
     {"ncpus", (getter)Map_get_ncpus, NULL, "Values per key: possible CPUs for per-CPU maps, else 1.", NULL},
     {"value_stride", (getter)Map_get_value_stride, NULL,
      "Bytes between per-CPU values (value_size rounded up to 8 on per-CPU maps).", NULL},
@@ -2342,7 +2449,7 @@ static PyType_Slot Map_slots[] = {
     {Py_tp_traverse, Map_traverse},
     {Py_tp_clear, Map_clear_refs},
     {Py_tp_dealloc, Map_dealloc},
-    {Py_mp_subscript, Map_subscript},
+    {Py_mp_subscript, cbpf_map_subscript},
     {Py_mp_ass_subscript, Map_ass_subscript},
     {Py_mp_length, Map_length},
     {Py_sq_contains, Map_contains},

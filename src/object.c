@@ -826,8 +826,10 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
             else {
                 const struct btf_member *m = btf_members(t) + i;
                 PyObject *type = describe_btf(btf, m->type, depth + 1);
-                field = type ? Py_BuildValue("(NIIN)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
-                                             btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type)
+                /* (name, byte offset, bitfield bits or 0, type, bit offset) */
+                field = type ? Py_BuildValue("(NIINI)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
+                                             btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type,
+                                             btf_member_bit_offset(t, i))
                              : NULL;
             }
             if (field == NULL) {
@@ -836,7 +838,9 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
             }
             PyList_SET_ITEM(fields, i, field);
         }
-        return Py_BuildValue("(sIN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields);
+        /* (kind, size, members, name: "" when anonymous) */
+        return Py_BuildValue("(sINN)", sec ? "datasec" : btf_is_struct(t) ? "struct" : "union", t->size, fields,
+                             cbpf_elf_name(btf__name_by_offset(btf, t->name_off)));
     }
     __s64 size = btf__resolve_size(btf, id);
     return Py_BuildValue("(sL)", "bytes", (long long)(size < 0 ? 0 : size));
