@@ -49,7 +49,9 @@ def c_flags():
     if flag("CBPF_SANITIZE"):
         flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
     if flag("CBPF_FUZZ"):
-        flags += ["-fsanitize=fuzzer-no-link,address", "-fno-omit-frame-pointer", "-g"]
+        # UBSan too, each report fatal: libFuzzer then keeps the input as a crash (the ASan runtime carries UBSan's)
+        flags += ["-fsanitize=fuzzer-no-link,address,undefined", "-fno-sanitize-recover=undefined",
+                  "-fno-omit-frame-pointer", "-g"]
     return flags
 
 
@@ -187,7 +189,7 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "probe")],
+                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "elfcheck", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     # zlib.h (src/probe.c reads /proc/config.gz) from the static dependencies when they are used
     include_dirs=[str(BUILD / "include"), "src"] + ([str(static_deps_prefix() / "include")] if static_deps_prefix()

@@ -137,6 +137,8 @@ typedef struct {
     char *log_buf;           /* PyMem_Raw: the verifier's log of a load with log_level set; NULL otherwise */
     size_t log_size;
     PyObject *attach_target; /* what attach_target was set to; a Program in it (freplace) lends libbpf its fd */
+    bool pinned;             /* opened with Program.from_pinned() (or Link.from_pinned()): no ELF, no libbpf */
+    int pinned_fd;           /* then: its fd, owned; -1 once its Object is closed */
 } ProgramObject;
 
 /* What a Link holds in the kernel; released without the GIL (detaching can wait for an RCU grace period). */
@@ -160,6 +162,8 @@ typedef struct {
     int ifindex;             /* TC */
     int tc_netns_fd;         /* TC: the network namespace it was attached in (netlink speaks to the caller's) */
     uint32_t tc_attach_point, tc_handle, tc_priority;
+    unsigned long generation; /* cbpf_process_generation() of the process that attached: in a forked child, releasing
+                               * only closes the child's copies */
 } cbpf_attachment;
 
 struct LinkObject {
@@ -168,6 +172,7 @@ struct LinkObject {
     LinkObject *prev, *next; /* in program->owner->live while attached */
     PyObject *target;        /* str: what it is attached to */
     PyObject *pin_path;      /* str once pinned */
+    unsigned long pin_generation; /* of the process that pinned it: detach() in a forked child leaves the pin */
     cbpf_attachment att;
 };
 
@@ -196,6 +201,11 @@ static inline PyObject *cbpf_elf_name(const char *s)
     return PyUnicode_DecodeUTF8(s ? s : "", s ? (Py_ssize_t)strlen(s) : 0, "backslashreplace");
 }
 
+/* Checked arithmetic for every size and offset computed in C (sizes come from ELF files, BTF, the kernel or the
+ * caller): true when a + b (a * b) does not fit *out, whose type decides the range. */
+#define cbpf_checked_add(a, b, out) __builtin_add_overflow((a), (b), (out))
+#define cbpf_checked_mul(a, b, out) __builtin_mul_overflow((a), (b), (out))
+
 static inline cbpf_state *cbpf_get_state(PyObject *module)
 {
     return (cbpf_state *)PyModule_GetState(module);
@@ -209,11 +219,29 @@ char *cbpf_log_end(cbpf_state *st);
 void cbpf_log_emit_pending(cbpf_state *st);
 int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
+int cbpf_strerror(int err, char *buf, size_t size);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
 PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *object_what, const char *program,
                                       uint32_t prog_type, const char *log);
 
+/* module.c: O& converters for unsigned arguments (uint32_t, uint64_t) that raise OverflowError out of range, and a
+ * str as a C string (NULL with ValueError when it holds a NUL: "lo\0x" must not name "lo"). */
+int cbpf_u32_converter(PyObject *o, void *out);
+int cbpf_u64_converter(PyObject *o, void *out);
+const char *cbpf_c_string(PyObject *s, const char *what);
+
+/* elfcheck.c: 0, or -1 with why filled for an ELF image libbpf must not be given (see the file). */
+int cbpf_elf_precheck(const void *image, size_t size, char *why, size_t whylen);
+
+/* object.c: 0, or -1 with RuntimeError while another thread loads obj (libbpf rewrites the object's state then:
+ * relocated programs, re-mapped .rodata); `what` names the refused operation. */
+int cbpf_object_check_idle(ObjectObject *obj, const char *what);
+
+ObjectObject *cbpf_object_for_pinned(cbpf_state *st, PyObject *name);
+
 /* program.c */
+ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path);
+void cbpf_program_invalidate(ProgramObject *self);
 ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);
 ProgramObject *cbpf_program_from_legacy(cbpf_state *st, ObjectObject *owner, Py_ssize_t index);
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted);
@@ -221,6 +249,7 @@ bool cbpf_program_autoload(ProgramObject *self);
 bool cbpf_program_autoattach(ProgramObject *self);
 
 /* link.c */
+unsigned long cbpf_process_generation(void);
 PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment *att, PyObject *target);
 void cbpf_attachment_release(cbpf_attachment *att);
 Py_ssize_t cbpf_links_take_all(ObjectObject *owner, cbpf_attachment **out);
@@ -238,6 +267,8 @@ void cbpf_map_invalidate(MapObject *self);
 int cbpf_ensure_bpffs(cbpf_state *st, const char *path);
 int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path);
 int cbpf_unpin(PyObject **pin_path, const char *what);
+const char *cbpf_fd_kind(int fd);
+int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path);
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);

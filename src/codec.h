@@ -45,15 +45,4 @@ typedef struct {
     bool atomic;   /* every field decodes to an int, float, bool, str or bytes: records hold no tracked object */
 } DecoderObject;
 
-/* Checked arithmetic for sizes and offsets from untrusted plans: true on overflow. */
-static inline bool codec_add(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out)
-{
-    return __builtin_add_overflow(a, b, out);
-}
-
-static inline bool codec_mul(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *out)
-{
-    return __builtin_mul_overflow(a, b, out);
-}
-
 #endif

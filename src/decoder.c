@@ -342,8 +342,8 @@ static int parse_field(cbpf_state *st, PyObject *item, cbpf_field *f)
     }
     f->extra = f->kind == 'r' || f->kind == 'p' ? Py_NewRef(extra) : NULL;
     f->plain_int = (f->kind == 'i' || f->kind == 'u') && f->bits == 0 && f->count == 0;
-    if (codec_mul(f->size, f->count ? f->count : 1, &f->end) || codec_add(f->end, f->offset, &f->end)) {
-        PyErr_Format(PyExc_OverflowError, "codec field %R is too large", item);
+    if (cbpf_checked_mul(f->size, f->count ? f->count : 1, &f->end) || cbpf_checked_add(f->end, f->offset, &f->end)) {
+        PyErr_Format(PyExc_ValueError, "codec field %R ends past any size (its end does not fit a Py_ssize_t)", item);
         return -1;
     }
     return 0;

@@ -8,7 +8,9 @@
 #include "cbpf.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LOG_CAP (16u << 20) /* a verifier log can reach megabytes; past this, records are dropped */
@@ -31,8 +33,8 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
     if (n < 0) {
         return 0;
     }
-    size_t need = tl_log.len + (size_t)n + 2;
-    if (need > LOG_CAP) {
+    size_t need;
+    if (cbpf_checked_add(tl_log.len, (size_t)n + 2, &need) || need > LOG_CAP) {
         return 0;
     }
     if (need > tl_log.cap) {
@@ -127,17 +129,85 @@ char *cbpf_log_end(cbpf_state *st)
     return warnings;
 }
 
+/* Whether the process lacks what BPF needs: CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON. */
+static bool lacks_bpf_capabilities(void)
+{
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) {
+        return false; /* cannot tell: no hint rather than a wrong one */
+    }
+#define HAS(cap) ((data[(cap) / 32].effective >> ((cap) % 32)) & 1u)
+    bool ok = HAS(CAP_SYS_ADMIN) || (HAS(39 /* CAP_BPF */) && HAS(38 /* CAP_PERFMON */));
+#undef HAS
+    return !ok;
+}
+
 static const char *hint_for(int err)
 {
     switch (err) {
     case EPERM:
     case EACCES:
-        return " (run as root, or grant CAP_BPF and CAP_PERFMON)";
+        /* root is refused for other reasons (a path outside bpffs, a lockdown...): the hint would mislead */
+        return lacks_bpf_capabilities() ? " (run as root, or grant CAP_BPF and CAP_PERFMON)" : "";
     case ENOMEM:
         return " (out of memory, or the locked-memory limit is too low)";
     default:
         return "";
     }
+}
+
+/* The kernel's internal codes (include/linux/errnos.h), which reach user space from some BPF paths (ENOTSUPP above
+ * all) and which strerror() calls "Unknown error". */
+static const char *kernel_internal_error(int err)
+{
+    switch (err) {
+    case 512: return "Restart the system call (ERESTARTSYS, kernel-internal code 512)";
+    case 513: return "Restart the system call (ERESTARTNOINTR, kernel-internal code 513)";
+    case 514: return "Restart if no handler (ERESTARTNOHAND, kernel-internal code 514)";
+    case 515: return "No ioctl command (ENOIOCTLCMD, kernel-internal code 515)";
+    case 516: return "Restart by calling sys_restart_syscall (ERESTART_RESTARTBLOCK, kernel-internal code 516)";
+    case 517: return "Driver requests probe retry (EPROBE_DEFER, kernel-internal code 517)";
+    case 518: return "Open found a stale dentry (EOPENSTALE, kernel-internal code 518)";
+    case 519: return "Parameter not supported (ENOPARAM, kernel-internal code 519)";
+    case 521: return "Illegal NFS file handle (EBADHANDLE, kernel-internal code 521)";
+    case 522: return "Update synchronization mismatch (ENOTSYNC, kernel-internal code 522)";
+    case 523: return "Cookie is stale (EBADCOOKIE, kernel-internal code 523)";
+    case 524: return "Operation not supported (ENOTSUPP, kernel-internal code 524)";
+    case 525: return "Buffer or request is too small (ETOOSMALL, kernel-internal code 525)";
+    case 526: return "An untranslatable error occurred (ESERVERFAULT, kernel-internal code 526)";
+    case 527: return "Type not supported by server (EBADTYPE, kernel-internal code 527)";
+    case 528: return "Request initiated, but will not complete before timeout (EJUKEBOX, kernel-internal code 528)";
+    case 529: return "iocb queued, will get completion event (EIOCBQUEUED, kernel-internal code 529)";
+    case 530: return "Conflict with recalled state (ERECALLCONFLICT, kernel-internal code 530)";
+    default: return NULL;
+    }
+}
+
+/* err's text (positive or negative): strerror's, the kernel's internal codes named, libbpf's own codes (4000 and
+ * up: bad ELF, endianness, relocation...) through libbpf_strerror. Returns the errno a Python exception should
+ * carry: EINVAL for libbpf's codes, which are no errno values. */
+int cbpf_strerror(int err, char *buf, size_t size)
+{
+    if (err < 0) {
+        err = -err;
+    }
+    if (err == 0) {
+        err = EINVAL;
+    }
+    const char *internal = kernel_internal_error(err);
+    if (internal != NULL) {
+        snprintf(buf, size, "%s", internal);
+    }
+    else if (err >= __LIBBPF_ERRNO__START && err < __LIBBPF_ERRNO__START + 1000) {
+        libbpf_strerror(err, buf, size);
+        return EINVAL;
+    }
+    else {
+        snprintf(buf, size, "%s", strerror(err));
+    }
+    return err;
 }
 
 /* Raises the OSError subclass that matches err (so EPERM gives PermissionError, ENOENT FileNotFoundError) with
@@ -150,21 +220,8 @@ PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    if (err < 0) {
-        err = -err;
-    }
-    if (err == 0) {
-        err = EINVAL;
-    }
-    char reason[128];
-    if (err >= LIBBPF_ERRNO__LIBELF) {
-        /* libbpf's own codes (bad ELF, relocation...) are not errno values: keep the text, report EINVAL */
-        libbpf_strerror(err, reason, sizeof(reason));
-        err = EINVAL;
-    }
-    else {
-        snprintf(reason, sizeof(reason), "%s", strerror(err));
-    }
+    char reason[160];
+    err = cbpf_strerror(err, reason, sizeof(reason));
     PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what, reason, hint_for(err));
     if (msg == NULL) {
         return NULL;
@@ -225,16 +282,18 @@ static PyObject *raise_load_error(cbpf_state *st, int err, const char *what, con
     if (tail == NULL) {
         goto done;
     }
+    char reason[160];
+    err = cbpf_strerror(err, reason, sizeof(reason));
     if (n) {
-        msg = PyUnicode_FromFormat("%s (%s); last lines of the log:\n  %U", what, strerror(err ? err : EINVAL), tail);
+        msg = PyUnicode_FromFormat("%s (%s); last lines of the log:\n  %U", what, reason, tail);
     }
     else {
-        msg = PyUnicode_FromFormat("%s (%s)", what, strerror(err ? err : EINVAL));
+        msg = PyUnicode_FromFormat("%s (%s)", what, reason);
     }
     if (msg == NULL) {
         goto done;
     }
-    exc = PyObject_CallFunction(st->LoadError, "iO", err ? err : EINVAL, msg);
+    exc = PyObject_CallFunction(st->LoadError, "iO", err, msg);
     if (exc == NULL) {
         goto done;
     }

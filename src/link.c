@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +16,28 @@
 #ifndef SO_DETACH_BPF
 #define SO_DETACH_BPF SO_DETACH_FILTER
 #endif
+
+/* Which process this is, without a system call (getpid() would be one per detach, and the tests count getpid
+ * calls): 1 in the process that loaded cbpf, one more in each forked child (a pthread_atfork handler). Recorded at
+ * attach time, compared at release; 0 means not recorded. */
+static volatile unsigned long fork_generation = 1;
+static pthread_once_t watch_forks_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_in_child(void)
+{
+    fork_generation++;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+unsigned long cbpf_process_generation(void)
+{
+    pthread_once(&watch_forks_once, watch_forks);
+    return fork_generation;
+}
 
 static const cbpf_attachment detached = {.kind = CBPF_ATTACHMENT_NONE, .fd = -1, .perf_fd = -1, .tc_netns_fd = -1};
 
@@ -45,9 +68,49 @@ static void tc_detach(cbpf_attachment *att)
     }
 }
 
+/* In a process forked from the one that attached: what it inherited are copies of the parent's fds, on the
+ * parent's perf events, sockets and qdiscs. Closing a copy leaves the parent's attachment in place, but libbpf's
+ * detach would disable the shared perf event (PERF_EVENT_IOC_DISABLE), a socket's SO_DETACH_BPF or a netlink
+ * request would remove the parent's filter: none of that runs here. A perf event fd that libbpf keeps to itself
+ * stays open until this process exits. */
+static void release_inherited(cbpf_attachment *att)
+{
+    switch (att->kind) {
+    case CBPF_ATTACHMENT_LIBBPF:
+        for (size_t i = 0; i < att->nlinks; i++) {
+            int fd = bpf_link__fd(att->links[i]);
+            bpf_link__disconnect(att->links[i]);
+            if (fd >= 0) {
+                close(fd);
+            }
+            bpf_link__destroy(att->links[i]); /* disconnected: frees, detaches nothing */
+        }
+        PyMem_RawFree(att->links);
+        break;
+    case CBPF_ATTACHMENT_TC:
+        if (att->tc_netns_fd >= 0) {
+            close(att->tc_netns_fd);
+        }
+        break;
+    case CBPF_ATTACHMENT_SOCKET: /* the socket is shared with the parent: its filter stays */
+    case CBPF_ATTACHMENT_NONE:
+        break;
+    case CBPF_ATTACHMENT_FD: /* closing a copy of a BPF link fd does not detach it */
+    case CBPF_ATTACHMENT_PERF: /* nor closing copies of a perf event's fds */
+        cbpf_attachment_release(att);
+        return;
+    }
+    *att = detached;
+}
+
 /* Runs without the GIL. A pinned BPF link outlives this: the pin holds it in the kernel. */
 void cbpf_attachment_release(cbpf_attachment *att)
 {
+    if (att->generation != 0 && att->generation != cbpf_process_generation()) {
+        att->generation = 0;
+        release_inherited(att);
+        return;
+    }
     switch (att->kind) {
     case CBPF_ATTACHMENT_LIBBPF:
         for (size_t i = 0; i < att->nlinks; i++) {
@@ -114,6 +177,7 @@ PyObject *cbpf_link_new(cbpf_state *st, ProgramObject *program, cbpf_attachment 
     self->program = (ProgramObject *)Py_NewRef(program);
     self->target = target;
     self->att = *att;
+    self->att.generation = cbpf_process_generation();
     *att = detached;
     ObjectObject *owner = program->owner;
     self->next = owner->live;
@@ -184,8 +248,10 @@ static int check_attached(LinkObject *self)
 
 static PyObject *Link_detach(LinkObject *self, PyObject *Py_UNUSED(ignored))
 {
-    /* a pinned link lives on in bpffs after the process: detach() means it, so the pin goes too */
-    if (self->pin_path != NULL && cbpf_unpin(&self->pin_path, "link") < 0) {
+    /* a pinned link lives on in bpffs after the process: detach() means it, so the pin goes too; in a forked
+     * child, the pin its parent made stays the parent's */
+    if (self->pin_path != NULL && self->pin_generation == cbpf_process_generation() &&
+        cbpf_unpin(&self->pin_path, "link") < 0) {
         return NULL;
     }
     cbpf_link_detach(self);
@@ -211,6 +277,7 @@ static PyObject *Link_pin(LinkObject *self, PyObject *path)
     if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
+    self->pin_generation = cbpf_process_generation();
     Py_RETURN_NONE;
 }
 
@@ -229,14 +296,13 @@ static char *read_iterator(int fd, size_t *len)
     char *buf = PyMem_RawMalloc(cap);
     while (buf != NULL) {
         if (n == cap) {
-            char *grown = PyMem_RawRealloc(buf, cap * 2);
+            char *grown = cbpf_checked_mul(cap, 2, &cap) ? NULL : PyMem_RawRealloc(buf, cap);
             if (grown == NULL) {
                 PyMem_RawFree(buf);
                 errno = ENOMEM;
                 return NULL;
             }
             buf = grown;
-            cap *= 2;
         }
         ssize_t got = read(fd, buf + n, cap - n);
         if (got < 0 && errno == EINTR) {
@@ -264,7 +330,12 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     if (check_attached(self) < 0) {
         return NULL;
     }
-    if (bpf_program__expected_attach_type(self->program->prog) != BPF_TRACE_ITER) {
+    struct bpf_link_info info;
+    __u32 info_len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    /* asked of the kernel: a legacy object's or a pinned program has no libbpf program to ask */
+    if (link_fd(self) < 0 || bpf_link_get_info_by_fd(link_fd(self), &info, &info_len) != 0 ||
+        info.type != BPF_LINK_TYPE_ITER) {
         return PyErr_Format(PyExc_TypeError, "Link %U is not an iterator: read() reads iter/... programs",
                             self->target);
     }
@@ -286,6 +357,50 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     }
     PyObject *result = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     PyMem_RawFree(data);
+    return result;
+}
+
+/* A BPF link pinned in bpffs, with its program (Program.from_pinned's kind). The Link holds the pin as if it had
+ * made it: detach() removes the pin and closes the fd (the link goes when nothing else holds it), unpin() only
+ * the pin. */
+static PyObject *Link_from_pinned(PyTypeObject *cls, PyObject *path)
+{
+    cbpf_state *st = cbpf_state_from_type(cls);
+    PyObject *abs = NULL, *result = NULL;
+    ProgramObject *program = NULL;
+    int fd = cbpf_open_pinned(st, path, "link", &abs);
+    if (fd < 0) {
+        return NULL;
+    }
+    struct bpf_link_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (bpf_link_get_info_by_fd(fd, &info, &len) != 0) {
+        cbpf_set_error(st, errno, "reading the info of the link pinned at %s", PyUnicode_AsUTF8(abs));
+        close(fd);
+        goto done;
+    }
+    int prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
+    if (prog_fd < 0) {
+        cbpf_set_error(st, errno, "opening the program of the link pinned at %s", PyUnicode_AsUTF8(abs));
+        close(fd);
+        goto done;
+    }
+    program = cbpf_program_from_fd(st, prog_fd, abs);
+    if (program == NULL) {
+        close(fd);
+        goto done;
+    }
+    const char *type = libbpf_bpf_link_type_str((enum bpf_link_type)info.type);
+    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_FD, .fd = fd, .perf_fd = -1, .tc_netns_fd = -1};
+    result = cbpf_link_new(st, program, &att, PyUnicode_FromFormat("%s link pinned at %U", type ? type : "a", abs));
+    if (result != NULL) {
+        ((LinkObject *)result)->pin_path = Py_NewRef(abs);
+        ((LinkObject *)result)->pin_generation = cbpf_process_generation();
+    }
+done:
+    Py_XDECREF(program);
+    Py_XDECREF(abs);
     return result;
 }
 
@@ -374,6 +489,10 @@ static PyMethodDef Link_methods[] = {
      "outlives this Link, its Object and the process, until unpin() or detach() or the file is removed."},
     {"unpin", (PyCFunction)Link_unpin, METH_NOARGS,
      "unpin($self, /)\n--\n\nRemoves the pin made by pin(); the link stays attached while this Link is."},
+    {"from_pinned", (PyCFunction)Link_from_pinned, METH_O | METH_CLASS,
+     "from_pinned($type, path, /)\n--\n\nOpens a BPF link pinned in bpffs, with its program (link.program, opened "
+     "as Program.from_pinned does). detach() removes the pin (and the link, unless something else holds it); "
+     "unpin() removes only the pin."},
     {"read", (PyCFunction)Link_read, METH_NOARGS,
      "read($self, /)\n--\n\nRuns an iterator link (iter/... programs) once and returns all it wrote, as bytes."},
     {"__enter__", (PyCFunction)Link_enter, METH_NOARGS, NULL},

@@ -9,8 +9,11 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/magic.h>
 #include <strings.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -39,7 +42,10 @@ static int setup_mmap(cbpf_state *st, MapObject *self)
         self->region != NULL) {
         return 0;
     }
-    size_t size = (size_t)((self->value_size + 7) & ~7u) * self->max_entries;
+    size_t stride = ((size_t)self->value_size + 7) & ~(size_t)7, size;
+    if (cbpf_checked_mul(stride, (size_t)self->max_entries, &size)) {
+        return 0; /* cannot be mapped: read through the syscalls */
+    }
     bool writable;
     PyObject *region = cbpf_region_new(st, self->fd, size ? size : 1, &writable);
     if (region == NULL) {
@@ -225,6 +231,38 @@ static int check_open(MapObject *self)
     return -1;
 }
 
+/* Maps without keys: a keyed call or a whole-map read fails in the kernel with EINVAL or ENOTSUPP. What the map is
+ * and what reads it instead, or NULL for a map with keys. */
+static const char *keyless_use(uint32_t type)
+{
+    switch (type) {
+    case BPF_MAP_TYPE_QUEUE: return "a queue: it has no keys to look up or iterate; use push(), pop() and peek()";
+    case BPF_MAP_TYPE_STACK: return "a stack: it has no keys to look up or iterate; use push(), pop() and peek()";
+    case BPF_MAP_TYPE_BLOOM_FILTER:
+        return "a bloom filter: it has no keys and its values cannot be read back; use push(value) and "
+               "`value in map`";
+    case BPF_MAP_TYPE_RINGBUF:
+        return "a ring buffer: it has no keys to look up or iterate; read its events with cbpf.RingBuffer(map)";
+    case BPF_MAP_TYPE_USER_RINGBUF:
+        return "a user ring buffer: it has no keys to look up or iterate (BPF programs drain it)";
+    default: return NULL;
+    }
+}
+
+/* check_open(), and a map with keys: `op` names the call refused. */
+static int check_keyed(MapObject *self, const char *op)
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    const char *use = keyless_use(self->type);
+    if (use != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: map '%U' is %s", op, self->name, use);
+        return -1;
+    }
+    return 0;
+}
+
 /* An exact int of at most one internal digit (30 bits and a sign), read without a call. */
 static inline bool compact_int(PyObject *obj, long *v)
 {
@@ -247,6 +285,21 @@ static inline bool compact_int(PyObject *obj, long *v)
 #endif
 }
 
+/* A buffer of floating-point numbers (struct module format: e, f, d, g; Zf, Zd, Zg complex). */
+static bool float_format(const char *format)
+{
+    if (format == NULL) {
+        return false;
+    }
+    while (*format && strchr("@=<>!", *format)) {
+        format++;
+    }
+    if (*format == 'Z') {
+        format++;
+    }
+    return format[0] != '\0' && format[1] == '\0' && strchr("efdg", format[0]) != NULL;
+}
+
 /* Turns a key or value into bytes of exactly `size`: a Python int is packed in native byte order for sizes
  * 1, 2, 4 and 8; anything with the buffer protocol must have that many bytes. `scratch` holds 8 bytes. On
  * success *out points at the bytes and, for a buffer, `view` must be released by the caller. */
@@ -254,7 +307,14 @@ static int to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *ma
                     Py_buffer *view, const void **out)
 {
     if (!PyLong_Check(obj) && PyObject_CheckBuffer(obj)) {
-        if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+            return -1;
+        }
+        if (what[0] == 'k' && float_format(view->format)) {
+            /* a float is refused as a key: so is a numpy float, whose bytes are no better a key */
+            PyErr_Format(PyExc_TypeError, "map '%U' takes a key as an int or a buffer of %u bytes, not floats (%.100s)",
+                         mapname, size, Py_TYPE(obj)->tp_name);
+            PyBuffer_Release(view);
             return -1;
         }
         if ((size_t)view->len != size) {
@@ -452,6 +512,9 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
     const void *k = NULL;
     PyObject *result = NULL;
 
+    if (self->mm == NULL && check_keyed(self, "fetch()") < 0) {
+        return NULL;
+    }
     uint32_t vs = self->value_size;
     if (vs != 1 && vs != 2 && vs != 4 && vs != 8) {
         if (check_open(self) < 0) {
@@ -544,7 +607,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
     unsigned long long flags;
 
     if (parse_flags(args, nargs, kwnames, 1, "lookup() takes a key and optional flags (BPF_F_LOCK)", &flags) < 0 ||
-        check_open(self) < 0 || cbpf_map_types(self) < 0) {
+        check_keyed(self, "lookup") < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     PyObject *key = args[0];
@@ -583,7 +646,7 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
     if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
+    if (check_keyed(self, "update") < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     if (cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
@@ -615,7 +678,7 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     const void *k = NULL;
     PyObject *result = NULL;
 
-    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
+    if (check_keyed(self, "delete") < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
@@ -667,17 +730,26 @@ static int entries_reserve(MapObject *self, entries *e, size_t more)
     if (e->len + more <= e->cap) {
         return 0;
     }
-    size_t cap = e->cap ? e->cap : 1024;
-    while (cap < e->len + more) {
-        cap *= 2;
+    size_t cap = e->cap ? e->cap : 1024, need, kbytes, vbytes;
+    if (cbpf_checked_add(e->len, more, &need)) {
+        return -ENOMEM;
+    }
+    while (cap < need) {
+        if (cbpf_checked_mul(cap, 2, &cap)) {
+            return -ENOMEM;
+        }
     }
     size_t vs = full_value_size(self);
-    unsigned char *k = PyMem_RawRealloc(e->keys, cap * (self->key_size ? self->key_size : 1));
+    if (cbpf_checked_mul(cap, (size_t)(self->key_size ? self->key_size : 1), &kbytes) ||
+        cbpf_checked_mul(cap, vs ? vs : 1, &vbytes)) {
+        return -ENOMEM;
+    }
+    unsigned char *k = PyMem_RawRealloc(e->keys, kbytes);
     if (k == NULL) {
         return -ENOMEM;
     }
     e->keys = k;
-    unsigned char *v = PyMem_RawRealloc(e->values, cap * (vs ? vs : 1));
+    unsigned char *v = PyMem_RawRealloc(e->values, vbytes);
     if (v == NULL) {
         return -ENOMEM;
     }
@@ -804,7 +876,7 @@ static PyObject *Map_dump_raw(MapObject *self, PyObject *Py_UNUSED(ignored))
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     entries e = {0};
     PyObject *result = NULL;
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "reading the whole map") < 0) {
         return NULL;
     }
     if (read_all(st, self, &e) == 0) {
@@ -901,7 +973,7 @@ static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     bool sems = false;
     p.fd = -1;
     int err = 0;
-    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
+    if (check_keyed(self, "reading the whole map") < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     dict = PyDict_New();
@@ -984,7 +1056,7 @@ static PyObject *chunk_step(MapObject *self, PyObject *cursor_arg, PyObject *n_a
     if (n <= 0 || n > (1 << 20)) {
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "chunk size out of range");
     }
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "iterating") < 0) {
         return NULL;
     }
     size_t csize = sizeof(cursor) + token_size(self);
@@ -1096,12 +1168,7 @@ static Py_ssize_t Map_length(MapObject *self)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     entries e = {0};
-    if (check_open(self) < 0) {
-        return -1;
-    }
-    if (self->key_size == 0) {
-        PyErr_Format(PyExc_TypeError, "map '%U' has no keys (a queue, stack or bloom filter): len() does not "
-                     "apply", self->name);
+    if (check_keyed(self, "len()") < 0) {
         return -1;
     }
     Py_ssize_t n = read_all(st, self, &e) == 0 ? (Py_ssize_t)e.len : -1;
@@ -1109,15 +1176,34 @@ static Py_ssize_t Map_length(MapObject *self)
     return n;
 }
 
-/* Checks a buffer of whole records: returns the record count or -1. */
-static Py_ssize_t records(MapObject *self, Py_buffer *view, size_t size, const char *what)
+/* Checks a buffer of whole records of `size` bytes: returns the record count or -1. Its items must be bytes, whole
+ * records, or (`element`, when not 0) one per-CPU value each: a uint32 array is not cut into 8-byte keys. Keys may
+ * not be floats. The count must fit the kernel's 32-bit one. */
+static Py_ssize_t records(MapObject *self, Py_buffer *view, size_t size, size_t element, const char *what)
 {
     if (size == 0 || view->len % (Py_ssize_t)size != 0) {
         PyErr_Format(PyExc_ValueError, "map '%U' takes %s as a buffer of whole %zu-byte records, got %zd bytes",
                      self->name, what, size, view->len);
         return -1;
     }
-    return view->len / (Py_ssize_t)size;
+    size_t item = (size_t)view->itemsize;
+    if (item != 1 && item != size && (element == 0 || item != element)) {
+        PyErr_Format(PyExc_ValueError, "map '%U' takes %s of %zu bytes each, got a buffer of %zu-byte items (format "
+                     "'%s'): pass an array whose items are whole %s, or bytes", self->name, what, size, item,
+                     view->format ? view->format : "B", what);
+        return -1;
+    }
+    if (what[0] == 'k' && float_format(view->format)) {
+        PyErr_Format(PyExc_TypeError, "map '%U' takes keys as ints or bytes, not floats (format '%s')", self->name,
+                     view->format);
+        return -1;
+    }
+    Py_ssize_t n = view->len / (Py_ssize_t)size;
+    if ((uint64_t)n > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%zd %s in one batch: at most %u", n, what, UINT32_MAX);
+        return -1;
+    }
+    return n;
 }
 
 static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1129,14 +1215,18 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
     if (parse_flags(args, nargs, kwnames, 2, "update_batch() takes keys, values and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || PyObject_GetBuffer(args[0], &kv, PyBUF_C_CONTIGUOUS) < 0) {
+    if (check_keyed(self, "update_batch()") < 0 ||
+        PyObject_GetBuffer(args[0], &kv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[1], &vv, PyBUF_C_CONTIGUOUS) < 0) {
+    if (PyObject_GetBuffer(args[1], &vv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         goto done;
     }
-    Py_ssize_t nk = records(self, &kv, self->key_size, "keys");
-    Py_ssize_t nv = nk < 0 ? -1 : records(self, &vv, full_value_size(self), "values");
+    Py_ssize_t nk = records(self, &kv, self->key_size, 0, "keys");
+    Py_ssize_t nv = nk < 0 ? -1
+                           : records(self, &vv, full_value_size(self),
+                                     self->ncpus > 1 && self->value_size == self->value_stride ? self->value_size : 0,
+                                     "values");
     if (nv < 0) {
         goto done;
     }
@@ -1180,10 +1270,11 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer kv = {0};
     PyObject *result = NULL;
-    if (check_open(self) < 0 || PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS) < 0) {
+    if (check_keyed(self, "delete_batch()") < 0 ||
+        PyObject_GetBuffer(keys, &kv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         return NULL;
     }
-    Py_ssize_t n = records(self, &kv, self->key_size, "keys");
+    Py_ssize_t n = records(self, &kv, self->key_size, 0, "keys");
     if (n < 0) {
         goto done;
     }
@@ -1234,7 +1325,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
     if (nargs != 2) {
         return PyErr_Format(PyExc_TypeError, "lookup_into() takes a key and a writable buffer");
     }
-    if (check_open(self) < 0) {
+    if (check_keyed(self, "lookup_into()") < 0) {
         return NULL;
     }
     if (PyObject_GetBuffer(args[1], &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
@@ -1263,11 +1354,34 @@ done:
     return result;
 }
 
-/* Queues, stacks and bloom filters: values without keys. pop() and peek() give None when empty. */
+/* Queues and stacks (and bloom filters for push): values without keys, as the kernel defines them. */
+static int check_keyless(MapObject *self, const char *op, bool bloom_too)
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    if (self->type == BPF_MAP_TYPE_QUEUE || self->type == BPF_MAP_TYPE_STACK ||
+        (bloom_too && self->type == BPF_MAP_TYPE_BLOOM_FILTER)) {
+        return 0;
+    }
+    if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
+        PyErr_Format(PyExc_TypeError, "%s: map '%U' is a bloom filter, whose values cannot be read back: ask "
+                     "`value in map` whether a value may be in it", op, self->name);
+    }
+    else {
+        const char *type = libbpf_bpf_map_type_str((enum bpf_map_type)self->type);
+        PyErr_Format(PyExc_TypeError, "%s is for queues and stacks%s: map '%U' is a %s map%s", op,
+                     bloom_too ? " (and bloom filters)" : "", self->name, type ? type : "?",
+                     keyless_use(self->type) ? "" : ": use lookup(), update() and delete()");
+    }
+    return -1;
+}
+
+/* pop() and peek() give None when empty (the kernel's ENOENT). */
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_open(self) < 0 || cbpf_map_types(self) < 0) {
+    if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
     PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
@@ -1311,13 +1425,18 @@ static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nar
     if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
         return NULL;
     }
-    if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, args[0], &vb, &v) < 0) {
+    if (check_keyless(self, "push()", true) < 0 || cbpf_map_types(self) < 0 ||
+        cbpf_map_encode_value(self, args[0], &vb, &v) < 0) {
         cbpf_keybuf_release(&vb);
         return NULL;
     }
     int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
     int err = errno;
     cbpf_keybuf_release(&vb);
+    if (rc != 0 && err == E2BIG && self->type != BPF_MAP_TYPE_BLOOM_FILTER) {
+        return cbpf_set_error(st, err, "push to map '%s': it is full (%u values; push(value, flags=BPF_EXIST) "
+                              "drops the oldest to make room)", PyUnicode_AsUTF8(self->name), self->max_entries);
+    }
     if (rc != 0) {
         return cbpf_set_error(st, err, "push to map '%s'", PyUnicode_AsUTF8(self->name));
     }
@@ -1408,27 +1527,153 @@ int cbpf_ensure_bpffs(cbpf_state *st, const char *path)
     return 0;
 }
 
-/* Pins fd at path (bpffs mounted first when missing) and records the path in *pin_path. what names the thing. */
+/* path as an absolute path (relative ones from the current directory), as bytes: a pin is found again by it after
+ * a chdir. */
+static PyObject *absolute_path(PyObject *path)
+{
+    PyObject *encoded = NULL;
+    if (!PyUnicode_FSConverter(path, &encoded)) {
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(encoded);
+    if (p[0] == '/') {
+        return encoded;
+    }
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    const char *rest = p;
+    while (rest[0] == '.' && rest[1] == '/') {
+        rest += 2;
+    }
+    PyObject *abs = PyBytes_FromFormat("%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", rest);
+    Py_DECREF(encoded);
+    return abs;
+}
+
+/* A pin's path, absolute, as bytes (an embedded NUL is a ValueError), with bpffs mounted when it is under
+ * /sys/fs/bpf. */
+static PyObject *bpffs_path(cbpf_state *st, PyObject *path)
+{
+    PyObject *encoded = absolute_path(path);
+    if (encoded != NULL && cbpf_ensure_bpffs(st, PyBytes_AS_STRING(encoded)) < 0) {
+        Py_CLEAR(encoded);
+    }
+    return encoded;
+}
+
+/* A path on no bpffs (the kernel says EPERM or EINVAL for those): the message says so, whatever the errno. */
+static bool on_bpffs(const char *path, bool parent)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    if (parent) {
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            slash[slash == dir ? 1 : 0] = '\0';
+        }
+    }
+    struct statfs sf;
+    return statfs(dir, &sf) != 0 || sf.f_type == BPF_FS_MAGIC; /* cannot tell: let the errno speak */
+}
+
+/* Pins fd at path (bpffs mounted first when missing) and records the absolute path in *pin_path. what names the
+ * thing. A thing pinned already is not pinned again: unpin() first (a second pin would be forgotten by unpin()). */
 int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path)
 {
     PyObject *encoded = NULL;
     int rc = -1;
-    if (!PyUnicode_FSConverter(path, &encoded)) {
+    if (*pin_path != NULL) {
+        PyErr_Format(PyExc_ValueError, "%s is pinned already, at %U: unpin() it first", what, *pin_path);
+        return -1;
+    }
+    encoded = bpffs_path(st, path);
+    if (encoded == NULL) {
         return -1;
     }
     const char *p = PyBytes_AS_STRING(encoded);
-    if (cbpf_ensure_bpffs(st, p) < 0) {
-        goto done;
-    }
     if (bpf_obj_pin(fd, p) != 0) {
-        cbpf_set_error(st, errno, "pinning %s at %s", what, p);
+        int err = errno;
+        if (err != EEXIST && err != ENOENT && !on_bpffs(p, true)) {
+            cbpf_set_error(st, err, "pinning %s at %s: the directory is not on a bpffs (pin under /sys/fs/bpf, or "
+                           "mount -t bpf bpf DIR)", what, p);
+        }
+        else {
+            cbpf_set_error(st, err, "pinning %s at %s", what, p);
+        }
         goto done;
     }
-    Py_XSETREF(*pin_path, PyUnicode_DecodeFSDefault(p));
+    *pin_path = PyUnicode_DecodeFSDefault(p);
     rc = *pin_path == NULL ? -1 : 0;
 done:
     Py_DECREF(encoded);
     return rc;
+}
+
+/* What a BPF fd holds, from the name of its anonymous inode: "map", "program", "link", or NULL. */
+const char *cbpf_fd_kind(int fd)
+{
+    char link[64], target[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0) {
+        return NULL;
+    }
+    target[n] = '\0';
+    if (strcmp(target, "anon_inode:bpf-map") == 0) {
+        return "map";
+    }
+    if (strcmp(target, "anon_inode:bpf-prog") == 0) {
+        return "program";
+    }
+    if (strcmp(target, "anon_inode:bpf_link") == 0 || strcmp(target, "anon_inode:bpf-link") == 0) {
+        return "link";
+    }
+    return NULL;
+}
+
+/* Opens what is pinned at path, which must be a `want` ("map", "program" or "link"). Returns the fd, or -1 with
+ * TypeError naming what the pin holds, or the OSError; *abs_path (when given) gets the absolute path as str. */
+int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path)
+{
+    PyObject *encoded = bpffs_path(st, path);
+    int fd = -1;
+    if (encoded == NULL) {
+        return -1;
+    }
+    const char *p = PyBytes_AS_STRING(encoded);
+    fd = bpf_obj_get(p);
+    if (fd < 0) {
+        int err = errno;
+        if (err != ENOENT && !on_bpffs(p, false)) {
+            cbpf_set_error(st, err, "opening the pinned %s %s: not a file on a bpffs", want, p);
+        }
+        else {
+            cbpf_set_error(st, err, "opening the pinned %s %s", want, p);
+        }
+        goto done;
+    }
+    const char *kind = cbpf_fd_kind(fd);
+    if (kind == NULL || strcmp(kind, want) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s holds a pinned %s, not a %s%s%s%s", p, kind ? kind : "BPF object of "
+                     "another kind", want, kind ? ": open it with " : "", kind ? (strcmp(kind, "map") == 0 ? "Map" :
+                     strcmp(kind, "link") == 0 ? "Link" : "Program") : "", kind ? ".from_pinned()" : "");
+        close(fd);
+        fd = -1;
+        goto done;
+    }
+    if (abs_path != NULL) {
+        *abs_path = PyUnicode_DecodeFSDefault(p);
+        if (*abs_path == NULL) {
+            close(fd);
+            fd = -1;
+        }
+    }
+done:
+    Py_DECREF(encoded);
+    return fd;
 }
 
 /* Removes the pin at *pin_path (gone already is fine) and forgets it. */
@@ -1486,24 +1731,8 @@ static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *Map_from_pinned(PyTypeObject *cls, PyObject *path)
 {
     cbpf_state *st = cbpf_state_from_type(cls);
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(path, &encoded)) {
-        return NULL;
-    }
-    const char *p = PyBytes_AS_STRING(encoded);
-    if (cbpf_ensure_bpffs(st, p) < 0) {
-        Py_DECREF(encoded);
-        return NULL;
-    }
-    int fd = bpf_obj_get(p);
-    if (fd < 0) {
-        int err = errno;
-        cbpf_set_error(st, err, "opening the pinned map %s", p);
-        Py_DECREF(encoded);
-        return NULL;
-    }
-    Py_DECREF(encoded);
-    return map_from_owned_fd(st, fd);
+    int fd = cbpf_open_pinned(st, path, "map", NULL);
+    return fd < 0 ? NULL : map_from_owned_fd(st, fd);
 }
 
 /* create(type, key_size, value_size, max_entries, flags=0, name=None, inner_map=None): a map of its own. */
@@ -1512,12 +1741,14 @@ static PyObject *Map_create(PyTypeObject *cls, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"type", "key_size", "value_size", "max_entries", "flags", "name", "inner_map",
                              "map_extra", NULL};
     cbpf_state *st = cbpf_state_from_type(cls);
-    unsigned int type, key_size, value_size, max_entries, flags = 0;
-    unsigned long long map_extra = 0;
+    uint32_t type, key_size, value_size, max_entries, flags = 0;
+    uint64_t map_extra = 0;
     const char *name = NULL;
     PyObject *inner = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IIII|IzOK:create", kwlist, &type, &key_size, &value_size,
-                                     &max_entries, &flags, &name, &inner, &map_extra)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&O&|O&zOO&:create", kwlist, cbpf_u32_converter, &type,
+                                     cbpf_u32_converter, &key_size, cbpf_u32_converter, &value_size,
+                                     cbpf_u32_converter, &max_entries, cbpf_u32_converter, &flags, &name, &inner,
+                                     cbpf_u64_converter, &map_extra)) {
         return NULL;
     }
     LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags, .map_extra = map_extra);
@@ -1561,37 +1792,51 @@ static PyObject *Map_memoryview(MapObject *self, PyObject *Py_UNUSED(ignored))
 /* Before load, the initial contents of .data/.rodata/.bss as libbpf holds them: read or write a range. */
 static PyObject *Map_initial_value(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    Py_buffer data = {0};
+    PyObject *result = NULL;
     if (nargs < 2 || nargs > 3) {
         return PyErr_Format(PyExc_TypeError, "_initial_value(offset, size[, data])");
     }
-    Py_ssize_t off = PyLong_AsSsize_t(args[0]), size = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t off = PyLong_AsSsize_t(args[0]), size = PyLong_AsSsize_t(args[1]), end;
     if ((off == -1 || size == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    size_t total = 0;
-    void *base = self->map ? bpf_map__initial_value(self->map, &total) : NULL;
-    if (base == NULL || self->fd >= 0) {
-        return PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)",
-                            self->name);
-    }
-    if (off < 0 || size < 0 || (size_t)off + (size_t)size > total) {
-        return PyErr_Format(PyExc_ValueError, "range %zd+%zd is outside map '%U' (%zu bytes)", off, size,
-                            self->name, total);
-    }
-    if (nargs == 2) {
-        return PyBytes_FromStringAndSize((const char *)base + off, size);
-    }
-    Py_buffer data = {0};
-    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
+    /* the data first: an exporter written in Python may let another thread run, and start a load */
+    if (nargs == 3 && PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
+    /* libbpf re-maps a frozen .rodata read-only during load and copies .data/.bss into the kernel: neither a read
+     * nor a write may run then (a write would fault, or be lost) */
+    if (cbpf_object_check_idle(self->owner, nargs == 2 ? "reading a global" : "writing a global") < 0) {
+        goto done;
+    }
+    size_t total = 0;
+    void *base = self->map ? bpf_map__initial_value(self->map, &total) : NULL;
+    /* libbpf's fd as well as ours: once loaded, a frozen .rodata image is mapped read-only */
+    if (base == NULL || self->fd >= 0 || bpf_map__fd(self->map) >= 0 || (self->owner && self->owner->loaded)) {
+        PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)", self->name);
+        goto done;
+    }
+    if (off < 0 || size < 0 || cbpf_checked_add(off, size, &end) || (size_t)end > total) {
+        PyErr_Format(PyExc_ValueError, "range %zd+%zd is outside map '%U' (%zu bytes)", off, size, self->name,
+                     total);
+        goto done;
+    }
+    if (nargs == 2) {
+        result = PyBytes_FromStringAndSize((const char *)base + off, size);
+        goto done;
+    }
     if (data.len != size) {
-        PyBuffer_Release(&data);
-        return PyErr_Format(PyExc_ValueError, "expected %zd bytes, got %zd", size, data.len);
+        PyErr_Format(PyExc_ValueError, "expected %zd bytes, got %zd", size, data.len);
+        goto done;
     }
     memcpy((char *)base + off, data.buf, (size_t)size);
-    PyBuffer_Release(&data);
-    Py_RETURN_NONE;
+    result = Py_NewRef(Py_None);
+done:
+    if (data.obj != NULL) {
+        PyBuffer_Release(&data);
+    }
+    return result;
 }
 
 /* Runs n lookups of one key from C: the baseline the benchmarks compare fetch() against. Returns seconds. */

@@ -19,6 +19,62 @@ cbpf_state *cbpf_state_from_type(PyTypeObject *tp)
     Py_FatalError("cbpf: a type without cbpf's module state");
 }
 
+/* An unsigned argument of `bits` bits: OverflowError outside 0..2**bits-1, where "I" or "K" would wrap it. */
+static int unsigned_arg(PyObject *o, unsigned bits, unsigned long long *out)
+{
+    PyObject *num = PyNumber_Index(o);
+    if (num == NULL) {
+        return 0;
+    }
+    int overflow = 0;
+    long long s = PyLong_AsLongLongAndOverflow(num, &overflow);
+    unsigned long long v = overflow > 0 ? PyLong_AsUnsignedLongLong(num) : (unsigned long long)s;
+    Py_DECREF(num);
+    bool too_big = overflow > 0 && v == (unsigned long long)-1 && PyErr_Occurred();
+    if (too_big && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        return 0;
+    }
+    PyErr_Clear();
+    if (too_big || overflow < 0 || (overflow == 0 && s < 0) || (bits < 64 && v >> bits)) {
+        PyErr_Format(PyExc_OverflowError, "%R is out of range for an unsigned %u-bit argument (0 to 2**%u - 1)", o,
+                     bits, bits);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cbpf_u32_converter(PyObject *o, void *out)
+{
+    unsigned long long v;
+    if (!unsigned_arg(o, 32, &v)) {
+        return 0;
+    }
+    *(uint32_t *)out = (uint32_t)v;
+    return 1;
+}
+
+int cbpf_u64_converter(PyObject *o, void *out)
+{
+    unsigned long long v;
+    if (!unsigned_arg(o, 64, &v)) {
+        return 0;
+    }
+    *(uint64_t *)out = (uint64_t)v;
+    return 1;
+}
+
+const char *cbpf_c_string(PyObject *s, const char *what)
+{
+    Py_ssize_t len;
+    const char *p = PyUnicode_AsUTF8AndSize(s, &len);
+    if (p != NULL && strlen(p) != (size_t)len) {
+        PyErr_Format(PyExc_ValueError, "%s %R contains a NUL character", what, s);
+        return NULL;
+    }
+    return p;
+}
+
 static PyObject *booted_names(cbpf_state *st)
 {
     PyObject *keys = PyDict_Keys(st->booted_maps);

@@ -109,7 +109,7 @@ static void close_object(ObjectObject *self)
     }
     pos = 0;
     while (self->programs != NULL && PyDict_Next(self->programs, &pos, &key, &value)) {
-        ((ProgramObject *)value)->prog = NULL;
+        cbpf_program_invalidate((ProgramObject *)value);
     }
     cbpf_attachment *atts = NULL;
     Py_ssize_t natts = cbpf_links_take_all(self, &atts);
@@ -273,13 +273,24 @@ static int legacy_make_pins(cbpf_state *st, ObjectObject *self)
             continue;
         }
         char what[160];
-        PyObject *path = Py_NewRef(m->pin_path);
+        PyObject *path = m->pin_path; /* the path asked for: pinned there now, and recorded again once it is */
+        m->pin_path = NULL;
         snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(m->name));
         int rc = cbpf_pin_fd(st, m->fd, path, what, &m->pin_path);
         Py_DECREF(path);
         if (rc < 0) {
             return -1;
         }
+    }
+    return 0;
+}
+
+int cbpf_object_check_idle(ObjectObject *obj, const char *what)
+{
+    if (obj != NULL && obj->busy) {
+        PyErr_Format(PyExc_RuntimeError, "Object '%U' is being loaded by another thread: %s waits until load() "
+                     "returns", obj->name, what);
+        return -1;
     }
     return 0;
 }
@@ -300,12 +311,13 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
         return NULL;
     }
     const struct cbpf_legacy_spec *spec = self->legacy_spec;
+    /* busy until the maps point at their fds: what runs meanwhile (a collection, logging) may switch threads */
     self->busy = true;
     Py_BEGIN_ALLOW_THREADS
     rc = cbpf_legacy_load(spec, &obj, &log, err, sizeof(err));
     Py_END_ALLOW_THREADS
-    self->busy = false;
     if (rc < 0) {
+        self->busy = false;
         char what[768], program[256];
         const char *name = PyUnicode_AsUTF8(self->name);
         if (log != NULL && legacy_refused_program(err, program, sizeof(program))) {
@@ -335,16 +347,19 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
     for (size_t i = 0; i < obj->nmaps && PyDict_Next(self->maps, &pos, &key, &value); i++) {
         cbpf_map_loaded((MapObject *)value);
         if (obj->maps[i].fd >= 0 && cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
+            self->busy = false;
             return NULL;
         }
     }
     if (legacy_make_pins(st, self) < 0) {
+        self->busy = false;
         return NULL;
     }
     close_reused(self->legacy_spec);
     /* the instructions are in the kernel now */
     cbpf_legacy_spec_free(self->legacy_spec);
     self->legacy_spec = NULL;
+    self->busy = false;
     return Py_NewRef(Py_None);
 }
 
@@ -366,11 +381,12 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         return legacy_load(st, self);
     }
     cbpf_log_begin();
+    /* busy until the maps know their fds: logging libbpf's messages and making the maps' regions run Python code,
+     * which may switch threads while libbpf's state is loaded but the maps still look unloaded */
     self->busy = true;
     Py_BEGIN_ALLOW_THREADS
     err = bpf_object__load(self->obj);
     Py_END_ALLOW_THREADS
-    self->busy = false;
     log = cbpf_log_end(st);
     if (err != 0) {
         char what[768], program[256];
@@ -383,6 +399,7 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         }
         free(log);
         /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
+        self->busy = false;
         close_object(self);
         return NULL;
     }
@@ -391,20 +408,24 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     Py_CLEAR(self->elf);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
+    PyObject *result = Py_None;
     while (PyDict_Next(self->maps, &pos, &key, &value)) {
         cbpf_map_loaded((MapObject *)value);
         if (cbpf_map_refresh(st, (MapObject *)value) < 0) {
-            return NULL;
+            result = NULL;
+            break;
         }
     }
-    Py_RETURN_NONE;
+    self->busy = false;
+    Py_XINCREF(result);
+    return result;
 }
 
 static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
 {
     PyObject *made = NULL, *key, *value;
     Py_ssize_t pos = 0;
-    if (check_usable(self) < 0) {
+    if (check_usable(self) < 0 || cbpf_object_check_idle(self, "attach()") < 0) {
         return NULL;
     }
     if (!self->loaded) {
@@ -419,6 +440,11 @@ static PyObject *do_attach(cbpf_state *st, ObjectObject *self)
     }
     while (PyDict_Next(self->programs, &pos, &key, &value)) {
         ProgramObject *prog = (ProgramObject *)value;
+        if (self->closed) {
+            /* making a Link may run a collection, and so another thread, which closed the object */
+            PyErr_Format(PyExc_ValueError, "Object '%U' was closed while attach() ran", self->name);
+            goto error;
+        }
         if (!cbpf_program_autoload(prog) || !cbpf_program_autoattach(prog)) {
             continue;
         }
@@ -445,7 +471,7 @@ error:
     return NULL;
 }
 
-/* The last non-empty line of libbpf's warnings, with a closing parenthesis, for a one-line message. */
+/* The last non-empty line of libbpf's warnings, for a one-line message. */
 static void last_line(const char *log, char *out, size_t size)
 {
     if (log == NULL) {
@@ -459,9 +485,36 @@ static void last_line(const char *log, char *out, size_t size)
     while (start > log && start[-1] != '\n') {
         start--;
     }
-    if (end > start) {
-        snprintf(out, size, "%.*s)", (int)(end - start), start);
+    /* libbpf starts its messages with "libbpf: ": the caller's text already says where it comes from */
+    if ((size_t)(end - start) > 8 && strncmp(start, "libbpf: ", 8) == 0) {
+        start += 8;
     }
+    if (end > start) {
+        snprintf(out, size, "%.*s", (int)(end - start), start);
+    }
+}
+
+/* An ELF of the other byte order (-target bpfeb here): libbpf opens it, reads its globals byte-swapped and fails
+ * at load with "Endian mismatch"; the legacy loader cannot read it. Refused up front, whichever format. */
+static int check_byte_order(cbpf_state *st, const char *cname, const unsigned char *elf, size_t size)
+{
+    static const unsigned char magic[4] = {0x7f, 'E', 'L', 'F'};
+    if (size < 6 || memcmp(elf, magic, 4) != 0) {
+        return 0; /* not an ELF: libbpf says so */
+    }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned char native = 1; /* ELFDATA2LSB */
+#else
+    const unsigned char native = 2; /* ELFDATA2MSB */
+#endif
+    if (elf[5] != native) {
+        const char *order = elf[5] == 1 ? "little-endian" : elf[5] == 2 ? "big-endian" : "of no known byte order";
+        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
+                       "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
+                       native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
+        return -1;
+    }
+    return 0;
 }
 
 /* dict[name] = item, taking over the caller's reference to item. */
@@ -564,6 +617,25 @@ done:
     return text;
 }
 
+/* The Object a program opened from a pin belongs to: loaded, with no ELF and no maps; closing it closes the program
+ * and detaches its Links as for any Object. */
+ObjectObject *cbpf_object_for_pinned(cbpf_state *st, PyObject *name)
+{
+    ObjectObject *self = (ObjectObject *)st->Object_type->tp_alloc(st->Object_type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->name = Py_NewRef(name);
+    if (open_containers(self) < 0) {
+        self->closed = true;
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->loaded = true;
+    self->attached = true; /* attach() has nothing to do: no section names a target */
+    return self;
+}
+
 static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"source", "name", "load", "attach", "pin_root", "btf_path", "kconfig", NULL};
@@ -619,8 +691,12 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (self->elf == NULL || self->name == NULL) {
         goto error;
     }
-    const char *cname = PyUnicode_AsUTF8(self->name);
+    const char *cname = cbpf_c_string(self->name, "object name");
     if (cname == NULL) {
+        goto error;
+    }
+    if (check_byte_order(st, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
+                         (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
         goto error;
     }
     if (cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf))) {
@@ -636,7 +712,8 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
 
     char bad[200];
-    if (cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
+    if (cbpf_elf_precheck(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad, sizeof(bad)) < 0 ||
+        cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
                                  sizeof(bad)) < 0) {
         cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
         goto error;
@@ -659,17 +736,18 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     int err = self->obj == NULL ? errno : 0;
     char *log = cbpf_log_end(st);
     if (self->obj == NULL) {
-        char what[256];
-        snprintf(what, sizeof(what), "opening BPF object '%s'", cname);
-        if (err >= LIBBPF_ERRNO__LIBELF || err == EINVAL || err == ENOEXEC || err == EPROTO ||
-            err == ENOENT || err == E2BIG) {
-            char reason[200] = "";
-            last_line(log, reason, sizeof(reason));
-            cbpf_set_error(st, err, "%s: not a valid BPF ELF object%s%s", what, reason[0] ? " (libbpf: " : "",
-                           reason[0] ? reason : "");
+        /* The bytes are in memory: whatever libbpf says but ENOMEM is about them (ENOENT: "couldn't find symbol
+         * table", ESRCH, EOPNOTSUPP: "program is static"...), so the error is the documented EINVAL, with
+         * libbpf's own code and last message in the text. */
+        char reason[300] = "", code[160];
+        last_line(log, reason, sizeof(reason));
+        cbpf_strerror(err, code, sizeof(code));
+        if (err == ENOMEM) {
+            cbpf_set_error(st, err, "opening BPF object '%s'", cname);
         }
         else {
-            cbpf_set_error(st, err, "%s", what);
+            cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)", cname,
+                           reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
         }
         free(log);
         goto error;
@@ -736,9 +814,8 @@ static PyObject *Object_attach(ObjectObject *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *Object_close(ObjectObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->busy) {
-        return PyErr_Format(PyExc_RuntimeError, "Object '%U' is being loaded by another thread: close it after",
-                            self->name);
+    if (cbpf_object_check_idle(self, "close()") < 0) {
+        return NULL;
     }
     close_object(self);
     Py_RETURN_NONE;
@@ -764,18 +841,30 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
+#define DESCRIBE_BUDGET 1000000 /* types visited by one description */
+
 /* A BTF type as plain tuples, for the Python layer to build decoders and numpy dtypes from:
  *   ("int", size, signed, is_char, is_bool)  ("float", size)  ("bytes", size)  ("array", elem, count)
  *   ("struct" | "union", size, [(name, byte_offset, bitfield_bits, type), ...])
  *   ("datasec", size, [(name, byte_offset, size, type), ...])
  * typedefs, const, volatile and type tags are looked through; enums are ints, pointers 8-byte ints. */
-static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
+static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth, size_t *budget)
 {
     if (depth > 64) {
         return PyErr_Format(PyExc_ValueError, "BTF type %u nests too deep", id);
     }
+    /* nesting is bounded, fan-out is not: a struct whose members are that struct again, 64 deep, would take
+     * forever (a mutated object did) */
+    if (*budget == 0) {
+        return PyErr_Format(PyExc_ValueError, "BTF type %u is too large to describe (over %d types in all)", id,
+                            DESCRIBE_BUDGET);
+    }
+    (*budget)--;
     const struct btf_type *t = btf__type_by_id(btf, id);
-    while (t != NULL && (btf_is_mod(t) || btf_is_typedef(t))) {
+    for (int hops = 0; t != NULL && (btf_is_mod(t) || btf_is_typedef(t)); hops++) {
+        if (hops == 64) { /* a typedef of itself, in a mutated object: a cycle */
+            return PyErr_Format(PyExc_ValueError, "BTF type %u: typedefs and modifiers in a cycle", id);
+        }
         id = t->type;
         t = btf__type_by_id(btf, id);
     }
@@ -799,7 +888,7 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
     }
     if (btf_is_array(t)) {
         const struct btf_array *a = btf_array(t);
-        PyObject *elem = describe_btf(btf, a->type, depth + 1);
+        PyObject *elem = describe_btf(btf, a->type, depth + 1, budget);
         return elem ? Py_BuildValue("(sNI)", "array", elem, a->nelems) : NULL;
     }
     if (btf_is_composite(t) || btf_is_datasec(t)) {
@@ -818,14 +907,14 @@ static PyObject *describe_btf(const struct btf *btf, __u32 id, int depth)
                     Py_DECREF(fields);
                     return PyErr_Format(PyExc_ValueError, "BTF datasec %u: entry %u is not a variable", id, i);
                 }
-                PyObject *type = describe_btf(btf, var->type, depth + 1);
+                PyObject *type = describe_btf(btf, var->type, depth + 1, budget);
                 field = type ? Py_BuildValue("(NIIN)", cbpf_elf_name(btf__name_by_offset(btf, var->name_off)), v->offset,
                                              v->size, type)
                              : NULL;
             }
             else {
                 const struct btf_member *m = btf_members(t) + i;
-                PyObject *type = describe_btf(btf, m->type, depth + 1);
+                PyObject *type = describe_btf(btf, m->type, depth + 1, budget);
                 /* (name, byte offset, bitfield bits or 0, type, bit offset) */
                 field = type ? Py_BuildValue("(NIINI)", cbpf_elf_name(btf__name_by_offset(btf, m->name_off)),
                                              btf_member_bit_offset(t, i) / 8, btf_member_bitfield_size(t, i), type,
@@ -852,14 +941,15 @@ static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
     if (id == (unsigned long)-1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (check_usable(self) < 0) {
+    if (check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }
     const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL; /* legacy objects: no BTF */
     if (btf == NULL || id == 0) {
         Py_RETURN_NONE;
     }
-    return describe_btf(btf, (__u32)id, 0);
+    size_t budget = DESCRIBE_BUDGET;
+    return describe_btf(btf, (__u32)id, 0, &budget);
 }
 
 /* The id of a named struct or union (a typedef of one too) in the object's BTF, or None. */
@@ -868,8 +958,8 @@ static PyObject *Object_btf_find(ObjectObject *self, PyObject *name)
     if (!PyUnicode_Check(name)) {
         return PyErr_Format(PyExc_TypeError, "a type name must be a str, not %.100s", Py_TYPE(name)->tp_name);
     }
-    const char *cname = PyUnicode_AsUTF8(name);
-    if (cname == NULL || check_usable(self) < 0) {
+    const char *cname = cbpf_c_string(name, "type name");
+    if (cname == NULL || check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }
     const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL;

@@ -22,6 +22,7 @@ typedef struct {
     unsigned long long lost;
     Py_ssize_t page_cnt;
     int wakeup_events;
+    unsigned long generation; /* cbpf_process_generation() where the buffers were opened */
 } PerfBufferObject;
 
 struct sample_record {
@@ -93,6 +94,27 @@ static void release(PyObject *op)
     self->map_fd = -1;
     /* closing perf events can wait for the kernel; nothing here touches Python */
     Py_BEGIN_ALLOW_THREADS
+    if (pb != NULL && self->generation != cbpf_process_generation()) {
+        /* a forked child: perf_buffer__free would disable the parent's perf events (they are shared) and delete
+         * the parent's entries of the map. Each fd it would use is first made a copy of /dev/null (atomically:
+         * no other thread can get the number meanwhile), on which those calls fail and only close. */
+        int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        for (size_t i = 0; null_fd >= 0 && i < perf_buffer__buffer_cnt(pb); i++) {
+            int bfd = perf_buffer__buffer_fd(pb, i);
+            if (bfd >= 0) {
+                dup3(null_fd, bfd, O_CLOEXEC);
+            }
+        }
+        if (null_fd >= 0 && fd >= 0) {
+            dup3(null_fd, fd, O_CLOEXEC);
+        }
+        if (null_fd >= 0) {
+            close(null_fd);
+        }
+        else {
+            pb = NULL; /* without /dev/null: leave them to this process's exit rather than tear them down */
+        }
+    }
     perf_buffer__free(pb);
     if (fd >= 0) {
         close(fd);
@@ -151,6 +173,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->lost_callback = lost_callback == Py_None ? NULL : Py_NewRef(lost_callback);
     self->page_cnt = page_cnt;
     self->wakeup_events = wakeup_events;
+    self->generation = cbpf_process_generation();
     self->map_fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
     if (self->map_fd < 0) {
         cbpf_set_error(st, errno, "duplicating the fd of map '%s'", PyUnicode_AsUTF8(m->name));

@@ -110,6 +110,65 @@ static bool is_legacy(ProgramObject *self)
     return self->legacy_index >= 0;
 }
 
+/* A program in the kernel, from an fd it takes over (closed on failure): Program.from_pinned(), and the program of
+ * Link.from_pinned(). It belongs to an Object of its own, named after path. */
+ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path)
+{
+    struct bpf_prog_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (bpf_prog_get_info_by_fd(fd, &info, &len) != 0) {
+        int err = errno;
+        close(fd);
+        cbpf_set_error(st, err, "reading the info of the program pinned at %s", utf8(path));
+        return NULL;
+    }
+    ObjectObject *owner = cbpf_object_for_pinned(st, path);
+    ProgramObject *self = owner ? (ProgramObject *)st->Program_type->tp_alloc(st->Program_type, 0) : NULL;
+    if (self == NULL) {
+        close(fd);
+        Py_XDECREF(owner);
+        return NULL;
+    }
+    self->owner = owner; /* takes the reference */
+    self->legacy_index = -1;
+    self->pinned = true;
+    self->pinned_fd = fd;
+    self->type = info.type;
+    self->name = cbpf_elf_name(info.name);
+    self->section = PyUnicode_FromString("");
+    if (self->name == NULL || self->section == NULL ||
+        PyDict_SetItem(owner->programs, self->name, (PyObject *)self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return self;
+}
+
+/* Its Object is closing: the libbpf program goes with it; a pinned program's fd is closed. */
+void cbpf_program_invalidate(ProgramObject *self)
+{
+    self->prog = NULL;
+    if (self->pinned && self->pinned_fd >= 0) {
+        close(self->pinned_fd);
+        self->pinned_fd = -1;
+    }
+}
+
+/* Attach calls that read the program's ELF section or hand libbpf's bpf_program over, which a program opened from
+ * a pin does not have. */
+static int refuse_pinned(ProgramObject *self, const char *method)
+{
+    if (self->pinned) {
+        PyErr_Format(PyExc_TypeError,
+                     "program '%U' was opened from a pin: %s() needs its ELF object (attach_xdp, attach_tc, "
+                     "attach_socket and attach_cgroup(path, attach_type) take a pinned program)",
+                     self->name, method);
+        return -1;
+    }
+    return 0;
+}
+
 /* The loaded legacy program, or NULL (object not loaded yet, or closed). */
 static struct cbpf_legacy_prog *legacy_prog(ProgramObject *self)
 {
@@ -120,6 +179,9 @@ static struct cbpf_legacy_prog *legacy_prog(ProgramObject *self)
 
 static int program_fd(ProgramObject *self)
 {
+    if (self->pinned) {
+        return self->pinned_fd;
+    }
     if (is_legacy(self)) {
         struct cbpf_legacy_prog *p = legacy_prog(self);
         return p != NULL ? p->fd : -1;
@@ -136,17 +198,22 @@ static enum bpf_attach_type expected_attach_type(ProgramObject *self)
 
 bool cbpf_program_autoload(ProgramObject *self)
 {
-    return is_legacy(self) ? self->legacy_autoload : bpf_program__autoload(self->prog);
+    return self->pinned ? false : is_legacy(self) ? self->legacy_autoload : bpf_program__autoload(self->prog);
 }
 
 bool cbpf_program_autoattach(ProgramObject *self)
 {
-    return is_legacy(self) ? self->legacy_autoattach : bpf_program__autoattach(self->prog);
+    return self->pinned ? false : is_legacy(self) ? self->legacy_autoattach : bpf_program__autoattach(self->prog);
+}
+
+static bool is_closed(ProgramObject *self)
+{
+    return self->pinned ? self->pinned_fd < 0 : is_legacy(self) ? self->owner->closed : self->prog == NULL;
 }
 
 static int check_open(ProgramObject *self)
 {
-    if (is_legacy(self) ? self->owner->closed : self->prog == NULL) {
+    if (is_closed(self)) {
         PyErr_Format(PyExc_ValueError, "program '%U' is closed: its Object was closed", self->name);
         return -1;
     }
@@ -155,7 +222,7 @@ static int check_open(ProgramObject *self)
 
 static int check_attachable(ProgramObject *self)
 {
-    if (check_open(self) < 0) {
+    if (check_open(self) < 0 || cbpf_object_check_idle(self->owner, "attaching its programs") < 0) {
         return -1;
     }
     if (!self->owner->loaded) {
@@ -324,6 +391,9 @@ static PyObject *legacy_attach(cbpf_state *st, ProgramObject *self, enum cbpf_le
 /* Attach calls that need libbpf's bpf_program, which a legacy object's programs do not have. */
 static int require_libbpf(ProgramObject *self, const char *method)
 {
+    if (refuse_pinned(self, method) < 0) {
+        return -1;
+    }
     if (is_legacy(self)) {
         PyErr_Format(PyExc_TypeError,
                      "program '%U' belongs to a legacy object (struct bpf_map_def maps): %s() is not available for "
@@ -388,7 +458,7 @@ static PyObject *section_target(ProgramObject *self, const char *sec)
 /* Attaches by section name. With skip_untargeted, a section that names no target (xdp, tc...) gives None. */
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted)
 {
-    if (check_attachable(self) < 0) {
+    if (check_attachable(self) < 0 || refuse_pinned(self, "attach") < 0) {
         return NULL;
     }
     const char *sec = utf8(self->section);
@@ -454,15 +524,16 @@ static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyOb
     static char *kwlist[] = {"func", "retprobe", "offset", NULL};
     const char *func;
     int retprobe = 0;
-    unsigned long offset = 0;
+    uint64_t offset = 0;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|pk:attach_kprobe", kwlist, &func, &retprobe, &offset) ||
-        check_attachable(self) < 0) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|pO&:attach_kprobe", kwlist, &func, &retprobe,
+                                     cbpf_u64_converter, &offset) ||
+        check_attachable(self) < 0 || refuse_pinned(self, "attach_kprobe") < 0) {
         return NULL;
     }
     char where[64] = "";
     if (offset) {
-        snprintf(where, sizeof(where), "+0x%lx", offset);
+        snprintf(where, sizeof(where), "+0x%llx", (unsigned long long)offset);
     }
     PyObject *target = PyUnicode_FromFormat("%s %s%s", retprobe ? "kretprobe" : "kprobe", func, where);
     if (target == NULL) {
@@ -492,7 +563,7 @@ static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, 
     const char *category, *name;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss:attach_tracepoint", kwlist, &category, &name) ||
-        check_attachable(self) < 0 || ensure_tracefs(st) < 0) {
+        check_attachable(self) < 0 || refuse_pinned(self, "attach_tracepoint") < 0 || ensure_tracefs(st) < 0) {
         return NULL;
     }
     if (is_legacy(self)) {
@@ -516,7 +587,7 @@ static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *ar
     const char *name;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s:attach_raw_tracepoint", kwlist, &name) ||
-        check_attachable(self) < 0) {
+        check_attachable(self) < 0 || refuse_pinned(self, "attach_raw_tracepoint") < 0) {
         return NULL;
     }
     if (is_legacy(self)) {
@@ -629,10 +700,21 @@ static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, ch
     }
     const char *name = PyBytes_AS_STRING(encoded);
     int rc = 0;
+    struct stat sb;
     if (!resolve_binary(name, out, size)) {
         cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
                                    "LD_LIBRARY_PATH and the library directories)",
                        utf8(self->name), name);
+        rc = -1;
+    }
+    else if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cbpf_set_error(st, EISDIR, "cannot attach program '%s' to %s: a directory, not an ELF file (an executable "
+                       "or a shared library)", utf8(self->name), out);
+        rc = -1;
+    }
+    else if (!is_elf(out)) {
+        cbpf_set_error(st, ENOEXEC, "cannot attach program '%s' to %s: not an ELF file (an executable or a shared "
+                       "library)", utf8(self->name), out);
         rc = -1;
     }
     Py_DECREF(encoded);
@@ -644,12 +726,12 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     static char *kwlist[] = {"binary", "symbol", "offset", "pid", "retprobe", NULL};
     PyObject *binary;
     const char *symbol = NULL;
-    unsigned long offset = 0;
+    uint64_t offset = 0;
     int pid = -1, retprobe = 0;
     char path[PATH_MAX], missing[PATH_MAX + 300];
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zkip:attach_uprobe", kwlist, &binary, &symbol, &offset, &pid,
-                                     &retprobe) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zO&ip:attach_uprobe", kwlist, &binary, &symbol,
+                                     cbpf_u64_converter, &offset, &pid, &retprobe) ||
         check_attachable(self) < 0 || require_libbpf(self, "attach_uprobe") < 0) {
         return NULL;
     }
@@ -666,7 +748,7 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     int err = log_done(st, link == NULL ? errno : 0);
     char where[64] = "";
     if (offset || symbol == NULL) {
-        snprintf(where, sizeof(where), "%s0x%lx", symbol ? "+" : "", offset);
+        snprintf(where, sizeof(where), "%s0x%llx", symbol ? "+" : "", (unsigned long long)offset);
     }
     PyObject *target = PyUnicode_FromFormat("%s %s:%s%s", retprobe ? "uretprobe" : "uprobe", path, symbol ? symbol : "",
                                             where);
@@ -747,14 +829,15 @@ static int optional_u64(PyObject *o, const char *what, unsigned long long *v)
 static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"type", "config", "sample_period", "sample_freq", "cpu", "pid", NULL};
-    unsigned int type;
-    unsigned long long config, period = 0, freq = 0;
+    uint32_t type;
+    uint64_t config;
+    unsigned long long period = 0, freq = 0;
     PyObject *period_obj = Py_None, *freq_obj = Py_None, *cpu_obj = Py_None, *target = NULL;
     int pid = -1, ncpus = 0, *cpus = NULL;
     cbpf_attachment att = {.kind = CBPF_ATTACHMENT_LIBBPF, .fd = -1, .tc_netns_fd = -1};
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "IK|$OOOi:attach_perf_event", kwlist, &type, &config, &period_obj,
-                                     &freq_obj, &cpu_obj, &pid) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&|$OOOi:attach_perf_event", kwlist, cbpf_u32_converter, &type,
+                                     cbpf_u64_converter, &config, &period_obj, &freq_obj, &cpu_obj, &pid) ||
         check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_PERF_EVENT, "attach_perf_event") < 0 ||
         require_libbpf(self, "attach_perf_event") < 0) {
         return NULL;
@@ -782,13 +865,13 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             goto error;
         }
         ncpus = 1;
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, config, cpus[0],
-                                      pid >= 0 ? " pid" : "");
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu cpu %d%s", type, (unsigned long long)config,
+                                      cpus[0], pid >= 0 ? " pid" : "");
     }
     else if (pid >= 0) {
         cpus[0] = -1; /* the process wherever it runs */
         ncpus = 1;
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu pid %d", type, config, pid);
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu pid %d", type, (unsigned long long)config, pid);
     }
     else {
         ncpus = online_cpus(cpus, possible);
@@ -796,7 +879,8 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             cbpf_set_error(st, errno, "reading /sys/devices/system/cpu/online");
             goto error;
         }
-        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, config, ncpus);
+        target = PyUnicode_FromFormat("perf_event type=%u config=%llu on %d CPUs", type, (unsigned long long)config,
+                                      ncpus);
     }
     if (target == NULL) {
         goto error;
@@ -848,7 +932,7 @@ error:
 static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface, char name[IF_NAMESIZE])
 {
     if (PyUnicode_Check(iface)) {
-        const char *s = PyUnicode_AsUTF8(iface);
+        const char *s = cbpf_c_string(iface, "interface name");
         if (s == NULL) {
             return -1;
         }
@@ -1018,7 +1102,7 @@ static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
 static int attach_type_arg(PyObject *o, enum bpf_attach_type *out)
 {
     if (PyUnicode_Check(o)) {
-        const char *want = PyUnicode_AsUTF8(o);
+        const char *want = cbpf_c_string(o, "attach type");
         if (want == NULL) {
             return -1;
         }
@@ -1055,6 +1139,11 @@ static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyOb
     if (check_attachable(self) < 0) {
         goto done;
     }
+    if (type_obj == Py_None && self->pinned) {
+        PyErr_Format(PyExc_ValueError, "program '%U' was opened from a pin, which does not say its attach type: "
+                     "pass attach_type", self->name);
+        goto done;
+    }
     if (type_obj == Py_None) {
         type = expected_attach_type(self);
     }
@@ -1082,10 +1171,10 @@ done:
 static PyObject *Program_attach_iter(ProgramObject *self, PyObject *Py_UNUSED(ignored))
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_attachable(self) < 0) {
+    if (check_attachable(self) < 0 || refuse_pinned(self, "attach_iter") < 0) {
         return NULL;
     }
-    if (expected_attach_type(self) != BPF_TRACE_ITER) {
+    if (is_legacy(self) || expected_attach_type(self) != BPF_TRACE_ITER) {
         return PyErr_Format(PyExc_TypeError, "program '%U' (section '%U') is not an iterator: attach_iter() "
                             "attaches iter/... programs", self->name, self->section);
     }
@@ -1099,7 +1188,7 @@ static PyObject *Program_attach_iter(ProgramObject *self, PyObject *Py_UNUSED(ig
 
 static bool check_open_quiet(ProgramObject *self)
 {
-    return is_legacy(self) ? !self->owner->closed : self->prog != NULL;
+    return !is_closed(self);
 }
 
 static PyObject *Program_get_fd(ProgramObject *self, void *Py_UNUSED(closure))
@@ -1111,6 +1200,16 @@ static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(clo
 {
     if (check_open(self) < 0) {
         return NULL;
+    }
+    if (self->pinned) {
+        struct bpf_prog_info info;
+        __u32 len = sizeof(info);
+        memset(&info, 0, sizeof(info));
+        if (bpf_prog_get_info_by_fd(self->pinned_fd, &info, &len) != 0) {
+            return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), errno, "reading the info of program '%s'",
+                                  utf8(self->name));
+        }
+        return PyLong_FromSize_t(info.xlated_prog_len / 8);
     }
     if (is_legacy(self)) {
         struct cbpf_legacy_prog *p = legacy_prog(self);
@@ -1156,8 +1255,11 @@ static int set_flag(ProgramObject *self, PyObject *value, const char *flag, bool
 
 static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    int on = set_flag(self, value, "autoload", self->owner->loaded || self->owner->busy, "Object.load()");
-    if (on < 0) {
+    if (value != NULL && cbpf_object_check_idle(self->owner, "setting autoload") < 0) {
+        return -1;
+    }
+    int on = set_flag(self, value, "autoload", self->owner->loaded, "Object.load()");
+    if (on < 0 || refuse_pinned(self, "setting autoload") < 0) {
         return -1;
     }
     if (is_legacy(self)) {
@@ -1175,8 +1277,8 @@ static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_U
 
 static int Program_set_autoattach(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
-    int on = set_flag(self, value, "autoattach", self->owner->attached, "Object.attach()");
-    if (on < 0) {
+    int on = set_flag(self, value, "autoattach", self->owner->attached && !self->pinned, "Object.attach()");
+    if (on < 0 || refuse_pinned(self, "setting autoattach") < 0) {
         return -1;
     }
     if (is_legacy(self)) {
@@ -1284,6 +1386,10 @@ static PyObject *Program_get_expected_attach_type(ProgramObject *self, void *Py_
     if (check_open(self) < 0) {
         return NULL;
     }
+    if (self->pinned) {
+        return PyErr_Format(PyExc_ValueError, "program '%U' was opened from a pin: the kernel does not say its "
+                                              "expected attach type", self->name);
+    }
     return PyLong_FromLong((long)expected_attach_type(self));
 }
 
@@ -1386,7 +1492,7 @@ static PyObject *Program_get_flags(ProgramObject *self, void *Py_UNUSED(closure)
     if (check_open(self) < 0) {
         return NULL;
     }
-    return PyLong_FromUnsignedLong(is_legacy(self) ? 0 : bpf_program__flags(self->prog));
+    return PyLong_FromUnsignedLong(is_legacy(self) || self->pinned ? 0 : bpf_program__flags(self->prog));
 }
 
 static int u32_setting(ProgramObject *self, PyObject *value, const char *attr, uint32_t *out)
@@ -1433,7 +1539,7 @@ static PyObject *Program_get_log_level(ProgramObject *self, void *Py_UNUSED(clos
     if (check_open(self) < 0) {
         return NULL;
     }
-    return PyLong_FromUnsignedLong(is_legacy(self) ? 0 : bpf_program__log_level(self->prog));
+    return PyLong_FromUnsignedLong(is_legacy(self) || self->pinned ? 0 : bpf_program__log_level(self->prog));
 }
 
 #define LOG_BUF_SIZE (16u << 20) /* the kernel's limit for a log buffer is far larger; a log past this is cut */
@@ -1685,6 +1791,7 @@ static void Program_dealloc(ProgramObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    cbpf_program_invalidate(self);
     Py_CLEAR(self->owner);
     Py_CLEAR(self->name);
     Py_CLEAR(self->section);
@@ -1695,6 +1802,19 @@ static void Program_dealloc(ProgramObject *self)
 }
 
 #define VARARGS(f) (PyCFunction)(void (*)(void))(f), METH_VARARGS | METH_KEYWORDS
+
+static PyObject *Program_from_pinned(PyTypeObject *cls, PyObject *path)
+{
+    cbpf_state *st = cbpf_state_from_type(cls);
+    PyObject *abs = NULL;
+    int fd = cbpf_open_pinned(st, path, "program", &abs);
+    if (fd < 0) {
+        return NULL;
+    }
+    PyObject *self = (PyObject *)cbpf_program_from_fd(st, fd, abs);
+    Py_DECREF(abs);
+    return self;
+}
 
 static PyMethodDef Program_methods[] = {
     {"attach", (PyCFunction)Program_attach, METH_NOARGS,
@@ -1738,6 +1858,10 @@ static PyMethodDef Program_methods[] = {
      "filter, tc, XDP, ...), ctx the context (raw tracepoint and syscall programs take ctx alone). Returns (retval, "
      "data_out, ctx_out, duration_ns): the return value, the packet as the program left it, the context as it left "
      "it (None when none) and the mean time of one run over repeat runs."},
+    {"from_pinned", (PyCFunction)Program_from_pinned, METH_O | METH_CLASS,
+     "from_pinned($type, path, /)\n--\n\nOpens a program pinned in bpffs. It belongs to an Object of its own "
+     "(program.object): closing that closes it. Without its ELF object, it attaches with attach_xdp, attach_tc, "
+     "attach_socket and attach_cgroup(path, attach_type)."},
     {"attach_iter", (PyCFunction)Program_attach_iter, METH_NOARGS,
      "attach_iter($self, /)\n--\n\nAttaches an iterator (iter/task, ...): Link.read() runs it."},
     {NULL, NULL, 0, NULL},

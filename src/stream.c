@@ -207,15 +207,28 @@ static int run(StreamObject *s, cbpf_sink *sink, double deadline)
 /* Sinks ---------------------------------------------------------------------------------------------------------- */
 
 /* Grows a bytes object in place to hold at least `need` bytes (doubling). */
+/* base + count * each bytes, or SIZE_MAX (which grow() refuses) when that does not fit. */
+static size_t need_of(size_t base, size_t count, size_t each)
+{
+    size_t bytes, need;
+    return cbpf_checked_mul(count, each, &bytes) || cbpf_checked_add(base, bytes, &need) ? SIZE_MAX : need;
+}
+
 static int grow(PyObject **buf, size_t need)
 {
     size_t have = *buf ? (size_t)PyBytes_GET_SIZE(*buf) : 0;
     if (need <= have) {
         return 0;
     }
+    if (need > (size_t)PY_SSIZE_T_MAX) {
+        PyErr_NoMemory();
+        return -1;
+    }
     size_t size = have ? have : 64 * 1024;
     while (size < need) {
-        size *= 2;
+        if (cbpf_checked_mul(size, 2, &size) || size > (size_t)PY_SSIZE_T_MAX) {
+            size = need;
+        }
     }
     if (*buf == NULL) {
         *buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
@@ -232,12 +245,12 @@ int cbpf_sink_expect(cbpf_sink *sink, size_t bytes, size_t events)
         return 0; /* a batch of at most max_events grows as it goes */
     }
     if (sink->record_size) {
-        return grow(&sink->data, sink->len + events * sink->record_size);
+        return grow(&sink->data, need_of(sink->len, events, sink->record_size));
     }
-    if (grow(&sink->data, sink->len + bytes) < 0) {
+    if (grow(&sink->data, need_of(sink->len, bytes, 1)) < 0) {
         return -1;
     }
-    return grow(&sink->offsets, ((size_t)sink->count + events + 1) * sizeof(uint64_t));
+    return grow(&sink->offsets, need_of(sizeof(uint64_t), need_of((size_t)sink->count, events, 1), sizeof(uint64_t)));
 }
 
 /* One event, copied out (the buffer's space goes back to the kernel right after). Returns 0 to go on, 1 when the
@@ -257,8 +270,9 @@ int cbpf_sink_put(cbpf_sink *sink, PyObject *callback, PyObject *decode, const v
     case CBPF_SINK_BATCH: {
         size_t take = sink->record_size ? sink->record_size : size;
         size_t copied = size < take ? size : take;
-        if (grow(&sink->data, sink->len + take) < 0 ||
-            (sink->record_size == 0 && grow(&sink->offsets, ((size_t)sink->count + 2) * sizeof(uint64_t)) < 0)) {
+        if (grow(&sink->data, need_of(sink->len, take, 1)) < 0 ||
+            (sink->record_size == 0 &&
+             grow(&sink->offsets, need_of(2 * sizeof(uint64_t), (size_t)sink->count, sizeof(uint64_t))) < 0)) {
             sink->count++;
             return -1;
         }
