@@ -30,6 +30,7 @@ bench: setup
 	$(PY) benchmarks/bench_maps.py
 	$(PY) benchmarks/bench_events.py
 	$(PY) benchmarks/bench_values.py
+	$(PY) benchmarks/bench_compile.py
 
 clean:
 	rm -rf build .venv cbpf/*.so cbpf/bpf/*.o cbpf/include *.egg-info dist wheelhouse

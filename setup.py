@@ -7,17 +7,17 @@ Environment switches:
   CBPF_FUZZ=1      clang with libFuzzer coverage and ASan (libbpf included), for atheris (scripts/fuzz)
   CBPF_WERROR=1    warnings are errors
   CBPF_VALGRIND=1  tell valgrind's memcheck what the kernel wrote (scripts/test-valgrind)
-  CBPF_CLANG=path  the clang that compiles BPF C (default: clang)
+  CBPF_CLANG=path  the clang (or zig) that compiles BPF C (default: clang, else the ziglang package's zig)
   CBPF_STATIC_DEPS=1  zlib and libelf linked in statically from build/deps (scripts/build-deps makes them), for
                       wheels that need nothing but the C library; =PREFIX takes PREFIX/{include,lib} instead.
                       Without it, libelf and zlib are the system's shared libraries.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -122,21 +122,26 @@ BPF_SIDE_HEADERS = ["bpf_helpers.h", "bpf_helper_defs.h", "bpf_tracing.h", "bpf_
                     "usdt.bpf.h"]
 
 
-def bpf_include_flags():
-    """Headers for BPF C: libbpf's bpf_helpers.h and the UAPI headers it ships; asm/ from the host's multiarch dir."""
-    flags = ["-I", str(BUILD / "include")]
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-    if multiarch and Path(f"/usr/include/{multiarch}").is_dir():
-        flags += ["-idirafter", f"/usr/include/{multiarch}"]
-    return flags
+def toolchain():
+    """cbpf/_toolchain.py, loaded by path (cbpf itself cannot be imported before its extension is built): the same
+    compiler choice and BPF command line as cbpf.compile() (CBPF_CLANG, clang, the ziglang package's zig)."""
+    name = "_cbpf_build_toolchain"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "cbpf" / "_toolchain.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def compile_bpf(source, output):
-    clang = os.environ.get("CBPF_CLANG", "clang")
-    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-    cmd = [clang, "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", *bpf_include_flags(),
-           "-c", str(source), "-o", str(output)]
-    subprocess.check_call(cmd)
+    """A bundled program against cbpf's own headers (cbpf/histogram.h) and the libbpf and UAPI headers of the
+    libbpf build."""
+    tc = toolchain()
+    try:
+        tc.compile_file(source, output, include_dirs=[ROOT / "cbpf" / "include", BUILD / "include"])
+    except tc.CompileError as e:
+        sys.exit(f"{e}\n{e.log}")
 
 
 class BuildExt(build_ext):
@@ -158,9 +163,12 @@ class BuildPy(build_py):
         include.mkdir(parents=True, exist_ok=True)
         for header in BPF_SIDE_HEADERS:
             shutil.copy2(BUILD / "include" / "bpf" / header, include / header)
+        # the tools' objects (cbpf/_tools.py finds them): rebuilt when their source or a header they share changed
+        headers = [*(ROOT / "cbpf" / "bpf").glob("*.h"), *(ROOT / "cbpf" / "include" / "cbpf").glob("*.h")]
         for source in sorted((ROOT / "cbpf" / "bpf").glob("*.bpf.c")):
             output = source.with_suffix(".o")
-            if not output.exists() or output.stat().st_mtime < source.stat().st_mtime:
+            newest = max(p.stat().st_mtime for p in [source, *headers])
+            if not output.exists() or output.stat().st_mtime < newest:
                 compile_bpf(source, output)
         super().run()
 
@@ -189,7 +197,8 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "elfcheck", "probe")],
+                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "elfcheck",
+                                          "btfdump", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     # zlib.h (src/probe.c reads /proc/config.gz) from the static dependencies when they are used
     include_dirs=[str(BUILD / "include"), "src"] + ([str(static_deps_prefix() / "include")] if static_deps_prefix()
@@ -202,5 +211,6 @@ ext = Extension(
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
-    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.bpf.o", "include/bpf/*.h"]},
+    package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.h", "bpf/*.bpf.o", "include/bpf/*.h",
+                          "include/cbpf/*.h"]},
 )

@@ -29,7 +29,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -259,18 +258,7 @@ class BccPeer:
 
 
 def build_object() -> bytes:
-    import sysconfig
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, out = os.path.join(tmp, "events.bpf.c"), os.path.join(tmp, "events.bpf.o")
-        with open(src, "w") as f:
-            f.write(PROGRAM % {"burst": BURST})
-        cmd = ["clang", "-O2", "-g", "-target", "bpf", "-I", cbpf.include_dir()]
-        multiarch = sysconfig.get_config_var("MULTIARCH")
-        if multiarch:
-            cmd += ["-idirafter", f"/usr/include/{multiarch}"]
-        subprocess.run([*cmd, "-c", src, "-o", out], check=True)
-        return Path(out).read_bytes()
+    return cbpf.compile(PROGRAM % {"burst": BURST})
 
 
 def start_producer(calls_per_s: float, seconds: float, cpu: int) -> subprocess.Popen[bytes]:

@@ -46,23 +46,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 def build_object(entries: int) -> bytes:
-    import os
-    import subprocess
-    import sysconfig
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "bench.bpf.c")
-        out = os.path.join(tmp, "bench.bpf.o")
-        with open(src, "w") as f:
-            f.write(PROGRAM.replace("ENTRIES", str(entries)))
-        cmd = ["clang", "-O2", "-g", "-target", "bpf", "-I", cbpf.include_dir()]
-        multiarch = sysconfig.get_config_var("MULTIARCH")
-        if multiarch:
-            cmd += ["-idirafter", f"/usr/include/{multiarch}"]
-        subprocess.run([*cmd, "-c", src, "-o", out], check=True)
-        with open(out, "rb") as f:
-            return f.read()
+    return cbpf.compile(PROGRAM.replace("ENTRIES", str(entries)))
 
 
 def subscript_loop(m, key, n: int) -> float:

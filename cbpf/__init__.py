@@ -18,12 +18,17 @@ from cbpf._btf import Struct, Type
 from cbpf._symbols import ksym, usym
 
 if TYPE_CHECKING:
+    from cbpf._compile import compile as compile  # noqa: A004 (cbpf.compile, kept out of __all__)
+    from cbpf._compile import vmlinux_h
     from cbpf._events import PerfBuffer, RingBuffer
+    from cbpf._histogram import Histogram
+    from cbpf._toolchain import CompileError
     from cbpf._programs import AttachType, PerfHardware, PerfSoftware, PerfType, ProgramType
 
 # imported on first use: their enums and classes take milliseconds to build, and most programs never touch them
-_LAZY = {"PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs", "PerfHardware": "_programs",
-         "PerfSoftware": "_programs", "PerfType": "_programs", "ProgramType": "_programs"}
+_LAZY = {"Histogram": "_histogram", "PerfBuffer": "_events", "RingBuffer": "_events", "AttachType": "_programs",
+         "PerfHardware": "_programs", "PerfSoftware": "_programs", "PerfType": "_programs", "ProgramType": "_programs",
+         "compile": "_compile", "vmlinux_h": "_compile", "CompileError": "_toolchain"}
 
 
 def __getattr__(name: str) -> Any:
@@ -40,11 +45,14 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
+# cbpf.compile is left out of __all__: `from cbpf import *` must not hide the builtin compile()
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "AttachType", "Globals", "Link", "LoadError", "Map", "MapFlag",
-    "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
-    "RingBuffer", "Struct", "Type", "features",
+    "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Histogram",
+    "Link", "LoadError", "Map", "MapFlag", "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware",
+    "PerfType", "Program", "ProgramType", "RingBuffer", "Struct", "Type", "features",
     "boot", "booted", "fetch", "include_dir", "ksym", "libbpf_version", "num_possible_cpus", "shutdown", "usym",
+    "vmlinux_h",
 ]
 
 __version__ = "0.1.0"
@@ -56,6 +64,9 @@ _booted: list[Object] = []
 
 def boot(source: Source, *, name: str | None = None) -> Object:
     """Loads every map and program of a BPF ELF object and attaches every program by its section name.
+
+    source is an ELF object (a path, or its bytes) or a BPF C file (a path ending in .c), compiled first with
+    cbpf.compile() and its cache.
 
     The object stays loaded for the life of the process (or until its close()). Its maps become reachable by
     name through fetch(); a name that several booted objects share must be read through Object.maps instead.

@@ -9,6 +9,7 @@ as named tuples, 128-bit ints as int, bitfields as int.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Tuple
 
 Desc = Tuple[Any, ...]
@@ -246,6 +247,16 @@ class Struct(Type):
         if desc[0] not in ("struct", "union", "datasec"):
             raise TypeError(f"type {name!r} is a {type_name(desc)}, not a struct or union")
         super().__init__(name, desc)
+
+    @classmethod
+    def from_c(cls, text_or_header: str | bytes | os.PathLike[str], name: str, **compile_options: Any) -> Struct:
+        """The struct or union (or typedef of one) called name, declared in C: text, or a header's path (a str
+        ending in .h, or os.PathLike). For event structs that clang leaves out of a program's BTF. The C is
+        compiled by cbpf.compile(**compile_options) as a types-only object (cached like any compile); a name
+        that C does not declare raises KeyError."""
+        from cbpf import _compile
+
+        return _compile.struct_from_c(text_or_header, name, compile_options)
 
     @property
     def type(self) -> Any:

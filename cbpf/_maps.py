@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -291,7 +292,30 @@ class Globals(Mapping[str, Any]):
 
 
 class Object(_cbpf.Object):
-    __doc__ = _cbpf.Object.__doc__
+    """Object(source, *, name=None, load=True, attach=True)
+
+    A BPF ELF object (a path, or the ELF as bytes), or a BPF C file (a path ending in .c, compiled first with
+    cbpf.compile()): opened, loaded and attached by default. close() (or leaving a with block, or garbage
+    collection) detaches and frees everything. Object.from_c(text) compiles C text.
+    """
+
+    def __new__(cls, source: _cbpf._Source, *, name: str | None = None, load: bool = True,
+                attach: bool = True) -> Object:
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(".c"):
+            from cbpf import _compile
+
+            name = name if name is not None else _compile.object_name(source)
+            source = _compile.compile(source)
+        return super().__new__(cls, source, name=name, load=load, attach=attach)
+
+    @classmethod
+    def from_c(cls, text: str | bytes, *, name: str | None = None, load: bool = True, attach: bool = True,
+               **compile_options: Any) -> Object:
+        """An object compiled from BPF C text by cbpf.compile(text, **compile_options) (cflags=, defines=,
+        include_dirs=, compiler=, cache=, btf_path=, timeout=), then opened, loaded and attached as Object()."""
+        from cbpf import _compile
+
+        return cls(_compile.compile(text, **compile_options), name=name, load=load, attach=attach)
 
     @property
     def globals(self) -> Globals:

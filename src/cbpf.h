@@ -255,6 +255,9 @@ void cbpf_attachment_release(cbpf_attachment *att);
 Py_ssize_t cbpf_links_take_all(ObjectObject *owner, cbpf_attachment **out);
 void cbpf_link_detach(LinkObject *self);
 
+/* btfdump.c */
+PyObject *cbpf_btf_c_header(PyObject *module, PyObject *path);
+
 /* region.c */
 PyObject *cbpf_region_new(cbpf_state *st, int fd, size_t size, bool *writable);
 

@@ -255,6 +255,9 @@ static PyMethodDef module_methods[] = {
      "_perf_constants()\n--\n\nperf_event_open(2) numbers: {'type': {...}, 'hardware': {...}, 'software': {...}}."},
     {"_register_map_class", module_register_map_class, METH_O,
      "_register_map_class(cls, /)\n--\n\nMaps are created as instances of cls from now on."},
+    {"_btf_c_header", cbpf_btf_c_header, METH_O,
+     "_btf_c_header(path, /)\n--\n\nEvery type of the BTF in path (raw BTF such as /sys/kernel/btf/vmlinux, or an "
+     "ELF with a .BTF section) as C declarations: the text of a vmlinux.h, as bytes."},
     {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
      "fetch(map, key, /)\n--\n\nThe value of key in map (a Map, or the name of a map of a booted object) as an "
      "int, or None when the key is absent. Keys are ints (packed to the map's key size) or buffers of exactly "

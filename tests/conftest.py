@@ -9,8 +9,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import subprocess
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -61,32 +59,30 @@ def _no_fd_leaks_per_module():
                     pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compile_cache(tmp_path_factory: pytest.TempPathFactory):
+    """cbpf.compile()'s cache for this session only: the suite starts from nothing and leaves the user's alone."""
+    before = os.environ.get("CBPF_CACHE_DIR")
+    os.environ["CBPF_CACHE_DIR"] = str(tmp_path_factory.mktemp("compile-cache"))
+    yield
+    if before is None:
+        del os.environ["CBPF_CACHE_DIR"]
+    else:
+        os.environ["CBPF_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def bpf_build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory holding vmlinux.h made from the running kernel's BTF."""
+    """A directory for the objects compiled from tests/bpf."""
     reason = kernel_missing()
     if reason is not None:
         skip_or_fail(reason)
-    out = tmp_path_factory.mktemp("bpf")
-    with open(out / "vmlinux.h", "w") as f:
-        subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
-                       stdout=f, check=True)
-    return out
+    return tmp_path_factory.mktemp("bpf")
 
 
 def compile_bpf(source: Path, out_dir: Path, extra: tuple[str, ...] = ()) -> Path:
-    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-    output = out_dir / (source.name[: -len(".c")] + ".o")
-    cmd = ["clang", "-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", "-I", str(out_dir),
-           "-I", cbpf.include_dir()]
-    multiarch = sysconfig.get_config_var("MULTIARCH")
-    if multiarch and Path(f"/usr/include/{multiarch}").is_dir():
-        cmd += ["-idirafter", f"/usr/include/{multiarch}"]
-    cmd += [*extra, "-c", str(source), "-o", str(output)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"clang failed on {source.name}:\n{r.stderr}")
-    return output
+    """tests/bpf/NAME.bpf.c to out_dir/NAME.bpf.o with cbpf.compile() (libbpf's headers, vmlinux.h, -O2 -g)."""
+    return cbpf.compile(source, output=out_dir / (source.name[: -len(".c")] + ".o"), cflags=extra)
 
 
 @pytest.fixture(scope="session")
@@ -101,14 +97,10 @@ LEGACY = TESTS / "bpf" / "legacy"
 
 def compile_legacy(source: Path, out_dir: Path, debug: bool) -> Path:
     """A program in the seed's legacy format (tests/bpf/legacy/bpf_legacy.h, no kernel or libbpf header), built as
-    the seed built them: clang -O2 -target bpf, with -g (BTF, DWARF and their relocations) or without."""
+    the seed built them: clang -O2 -target bpf, with -g (BTF, DWARF and their relocations) or without (-g0)."""
     output = out_dir / (source.name[: -len(".bpf.c")] + (".g.o" if debug else ".o"))
-    cmd = ["clang", "-O2", *(["-g"] if debug else []), "-target", "bpf", "-DLEGACY", "-I", str(LEGACY),
-           "-c", str(source), "-o", str(output)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"clang failed on {source.name}:\n{r.stderr}")
-    return output
+    return cbpf.compile(source, output=output, include_dirs=[LEGACY], defines=["LEGACY"],
+                        cflags=[] if debug else ["-g0"])
 
 
 @pytest.fixture(scope="session")

@@ -454,13 +454,8 @@ def test_kernel_internal_enotsupp_has_a_message():
 
 # ---- 12, 14, 16. malformed objects: always OSError EINVAL, with libbpf's reason once --------------------------
 
-def compile_c(tmp_path: Path, name: str, source: str, target: str = "bpf") -> Path:
-    (tmp_path / f"{name}.bpf.c").write_text(textwrap.dedent(source))
-    out = tmp_path / f"{name}.bpf.o"
-    cmd = ["clang", "-O2", "-g", "-target", target, "-I", cbpf.include_dir(), "-idirafter",
-           "/usr/include/x86_64-linux-gnu", "-c", str(tmp_path / f"{name}.bpf.c"), "-o", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return out
+def compile_c(tmp_path: Path, name: str, source: str) -> Path:
+    return cbpf.compile(textwrap.dedent(source), output=tmp_path / f"{name}.bpf.o")
 
 
 @pytest.mark.kernel
@@ -503,9 +498,8 @@ def test_big_endian_objects_are_refused_at_open(tmp_path, bpf_build_dir):
     from conftest import LEGACY, TESTS, compile_bpf
     modern = compile_bpf(TESTS / "bpf" / "maps.bpf.c", tmp_path, ("-I", str(bpf_build_dir), "-target", "bpfeb"))
     legacy_src = sorted(LEGACY.glob("*.bpf.c"))[0]
-    legacy = tmp_path / "legacy-be.o"
-    subprocess.run(["clang", "-O2", "-target", "bpfeb", "-DLEGACY", "-I", str(LEGACY), "-c", str(legacy_src),
-                    "-o", str(legacy)], check=True, capture_output=True)
+    legacy = cbpf.compile(legacy_src, output=tmp_path / "legacy-be.o", include_dirs=[LEGACY], defines=["LEGACY"],
+                          cflags=["-g0", "-target", "bpfeb"])
     for path in (modern, legacy):
         for source in (path, path.read_bytes()):
             with pytest.raises(OSError) as e:

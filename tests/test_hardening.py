@@ -246,7 +246,7 @@ def test_the_monitor_run_unprivileged_says_what_to_do():
     r = run_as_nobody("-m", "cbpf", "--duration", "0.1")
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
-    assert r.stderr.startswith("python -m cbpf: ") and "run as root, or grant CAP_BPF" in r.stderr, r.stderr
+    assert r.stderr.startswith("cbpf: ") and "run as root, or grant CAP_BPF" in r.stderr, r.stderr
 
 
 def kernel_ids(fd: int) -> dict[str, int]:

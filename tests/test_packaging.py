@@ -13,8 +13,13 @@ PACKAGE = Path(cbpf.__file__).resolve().parent
 
 
 def test_package_ships_its_typing_and_data():
-    for name in ("py.typed", "_cbpf.pyi", "bpf/syscount.bpf.o", "bpf/syscount.bpf.c", "include/bpf/bpf_helpers.h"):
+    for name in ("py.typed", "_cbpf.pyi", "include/bpf/bpf_helpers.h", "include/cbpf/histogram.h", "bpf/tools.h"):
         assert (PACKAGE / name).is_file(), name
+    from cbpf._tools import TOOLS, tool_object
+
+    for tool in TOOLS:
+        assert tool_object(tool).is_file(), tool
+        assert (PACKAGE / "bpf" / f"{tool}.bpf.c").is_file(), tool
 
 
 def test_maptype_for_type_checkers_matches_the_runtime_enum():
