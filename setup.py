@@ -20,10 +20,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import setuptools
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
+
+# The metadata is in pyproject.toml's [project] table, which older setuptools ignore: they would build and install
+# a distribution named UNKNOWN-0.0.0 whose `import cbpf` is an empty namespace. Fail at once instead.
+_SETUPTOOLS_NEEDED = (77, 0)  # `license = "BSD-2-Clause"` (an SPDX expression, PEP 639) needs 77
+if tuple(int(p) for p in setuptools.__version__.split(".")[:2] if p.isdigit()) < _SETUPTOOLS_NEEDED:
+    sys.exit(f"cbpf needs setuptools>={_SETUPTOOLS_NEEDED[0]} to build (this is setuptools {setuptools.__version__}): "
+             f"pip install 'setuptools>={_SETUPTOOLS_NEEDED[0]}', or build without --no-build-isolation")
 
 ROOT = Path(__file__).resolve().parent
 LIBBPF_SRC = ROOT / "libbpf"
@@ -197,12 +205,14 @@ ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
-                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy", "elfcheck",
-                                          "btfdump", "probe")],
+                                          "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy",
+                                          "legacy_load", "elfcheck", "btfdump", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
+    # libbpf's bundled UAPI headers come before the system's: the extension uses what Linux added after the
+    # distribution's headers were cut (PERF_COUNT_SW_CGROUP_SWITCHES is not in Linux 5.10's, Debian bullseye's);
     # zlib.h (src/probe.c reads /proc/config.gz) from the static dependencies when they are used
-    include_dirs=[str(BUILD / "include"), "src"] + ([str(static_deps_prefix() / "include")] if static_deps_prefix()
-                                                   else []),
+    include_dirs=[str(BUILD / "include"), str(LIBBPF_SRC / "include" / "uapi"), "src"]
+    + ([str(static_deps_prefix() / "include")] if static_deps_prefix() else []),
     libraries=dep_libraries(),
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,

@@ -23,6 +23,16 @@ LOAD = os.environ.get("CBPF_FUZZ_LOAD", "1") != "0"  # also hand what libbpf acc
 MAX_MAP_BYTES = 64 << 20
 
 
+def parents_missing(path: str) -> list[str]:
+    """The directories between /sys/fs/bpf and path that do not exist yet."""
+    missing = []
+    d = os.path.dirname(path)
+    while d.startswith("/sys/fs/bpf/") and not os.path.exists(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    return missing
+
+
 def one_input(data: bytes) -> None:
     try:
         obj = cbpf.Object(data, name="fuzz", load=False, attach=False)
@@ -30,11 +40,22 @@ def one_input(data: bytes) -> None:
         return
     try:
         too_big = any(m.max_entries * (m.key_size + m.value_size) > MAX_MAP_BYTES for m in obj.maps.values())
+        # legacy dialects pin maps (tc's, gobpf's): the pins and directories this load makes are removed, what was
+        # there before is left alone
+        pins = {m.pin_path for m in obj.maps.values() if m.pin_path and not os.path.exists(m.pin_path)}
+        new_dirs = {d for p in pins for d in parents_missing(p)}
         if LOAD and not too_big:
             try:
                 obj.load()
             except (OSError, ValueError):
                 return
+            finally:
+                for path in pins:
+                    if os.path.exists(path):
+                        os.unlink(path)
+                for d in sorted(new_dirs, key=len, reverse=True):
+                    if os.path.isdir(d):
+                        os.rmdir(d)
         for m in obj.maps.values():
             m.fd  # noqa: B018 - touch every map object
     finally:

@@ -30,24 +30,43 @@ static int printable(const char *s)
 
 static void check_spec(const struct cbpf_legacy_spec *s)
 {
-    REQUIRE(s->license && s->license[0] && printable(s->license));
+    REQUIRE(s->license && printable(s->license));
+    REQUIRE(s->has_license || s->license[0] == '\0');
+    REQUIRE(s->dialect != NULL);
     REQUIRE(s->nprogs > 0 && s->progs);
     REQUIRE(s->nmaps == 0 || s->maps);
     for (size_t i = 0; i < s->nmaps; i++) {
         const struct cbpf_legacy_map_spec *m = &s->maps[i];
         REQUIRE(m->name && m->name[0] && printable(m->name));
         REQUIRE(m->type != 0);
-        REQUIRE(m->def_size >= 20 && m->def_size % 4 == 0);
+        REQUIRE(m->format >= CBPF_LEGACY_MAP_DEF && m->format <= CBPF_LEGACY_MAP_BTF);
+        if (m->format == CBPF_LEGACY_MAP_DEF || m->format == CBPF_LEGACY_MAP_ELF)
+            REQUIRE(m->def_size >= 20 && m->def_size % 4 == 0);
+        /* sorted by section, then offset: relocations find them by binary search */
         if (i > 0)
+            REQUIRE(m->def_shndx > s->maps[i - 1].def_shndx ||
+                    (m->def_shndx == s->maps[i - 1].def_shndx && m->def_offset > s->maps[i - 1].def_offset));
+        if (i > 0 && m->def_shndx == s->maps[i - 1].def_shndx && m->format != CBPF_LEGACY_MAP_BTF)
             REQUIRE(m->def_offset == s->maps[i - 1].def_offset + s->maps[i - 1].def_size);
         if (m->has_inner) {
             REQUIRE(m->inner_map_idx < s->nmaps && m->inner_map_idx != i);
             REQUIRE(!s->maps[m->inner_map_idx].has_inner);
         }
+        REQUIRE(m->insert_into < (long)s->nmaps);
+        if (m->insert_into >= 0)
+            REQUIRE(s->maps[m->insert_into].has_inner && s->maps[m->insert_into].inner_map_idx == i);
+        if (m->pin_path) {
+            REQUIRE(strncmp(m->pin_path, CBPF_LEGACY_BPFFS "/", sizeof(CBPF_LEGACY_BPFFS)) == 0);
+            REQUIRE(strstr(m->pin_path, "/..") == NULL && strstr(m->pin_path, "//") == NULL && printable(m->pin_path));
+        }
     }
     for (size_t i = 0; i < s->nprogs; i++) {
         const struct cbpf_legacy_prog_spec *p = &s->progs[i];
         REQUIRE(p->name && p->section && printable(p->name) && printable(p->section));
+        REQUIRE(p->prog_type != BPF_PROG_TYPE_UNSPEC || p->attach_kind == CBPF_LEGACY_ATTACH_NONE);
+        REQUIRE(p->tail_map < (long)s->nmaps);
+        if (p->tail_map >= 0)
+            REQUIRE(s->maps[p->tail_map].type == BPF_MAP_TYPE_PROG_ARRAY);
         REQUIRE(p->insns && p->insn_cnt > 0 && p->insn_cnt <= 1000000);
         REQUIRE(p->nsubprogs < p->insn_cnt);
         if (p->attach_kind == CBPF_LEGACY_ATTACH_NONE) {

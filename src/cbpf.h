@@ -78,6 +78,8 @@ typedef struct {
     LinkObject *live;        /* every attached Link of its programs, borrowed: a Link leaves when it detaches */
     bool attached;           /* attach() has run */
     PyObject *name;          /* str: the object's name (file name or the name given) */
+    PyObject *license;       /* str: the license the programs are loaded with ("" when the ELF has none) */
+    const char *dialect;     /* a legacy object's dialect (static string), NULL for libbpf's */
     PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
     PyObject *path;          /* str: the file it was read from, or None (bytes given): load errors name it */
     bool loaded;

@@ -229,6 +229,11 @@ static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ss
     if (record == NULL) {
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* CPython 3.14 caches a tuple's hash in the tuple, -1 meaning "not computed yet"; tp_alloc zero-fills, and a
+       cached 0 would make the record hash unlike the equal plain tuple (a dict lookup by (a, b) then misses) */
+    ((PyTupleObject *)record)->ob_hash = -1;
+#endif
     for (Py_ssize_t i = 0; i < self->nfields; i++) {
         const cbpf_field *f = &self->fields[i];
         PyObject *v = f->plain_int && f->end <= avail ? plain_int(f, base + f->offset) : decode_field(f, base, avail);

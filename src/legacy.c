@@ -1,11 +1,14 @@
-/* cbpf: loader for legacy BPF ELF objects (bpf_map_def records in a "maps" section), see legacy.h.
+/* cbpf: the parser of legacy BPF ELF objects (every dialect of legacy.h): bytes in, a spec out, no system call.
  *
  * The ELF is read with glibc's <elf.h> types only, never through a pointer into the input: every header, symbol,
  * relocation and instruction is memcpy'd out after its bounds are checked, so the input needs no alignment and a
  * corrupt offset can only produce an error. BTF (.BTF, .BTF.ext) and debug sections are ignored, with their
- * relocations: programs are loaded without BTF.
+ * relocations: programs are loaded without BTF. The .BTF section is read (by libbpf's BTF parser, which copies and
+ * checks it) only for what the ELF cannot say: the fields of BTF-defined maps in ".maps", and which struct a "maps"
+ * record is.
  */
 #include "legacy.h"
+#include "legacy_internal.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -15,14 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
-#include <linux/perf_event.h>
-
-#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
 
 #ifndef EM_BPF
 #define EM_BPF 247
@@ -46,27 +44,33 @@
 #define INSN_SZ sizeof(struct bpf_insn)
 #define OP_LD_IMM64 (BPF_LD | BPF_IMM | BPF_DW)
 #define OP_CALL (BPF_JMP | BPF_CALL)
-#define MAP_DEF_MIN 20u             /* type, key_size, value_size, max_entries, map_flags */
-#define MAP_DEF_KNOWN 28u           /* ... inner_map_idx, numa_node */
-#define MAX_PROG_INSNS 1000000u     /* the kernel's BPF_COMPLEXITY_LIMIT_INSNS */
-#define MAX_TOTAL_INSNS (1u << 22)  /* all programs with their appended functions: 32 MiB */
-#define LOG_START (256u * 1024)     /* first verifier log buffer */
-#define LOG_MAX (16u * 1024 * 1024) /* the largest verifier log kept */
+#define MAP_DEF_MIN 20u            /* type, key_size, value_size, max_entries, map_flags */
+#define MAP_DEF_KNOWN 28u          /* ... inner_map_idx, numa_node */
+#define MAX_PROG_INSNS 1000000u    /* the kernel's BPF_COMPLEXITY_LIMIT_INSNS */
+#define MAX_TOTAL_INSNS (1u << 22) /* all programs with their appended functions: 32 MiB */
+#define ELF_MAP_SIZE 36u           /* iproute2's struct bpf_elf_map: 9 4-byte fields */
+#define GOBPF_NS_SIZE 256u         /* gobpf's namespace[BUF_SIZE_MAP_NS] */
+#define GOBPF_MAP_SIZE (24u + GOBPF_NS_SIZE)
 
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define fail cbpf_legacy_fail
 
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+/* Names come from the input: a message is kept one line of ASCII. */
+static void one_line(char *s)
+{
+    for (char *c = s; *c; c++) {
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+            *c = '?';
+    }
+}
+
+int cbpf_legacy_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
-        /* names come from the input: keep the message one line of ASCII */
-        for (char *c = err; *c; c++) {
-            if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-                *c = '?';
-        }
+        one_line(err);
     }
     return ret;
 }
@@ -218,11 +222,100 @@ int cbpf_elf_check_functions(const void *data, size_t size, char *err, size_t er
             if (last.code == OP_LD_IMM64)
                 return fail(err, errlen, -EINVAL,
                             "function at offset %llu of section %zu ends in the first half of a 16-byte ld_imm64 "
-                            "instruction", (unsigned long long)sym.st_value, (size_t)sym.st_shndx);
+                            "instruction",
+                            (unsigned long long)sym.st_value, (size_t)sym.st_shndx);
         }
         return 0;
     }
     return 0;
+}
+
+/* Sections of functions that programs call, not programs: ".text", and ".text.<fn>" of -ffunction-sections. */
+static int is_text(const char *sec)
+{
+    return strcmp(sec, ".text") == 0 || strncmp(sec, ".text.", 6) == 0;
+}
+
+static int is_code(const Elf64_Shdr *sh)
+{
+    return sh->sh_type == SHT_PROGBITS && (sh->sh_flags & SHF_EXECINSTR) && sh->sh_size > 0;
+}
+
+/* Sections only libbpf's loader gives a meaning to: global data, externs, BTF-defined maps, struct_ops. */
+static int is_libbpf_only(const char *sec)
+{
+    return strcmp(sec, ".maps") == 0 || strncmp(sec, ".data", 5) == 0 || strncmp(sec, ".rodata", 7) == 0 ||
+           strncmp(sec, ".bss", 4) == 0 || strcmp(sec, ".kconfig") == 0 || strcmp(sec, ".ksyms") == 0 ||
+           strncmp(sec, ".struct_ops", 11) == 0 || strncmp(sec, ".addr_space", 11) == 0;
+}
+
+/* 1 when a .BTF.ext section holds CO-RE relocations (which only libbpf applies). */
+static int has_core_relocs(const struct elf *e, const Elf64_Shdr *sh)
+{
+    struct {
+        uint16_t magic;
+        uint8_t version, flags;
+        uint32_t hdr_len, func_info_off, func_info_len, line_info_off, line_info_len, core_relo_off, core_relo_len;
+    } h;
+    if (sh->sh_type == SHT_NOBITS || !in_file(e, sh->sh_offset, sh->sh_size) || sh->sh_size < sizeof(h))
+        return 0;
+    memcpy(&h, e->data + sh->sh_offset, sizeof(h));
+    return h.magic == 0xeB9F && h.hdr_len >= sizeof(h) && h.core_relo_len > 0;
+}
+
+static int typed_by_legacy(const char *sec);
+
+/* The legacy marks of an object that has no map section (see cbpf_legacy_is_legacy). */
+static int legacy_marks(const struct elf *e)
+{
+    Elf64_Shdr sh, symsh = {0};
+    int marks = 0, version = 0, untyped = 0;
+    size_t symtab = 0;
+    for (size_t i = 1; i < e->shnum; i++) {
+        elf_shdr(e, i, &sh);
+        const char *name = tab_str(e->shstr, e->shstr_size, sh.sh_name);
+        if (!name)
+            continue;
+        if (is_libbpf_only(name) || (strcmp(name, ".BTF.ext") == 0 && has_core_relocs(e, &sh)))
+            return 0;
+        if (strcmp(name, "version") == 0)
+            version = 1;
+        if (sh.sh_type == SHT_SYMTAB) {
+            symtab = i;
+            symsh = sh;
+        }
+    }
+    if (!symtab || symsh.sh_entsize != sizeof(Elf64_Sym) || !in_file(e, symsh.sh_offset, symsh.sh_size))
+        return 0;
+    unsigned char *has_func = calloc(e->shnum, 1);
+    if (!has_func)
+        return 0; /* never fails: libbpf gets the object and says what it makes of it */
+    for (uint64_t off = sizeof(Elf64_Sym); off + sizeof(Elf64_Sym) <= symsh.sh_size; off += sizeof(Elf64_Sym)) {
+        Elf64_Sym sym;
+        memcpy(&sym, e->data + symsh.sh_offset + off, sizeof(sym));
+        if (sym.st_shndx == SHN_UNDEF && sym.st_name != 0 && ELF64_ST_BIND(sym.st_info) != STB_LOCAL) {
+            free(has_func);
+            return 0; /* an extern: libbpf's */
+        }
+        if (sym.st_shndx < e->shnum && ELF64_ST_TYPE(sym.st_info) == STT_FUNC)
+            has_func[sym.st_shndx] = 1;
+    }
+    for (size_t i = 1; i < e->shnum; i++) {
+        elf_shdr(e, i, &sh);
+        const char *name = tab_str(e->shstr, e->shstr_size, sh.sh_name);
+        if (!name || !is_code(&sh) || is_text(name))
+            continue;
+        enum bpf_prog_type type;
+        enum bpf_attach_type attach;
+        /* a name libbpf 1.x gives no program type; or old LLVM's NOTYPE program symbol, where libbpf sees none */
+        if (!has_func[i] || libbpf_prog_type_by_name(name, &type, &attach) < 0)
+            marks = 1;
+        untyped |= !typed_by_legacy(name);
+    }
+    free(has_func);
+    /* a "version" section alone (libbpf ignores it) is a mark only when this loader types every section: an fentry/
+     * or tp_btf/ program with one is libbpf's */
+    return marks || (version && !untyped);
 }
 
 int cbpf_legacy_is_legacy(const void *data, size_t size)
@@ -237,10 +330,73 @@ int cbpf_legacy_is_legacy(const void *data, size_t size)
     for (size_t i = 1; i < e.shnum; i++) {
         elf_shdr(&e, i, &sh);
         const char *name = tab_str(e.shstr, e.shstr_size, sh.sh_name);
-        if (name && strcmp(name, "maps") == 0)
+        if (name && (strcmp(name, "maps") == 0 || strncmp(name, "maps/", 5) == 0))
             return 1;
     }
-    return 0;
+    return legacy_marks(&e);
+}
+
+void cbpf_elf_license(const void *data, size_t size, char *out, size_t outlen)
+{
+    struct elf e;
+    Elf64_Shdr sh;
+    if (!out || !outlen)
+        return;
+    out[0] = '\0';
+    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
+        return;
+    elf_shdr(&e, e.eh.e_shstrndx, &sh);
+    if (elf_names(&e, &sh, NULL, 0) < 0)
+        return;
+    for (size_t i = 1; i < e.shnum; i++) {
+        const unsigned char *b;
+        size_t len;
+        elf_shdr(&e, i, &sh);
+        const char *name = tab_str(e.shstr, e.shstr_size, sh.sh_name);
+        if (!name || strcmp(name, "license") != 0 || sec_bytes(&e, &sh, &b, &len) < 0)
+            continue;
+        const unsigned char *nul = memchr(b, '\0', len);
+        size_t n = nul ? (size_t)(nul - b) : len;
+        n = n < outlen - 1 ? n : outlen - 1;
+        memcpy(out, b, n);
+        out[n] = '\0';
+        one_line(out);
+        return;
+    }
+}
+
+size_t cbpf_elf_unused_code_sections(const void *data, size_t size, const char *const *prog_sections, size_t n,
+                                     char *out, size_t outlen)
+{
+    struct elf e;
+    Elf64_Shdr sh;
+    size_t unused = 0, len = 0;
+    if (out && outlen)
+        out[0] = '\0';
+    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
+        return 0;
+    elf_shdr(&e, e.eh.e_shstrndx, &sh);
+    if (elf_names(&e, &sh, NULL, 0) < 0)
+        return 0;
+    for (size_t i = 1; i < e.shnum; i++) {
+        elf_shdr(&e, i, &sh);
+        const char *name = tab_str(e.shstr, e.shstr_size, sh.sh_name);
+        if (!name || !is_code(&sh) || is_text(name))
+            continue;
+        size_t k = 0;
+        while (k < n && (!prog_sections[k] || strcmp(prog_sections[k], name) != 0))
+            k++;
+        if (k < n)
+            continue;
+        unused++;
+        if (out && len < outlen) {
+            int w = snprintf(out + len, outlen - len, "%s'%s'", unused > 1 ? ", " : "", name);
+            len = w < 0 ? outlen : len + (size_t)w;
+        }
+    }
+    if (out && outlen)
+        one_line(out); /* names come from the input */
+    return unused;
 }
 
 /* ---------------------------------------------------------------- program types */
@@ -271,6 +427,8 @@ static const struct sec_def sec_defs[] = {
     {"classifier", M_PREFIX, BPF_PROG_TYPE_SCHED_CLS, 0, CBPF_LEGACY_ATTACH_NONE},
     {"tc", M_WORD, BPF_PROG_TYPE_SCHED_CLS, 0, CBPF_LEGACY_ATTACH_NONE},
     {"action", M_PREFIX, BPF_PROG_TYPE_SCHED_ACT, 0, CBPF_LEGACY_ATTACH_NONE},
+    {"sched_cls", M_PREFIX, BPF_PROG_TYPE_SCHED_CLS, 0, CBPF_LEGACY_ATTACH_NONE}, /* gobpf's */
+    {"sched_act", M_PREFIX, BPF_PROG_TYPE_SCHED_ACT, 0, CBPF_LEGACY_ATTACH_NONE},
     {"cgroup/skb", M_PREFIX, BPF_PROG_TYPE_CGROUP_SKB, 0, CBPF_LEGACY_ATTACH_NONE},
     {"cgroup_skb/ingress", M_PREFIX, BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_INGRESS, CBPF_LEGACY_ATTACH_NONE},
     {"cgroup_skb/egress", M_PREFIX, BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS, CBPF_LEGACY_ATTACH_NONE},
@@ -304,8 +462,16 @@ static const struct sec_def sec_defs[] = {
     {"flow_dissector", M_PREFIX, BPF_PROG_TYPE_FLOW_DISSECTOR, BPF_FLOW_DISSECTOR, CBPF_LEGACY_ATTACH_NONE},
 };
 
-/* A tracepoint's "<category>/<name>" becomes a tracefs path: plain names only, no "..", no extra "/". */
-static int tp_part_ok(const char *s, size_t n)
+/* A tracepoint's "<category>/<name>" becomes a tracefs path, a pin's name a bpffs one: plain names only, no "..",
+ * no "/". */
+int cbpf_legacy_tracepoint_ok(const char *target)
+{
+    const char *slash = strchr(target, '/');
+    return slash && cbpf_legacy_name_ok(target, (size_t)(slash - target)) &&
+           cbpf_legacy_name_ok(slash + 1, strlen(slash + 1));
+}
+
+int cbpf_legacy_name_ok(const char *s, size_t n)
 {
     if (n == 0 || s[0] == '.')
         return 0;
@@ -342,8 +508,7 @@ static int classify(const char *sec, struct cbpf_legacy_prog_spec *p, char *err,
                             sec);
         }
         if (d->attach == CBPF_LEGACY_ATTACH_TRACEPOINT) {
-            const char *slash = strchr(arg, '/');
-            if (!slash || !tp_part_ok(arg, (size_t)(slash - arg)) || !tp_part_ok(slash + 1, strlen(slash + 1)))
+            if (!cbpf_legacy_tracepoint_ok(arg))
                 return fail(err, errlen, -EINVAL,
                             "section '%s': a tracepoint section is '%s<category>/<name>' (letters, digits, _ - .)", sec,
                             d->prefix);
@@ -351,11 +516,20 @@ static int classify(const char *sec, struct cbpf_legacy_prog_spec *p, char *err,
         p->attach_target = arg;
         return 0;
     }
-    return fail(err, errlen, -EINVAL,
-                "section '%s' does not name a known program type (kprobe/, kretprobe/, tracepoint/, raw_tracepoint/, "
-                "socket, xdp, perf_event, cgroup/skb, cgroup/sock, classifier, action, sk_skb, sk_msg, sockops, "
-                "lwt_*, ...)",
-                sec);
+    /* a section naming no program type (tc's "classifier"-less objects, an IDS's "filter"): the application sets
+     * the type before load, as old loaders let it */
+    p->prog_type = BPF_PROG_TYPE_UNSPEC;
+    p->expected_attach_type = 0;
+    p->attach_kind = CBPF_LEGACY_ATTACH_NONE;
+    p->attach_target = NULL;
+    return 0;
+}
+
+/* 1 when the legacy loader gives section sec a program type (else it loads as BPF_PROG_TYPE_UNSPEC). */
+static int typed_by_legacy(const char *sec)
+{
+    struct cbpf_legacy_prog_spec p;
+    return classify(sec, &p, NULL, 0) == 0 && p.prog_type != BPF_PROG_TYPE_UNSPEC;
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -386,7 +560,10 @@ struct parse {
     struct elf e;
     char *err;
     size_t errlen;
-    size_t maps_idx, license_idx, version_idx; /* 0: none */
+    size_t maps_idx, license_idx, version_idx, dotmaps_idx, btf_idx; /* 0: none */
+    size_t ngobpf;                                                   /* "maps/<name>" sections */
+    struct btf *btf;                                                 /* .BTF, parsed when needed */
+    int btf_tried;
     struct csec *csecs;
     size_t ncsecs;
     size_t *csec_of; /* section index -> index in csecs, SIZE_MAX if not code */
@@ -470,9 +647,18 @@ static int scan_sections(struct parse *p)
         else if (strcmp(name, "version") == 0)
             special = &p->version_idx;
         else if (strcmp(name, ".maps") == 0)
-            return fail(
-                p->err, p->errlen, -EOPNOTSUPP,
-                "BTF-defined maps (section .maps) are not supported by the legacy loader (they are libbpf's to load)");
+            special = &p->dotmaps_idx;
+        else if (strcmp(name, ".BTF") == 0)
+            special = &p->btf_idx;
+        else if (strcmp(name, ".BTF.ext") == 0 && has_core_relocs(e, sh))
+            return fail(p->err, p->errlen, -EOPNOTSUPP,
+                        "the object has CO-RE relocations (.BTF.ext), which the legacy loader does not apply: keep "
+                        "legacy map definitions out of CO-RE objects (use BTF-defined maps in .maps)");
+        if (strncmp(name, "maps/", 5) == 0) {
+            if (sh->sh_type != SHT_PROGBITS || (sh->sh_flags & SHF_EXECINSTR))
+                return fail(p->err, p->errlen, -EINVAL, "section '%s' (a gobpf map) is not a data section", name);
+            p->ngobpf++;
+        }
         if (special) {
             if (*special)
                 return fail(p->err, p->errlen, -EINVAL, "two sections named '%s'", name);
@@ -493,9 +679,6 @@ static int scan_sections(struct parse *p)
     }
     if (symtabs != 1)
         return fail(p->err, p->errlen, -EINVAL, symtabs ? "more than one symbol table" : "no symbol table (.symtab)");
-    if (!p->license_idx)
-        return fail(p->err, p->errlen, -EINVAL,
-                    "no license section (declare char _license[] SEC(\"license\") = \"GPL\";)");
 
     p->csec_of = malloc(e->shnum * sizeof(*p->csec_of));
     p->csecs = calloc(p->ncsecs ? p->ncsecs : 1, sizeof(*p->csecs));
@@ -523,19 +706,21 @@ static int scan_sections(struct parse *p)
     return 0;
 }
 
+/* The license, "" without a license section: the old loaders passed an empty one (the kernel then refuses only
+ * GPL-only helpers). */
 static int read_license(struct parse *p, struct cbpf_legacy_spec *spec)
 {
-    const unsigned char *b;
+    const unsigned char *b = (const unsigned char *)"";
     size_t len;
-    if (sec_bytes(&p->e, &p->e.sh[p->license_idx], &b, &len) < 0)
-        return fail(p->err, p->errlen, -EINVAL, "license section is not inside the file");
-    const unsigned char *nul = memchr(b, '\0', len);
-    if (!nul)
-        return fail(p->err, p->errlen, -EINVAL, "license section (%zu bytes) is not a NUL-terminated string", len);
-    if (nul == b)
-        return fail(p->err, p->errlen, -EINVAL, "license section holds an empty string");
-    if (!printable((const char *)b, 1))
-        return fail(p->err, p->errlen, -EINVAL, "license '%s' is not printable ASCII", (const char *)b);
+    if (p->license_idx) {
+        if (sec_bytes(&p->e, &p->e.sh[p->license_idx], &b, &len) < 0)
+            return fail(p->err, p->errlen, -EINVAL, "license section is not inside the file");
+        if (!memchr(b, '\0', len))
+            return fail(p->err, p->errlen, -EINVAL, "license section (%zu bytes) is not a NUL-terminated string", len);
+        if (!printable((const char *)b, 1))
+            return fail(p->err, p->errlen, -EINVAL, "license '%s' is not printable ASCII", (const char *)b);
+        spec->has_license = 1;
+    }
     spec->license = strdup((const char *)b);
     if (!spec->license)
         return fail(p->err, p->errlen, -ENOMEM, "out of memory");
@@ -547,6 +732,69 @@ static int read_license(struct parse *p, struct cbpf_legacy_spec *spec)
         spec->has_version = 1;
     }
     return 0;
+}
+
+/* ---- SHA-1, for tc's PIN_OBJECT_NS directory (/sys/fs/bpf/tc/<the object's SHA-1>/), as FIPS 180-4 defines it */
+
+static uint32_t rol32(uint32_t x, unsigned n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static void sha1_block(uint32_t h[5], const unsigned char *b)
+{
+    uint32_t w[80];
+    for (int t = 0; t < 16; t++)
+        w[t] = (uint32_t)b[4 * t] << 24 | (uint32_t)b[4 * t + 1] << 16 | (uint32_t)b[4 * t + 2] << 8 | b[4 * t + 3];
+    for (int t = 16; t < 80; t++)
+        w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4];
+    for (int t = 0; t < 80; t++) {
+        uint32_t f, k;
+        if (t < 20) {
+            f = (bb & c) | (~bb & d);
+            k = 0x5a827999;
+        } else if (t < 40) {
+            f = bb ^ c ^ d;
+            k = 0x6ed9eba1;
+        } else if (t < 60) {
+            f = (bb & c) | (bb & d) | (c & d);
+            k = 0x8f1bbcdc;
+        } else {
+            f = bb ^ c ^ d;
+            k = 0xca62c1d6;
+        }
+        uint32_t tmp = rol32(a, 5) + f + e + k + w[t];
+        e = d;
+        d = c;
+        c = rol32(bb, 30);
+        bb = a;
+        a = tmp;
+    }
+    h[0] += a;
+    h[1] += bb;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+static void sha1_hex(const unsigned char *data, size_t len, char out[41])
+{
+    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+    unsigned char tail[128] = {0};
+    size_t full = len / 64 * 64, rest = len - full;
+    for (size_t i = 0; i < full; i += 64)
+        sha1_block(h, data + i);
+    memcpy(tail, data + full, rest);
+    tail[rest] = 0x80;
+    size_t tlen = rest < 56 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++)
+        tail[tlen - 1 - i] = (unsigned char)(bits >> (8 * i));
+    for (size_t i = 0; i < tlen; i += 64)
+        sha1_block(h, tail + i);
+    for (int i = 0; i < 5; i++)
+        snprintf(out + 8 * i, 9, "%08x", h[i]);
 }
 
 /* ---- maps */
@@ -621,48 +869,102 @@ static int needs_sizes(uint32_t type)
     }
 }
 
-static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
+static int is_map_symbol(const Elf64_Sym *s, size_t shndx)
+{
+    int t = ELF64_ST_TYPE(s->st_info);
+    return s->st_shndx == shndx && (t == STT_OBJECT || t == STT_NOTYPE);
+}
+
+/* A BTF header whose lengths keep the type section 4-byte aligned: libbpf 1.7 checks the offsets that follow the
+ * header but not the header's own length, and reads the types through pointers that it would misalign. */
+static int btf_aligned(const unsigned char *b, size_t len)
+{
+    struct {
+        uint16_t magic;
+        uint8_t version, flags;
+        uint32_t hdr_len, type_off, type_len, str_off, str_len;
+    } h;
+    if (len < sizeof(h))
+        return 0;
+    memcpy(&h, b, sizeof(h));
+    return h.magic == 0xeB9F && h.hdr_len >= sizeof(h) && h.hdr_len % 4 == 0 && h.type_off % 4 == 0;
+}
+
+/* The object's BTF, parsed (and checked) by libbpf on first use; NULL when it has none or it is malformed. */
+static struct btf *object_btf(struct parse *p)
+{
+    const unsigned char *b;
+    size_t len;
+    if (!p->btf_tried && p->btf_idx && sec_bytes(&p->e, &p->e.sh[p->btf_idx], &b, &len) == 0 && len <= UINT32_MAX &&
+        btf_aligned(b, len)) {
+        p->btf = btf__new(b, (uint32_t)len);
+        if (!p->btf || libbpf_get_error(p->btf))
+            p->btf = NULL;
+    }
+    p->btf_tried = 1;
+    return p->btf;
+}
+
+/* The struct that the BTF variable name is (typedefs and qualifiers skipped), or NULL. */
+static const struct btf_type *var_struct(const struct btf *btf, const char *name)
+{
+    int id = btf__find_by_name_kind(btf, name, BTF_KIND_VAR);
+    const struct btf_type *t = id > 0 ? btf__type_by_id(btf, (uint32_t)id) : NULL;
+    int sid = t ? btf__resolve_type(btf, t->type) : -1;
+    t = sid > 0 ? btf__type_by_id(btf, (uint32_t)sid) : NULL;
+    return t && btf_is_struct(t) ? t : NULL;
+}
+
+/* A new map in spec->maps (allocated for all of them by parse_maps), in *out. */
+static int add_map(struct parse *p, struct cbpf_legacy_spec *spec, const char *name, size_t shndx, uint64_t off,
+                   uint64_t size, int format, struct cbpf_legacy_map_spec **out)
+{
+    struct cbpf_legacy_map_spec *m = &spec->maps[spec->nmaps];
+    if (!name || !*name || !printable(name, 0))
+        return fail(p->err, p->errlen, -EINVAL, "map at offset %llu of section '%s' has no printable name",
+                    (unsigned long long)off, sec_name(&p->e, shndx));
+    m->name = strdup(name);
+    if (!m->name)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory");
+    spec->nmaps++;
+    m->def_shndx = (uint32_t)shndx;
+    m->def_offset = (uint32_t)off;
+    m->def_size = (uint32_t)size;
+    m->format = format;
+    m->insert_into = -1;
+    *out = m;
+    return 0;
+}
+
+/* The records of the "maps" section: struct bpf_map_def (samples/bpf) or struct bpf_elf_map (iproute2). */
+static int parse_maps_section(struct parse *p, struct cbpf_legacy_spec *spec)
 {
     struct elf *e = &p->e;
     struct mapsym *ms = NULL;
-    char **names = NULL;
     const unsigned char *b;
     size_t len, n = 0;
     int ret = 0;
 
-    if (!p->maps_idx)
-        return 0;
     if (sec_bytes(e, &e->sh[p->maps_idx], &b, &len) < 0)
         return fail(p->err, p->errlen, -EINVAL, "maps section is not inside the file");
     if (len > UINT32_MAX)
         return fail(p->err, p->errlen, -EINVAL, "maps section is too large (%zu bytes)", len);
-    for (size_t i = 1; i < e->nsyms; i++) {
-        const Elf64_Sym *s = &e->syms[i];
-        int t = ELF64_ST_TYPE(s->st_info);
-        if (s->st_shndx == p->maps_idx && (t == STT_OBJECT || t == STT_NOTYPE))
-            n++;
-    }
+    for (size_t i = 1; i < e->nsyms; i++)
+        n += is_map_symbol(&e->syms[i], p->maps_idx);
     if (n == 0) {
         if (len)
             return fail(p->err, p->errlen, -EINVAL, "maps section holds %zu bytes but no map symbol", len);
         return 0;
     }
     ms = calloc(n, sizeof(*ms));
-    spec->maps = calloc(n, sizeof(*spec->maps));
-    names = calloc(n, sizeof(*names));
-    if (!ms || !spec->maps || !names) {
-        ret = fail(p->err, p->errlen, -ENOMEM, "out of memory for %zu maps", n);
-        goto done;
-    }
+    if (!ms)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory for %zu maps", n);
     size_t k = 0, unsized = 0;
     for (size_t i = 1; i < e->nsyms; i++) {
         const Elf64_Sym *s = &e->syms[i];
-        int t = ELF64_ST_TYPE(s->st_info);
-        if (s->st_shndx != p->maps_idx || (t != STT_OBJECT && t != STT_NOTYPE))
+        if (!is_map_symbol(s, p->maps_idx))
             continue;
-        ms[k].off = s->st_value;
-        ms[k].size = s->st_size;
-        ms[k].sym = i;
+        ms[k] = (struct mapsym){s->st_value, s->st_size, i};
         unsized += s->st_size == 0;
         k++;
     }
@@ -677,7 +979,7 @@ static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
         }
     }
     if (unsized) {
-        /* an old toolchain without symbol sizes: equal records filling the section */
+        /* an old toolchain without symbol sizes: equal records filling the section (as iproute2 reads them) */
         if (len % n != 0) {
             ret = fail(p->err, p->errlen, -EINVAL,
                        "map symbols have no size and the maps section (%zu bytes) is not a whole number of %zu "
@@ -690,6 +992,7 @@ static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
     }
     sort(ms, n, sizeof(*ms), cmp_mapsym);
     uint64_t end = 0;
+    size_t elf_sized = 0;
     for (size_t i = 0; i < n; i++) {
         const char *name = sym_name(p, ms[i].sym);
         if (ms[i].off > len || ms[i].size > len - ms[i].off) {
@@ -715,6 +1018,7 @@ static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
                        (unsigned long long)ms[i].size);
             goto done;
         }
+        elf_sized += ms[i].size == ELF_MAP_SIZE;
         end = ms[i].off + ms[i].size;
     }
     if (end != len) {
@@ -724,31 +1028,37 @@ static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
         goto done;
     }
 
+    /* Which struct: the BTF says it when there is one (-g); else 36-byte records are iproute2's 9 fields. */
+    int format = elf_sized == n ? CBPF_LEGACY_MAP_ELF : CBPF_LEGACY_MAP_DEF;
+    const struct btf *btf = object_btf(p);
+    const struct btf_type *st = btf ? var_struct(btf, sym_name(p, ms[0].sym)) : NULL;
+    const char *sname = st ? btf__name_by_offset(btf, st->name_off) : NULL;
+    if (sname && *sname)
+        format = strcmp(sname, "bpf_elf_map") == 0 ? CBPF_LEGACY_MAP_ELF : CBPF_LEGACY_MAP_DEF;
+    if (format == CBPF_LEGACY_MAP_ELF && elf_sized && elf_sized != n) {
+        ret = fail(p->err, p->errlen, -EINVAL,
+                   "maps section: records of different sizes (iproute2's struct bpf_elf_map is 36 bytes for all)");
+        goto done;
+    }
+    size_t known = format == CBPF_LEGACY_MAP_ELF ? ELF_MAP_SIZE : MAP_DEF_KNOWN;
     for (size_t i = 0; i < n; i++) {
-        struct cbpf_legacy_map_spec *m = &spec->maps[i];
         const unsigned char *rec = b + ms[i].off;
-        uint32_t w[7] = {0};
+        uint32_t w[9] = {0};
         size_t words = ms[i].size / 4;
-        const char *name = tab_str(e->str, e->str_size, e->syms[ms[i].sym].st_name);
-        if (!name || !*name || !printable(name, 0)) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map at offset %llu of the maps section has no printable name",
-                       (unsigned long long)ms[i].off);
+        struct cbpf_legacy_map_spec *m;
+        if ((ret = add_map(p, spec, tab_str(e->str, e->str_size, e->syms[ms[i].sym].st_name), p->maps_idx, ms[i].off,
+                           ms[i].size, format, &m)) < 0)
             goto done;
-        }
-        m->name = strdup(name);
-        if (!m->name) {
-            ret = fail(p->err, p->errlen, -ENOMEM, "out of memory");
-            goto done;
-        }
-        spec->nmaps = i + 1;
-        names[i] = m->name;
-        memcpy(w, rec, (words < 7 ? words : 7) * 4);
-        for (size_t j = MAP_DEF_KNOWN; j < ms[i].size; j++) {
+        memcpy(w, rec, (words < 9 ? words : 9) * 4);
+        for (size_t j = known; j < ms[i].size; j++) {
             if (rec[j] != 0) {
                 ret = fail(p->err, p->errlen, -EINVAL,
-                           "map '%s': byte %zu of its %llu-byte record is set, but only type, key_size, value_size, "
-                           "max_entries, map_flags, inner_map_idx and numa_node are known",
-                           name, j, (unsigned long long)ms[i].size);
+                           format == CBPF_LEGACY_MAP_ELF
+                               ? "map '%s': byte %zu of its %llu-byte struct bpf_elf_map is set, but only type, "
+                                 "size_key, size_value, max_elem, flags, id, pinning, inner_id and inner_idx are known"
+                               : "map '%s': byte %zu of its %llu-byte record is set, but only type, key_size, "
+                                 "value_size, max_entries, map_flags, inner_map_idx and numa_node are known",
+                           m->name, j, (unsigned long long)ms[i].size);
                 goto done;
             }
         }
@@ -757,80 +1067,437 @@ static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
         m->value_size = w[2];
         m->max_entries = w[3];
         m->map_flags = w[4];
-        m->inner_map_idx = w[5];
-        m->numa_node = w[6];
-        m->def_offset = (uint32_t)ms[i].off;
-        m->def_size = (uint32_t)ms[i].size;
+        if (format == CBPF_LEGACY_MAP_ELF) {
+            m->id = w[5];
+            m->pinning = w[6];
+            m->inner_id = w[7];
+            m->inner_idx = words > 8 ? w[8] : 0; /* iproute2 zero-fills a shorter record */
+        } else {
+            m->inner_map_idx = w[5];
+            m->numa_node = w[6];
+        }
     }
+done:
+    free(ms);
+    return ret;
+}
 
+/* gobpf's "maps/<name>" section: one record { type, key_size, value_size, max_entries, map_flags, pinning,
+ * char namespace[256] }. */
+static int parse_gobpf_map(struct parse *p, struct cbpf_legacy_spec *spec, size_t shndx)
+{
+    struct elf *e = &p->e;
+    const char *sec = sec_name(e, shndx);
+    const unsigned char *b;
+    size_t len, nsyms = 0;
+    if (sec_bytes(e, &e->sh[shndx], &b, &len) < 0)
+        return fail(p->err, p->errlen, -EINVAL, "section '%s' is not inside the file", sec);
+    for (size_t i = 1; i < e->nsyms; i++) {
+        const Elf64_Sym *s = &e->syms[i];
+        if (!is_map_symbol(s, shndx))
+            continue;
+        nsyms++;
+        if (s->st_value != 0)
+            return fail(p->err, p->errlen, -EINVAL, "section '%s': symbol '%s' is not at its start (one map a section)",
+                        sec, sym_name(p, i));
+    }
+    if (nsyms > 1)
+        return fail(p->err, p->errlen, -EINVAL, "section '%s' holds %zu map symbols: gobpf puts one map in a section",
+                    sec, nsyms);
+    if (len < 24 || len > GOBPF_MAP_SIZE || len % 4 != 0)
+        return fail(p->err, p->errlen, -EINVAL,
+                    "section '%s' is %zu bytes: gobpf's bpf_map_def is 6 4-byte fields and a 256-byte namespace (%u "
+                    "bytes)",
+                    sec, len, GOBPF_MAP_SIZE);
+    const char *name = sec + 5;
+    if (!cbpf_legacy_name_ok(name, strlen(name)))
+        return fail(p->err, p->errlen, -EINVAL,
+                    "section '%s': a map's name is letters, digits, _ - . (it names its pin in bpffs)", sec);
+    struct cbpf_legacy_map_spec *m;
+    int ret = add_map(p, spec, name, shndx, 0, len, CBPF_LEGACY_MAP_GOBPF, &m);
+    if (ret < 0)
+        return ret;
+    uint32_t w[6];
+    memcpy(w, b, sizeof(w));
+    m->type = w[0];
+    m->key_size = w[1];
+    m->value_size = w[2];
+    m->max_entries = w[3];
+    m->map_flags = w[4];
+    m->pinning = w[5];
+    if (m->pinning == CBPF_LEGACY_PIN_NONE)
+        return 0;
+    char ns[GOBPF_NS_SIZE + 1] = "";
+    size_t nslen = len - 24;
+    memcpy(ns, b + 24, nslen);
+    if (strlen(ns) == GOBPF_NS_SIZE)
+        return fail(p->err, p->errlen, -EINVAL, "map '%s': its namespace is not NUL-terminated", name);
+    if (m->pinning != CBPF_LEGACY_PIN_GLOBAL_NS)
+        return fail(p->err, p->errlen, m->pinning <= CBPF_LEGACY_PIN_CUSTOM_NS ? -EOPNOTSUPP : -EINVAL,
+                    "map '%s': pinning %u%s: only PIN_NONE (0) and PIN_GLOBAL_NS (2, pinned at " CBPF_LEGACY_BPFFS
+                    "/<namespace>/globals/<name>) are supported",
+                    name, m->pinning,
+                    m->pinning == CBPF_LEGACY_PIN_OBJECT_NS   ? " (PIN_OBJECT_NS, which gobpf never implemented)"
+                    : m->pinning == CBPF_LEGACY_PIN_CUSTOM_NS ? " (PIN_CUSTOM_NS, a path gobpf takes from its caller)"
+                                                              : " (unknown)");
+    if (!cbpf_legacy_name_ok(ns, strlen(ns)))
+        return fail(p->err, p->errlen, -EINVAL,
+                    "map '%s': PIN_GLOBAL_NS needs a namespace of letters, digits, _ - . (it has '%s')", name, ns);
+    size_t plen = strlen(CBPF_LEGACY_BPFFS) + strlen(ns) + strlen(name) + 16;
+    m->pin_path = malloc(plen);
+    if (!m->pin_path)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory");
+    snprintf(m->pin_path, plen, CBPF_LEGACY_BPFFS "/%s/globals/%s", ns, name);
+    return 0;
+}
+
+/* A __uint(field, N) of a BTF map definition: a pointer to an array of N elements. */
+static int btf_uint(const struct btf *btf, uint32_t type_id, uint32_t *value)
+{
+    const struct btf_type *t = btf__type_by_id(btf, type_id);
+    const struct btf_type *a = t && btf_is_ptr(t) ? btf__type_by_id(btf, t->type) : NULL;
+    if (!a || !btf_is_array(a))
+        return -1;
+    *value = btf_array(a)->nelems;
+    return 0;
+}
+
+/* A __type(key/value, T) of a BTF map definition: a pointer to T, whose size is wanted. */
+static int btf_pointee_size(const struct btf *btf, uint32_t type_id, uint32_t *size)
+{
+    const struct btf_type *t = btf__type_by_id(btf, type_id);
+    long long sz = t && btf_is_ptr(t) ? btf__resolve_size(btf, t->type) : -1;
+    if (sz <= 0 || sz > UINT32_MAX)
+        return -1;
+    *size = (uint32_t)sz;
+    return 0;
+}
+
+/* The BTF-defined maps of ".maps", in an object that also has legacy ones (libbpf's layout: a struct of __uint and
+ * __type fields per map). */
+static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
+{
+    struct elf *e = &p->e;
+    struct mapsym *ms = NULL;
+    size_t n = 0;
+    int ret = 0;
+    const struct btf *btf = object_btf(p);
+    for (size_t i = 1; i < e->nsyms; i++)
+        n += is_map_symbol(&e->syms[i], p->dotmaps_idx) && ELF64_ST_TYPE(e->syms[i].st_info) == STT_OBJECT;
+    if (n == 0)
+        return 0;
+    if (!btf)
+        return fail(p->err, p->errlen, p->btf_idx ? -EINVAL : -EOPNOTSUPP,
+                    p->btf_idx ? "BTF-defined maps (.maps): the object's .BTF section is malformed"
+                               : "BTF-defined maps (.maps) are described by the object's BTF, which it lacks: compile "
+                                 "it with -g");
+    ms = calloc(n, sizeof(*ms));
+    if (!ms)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 1; i < e->nsyms; i++) {
+        const Elf64_Sym *s = &e->syms[i];
+        if (is_map_symbol(s, p->dotmaps_idx) && ELF64_ST_TYPE(s->st_info) == STT_OBJECT)
+            ms[k++] = (struct mapsym){s->st_value, s->st_size, i};
+    }
+    sort(ms, n, sizeof(*ms), cmp_mapsym);
     for (size_t i = 0; i < n; i++) {
-        struct cbpf_legacy_map_spec *m = &spec->maps[i];
-        if (m->type == BPF_MAP_TYPE_UNSPEC) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map '%s': type 0 (BPF_MAP_TYPE_UNSPEC)", m->name);
+        const char *name = sym_name(p, ms[i].sym);
+        if (i > 0 && ms[i].off == ms[i - 1].off) {
+            ret = fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' start at the same offset of .maps",
+                       sym_name(p, ms[i - 1].sym), name);
             goto done;
+        }
+        const struct btf_type *st = var_struct(btf, name);
+        if (!st) {
+            ret =
+                fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): the BTF has no struct variable of that name", name);
+            goto done;
+        }
+        struct cbpf_legacy_map_spec *m;
+        if ((ret = add_map(p, spec, name, p->dotmaps_idx, ms[i].off, ms[i].size, CBPF_LEGACY_MAP_BTF, &m)) < 0)
+            goto done;
+        const struct btf_member *mem = btf_members(st);
+        for (uint16_t j = 0; j < btf_vlen(st); j++, mem++) {
+            const char *field = btf__name_by_offset(btf, mem->name_off);
+            uint32_t v = 0, *dst = NULL;
+            int bad = 0;
+            if (!field)
+                field = "?";
+            if (strcmp(field, "type") == 0)
+                dst = &m->type;
+            else if (strcmp(field, "max_entries") == 0)
+                dst = &m->max_entries;
+            else if (strcmp(field, "map_flags") == 0)
+                dst = &m->map_flags;
+            else if (strcmp(field, "numa_node") == 0)
+                dst = &m->numa_node;
+            else if (strcmp(field, "key_size") == 0)
+                dst = &m->key_size;
+            else if (strcmp(field, "value_size") == 0)
+                dst = &m->value_size;
+            else if (strcmp(field, "pinning") == 0)
+                dst = &m->pinning;
+            if (dst) {
+                bad = btf_uint(btf, mem->type, &v);
+            } else if (strcmp(field, "key") == 0 || strcmp(field, "value") == 0) {
+                dst = field[0] == 'k' ? &m->key_size : &m->value_size;
+                bad = btf_pointee_size(btf, mem->type, &v);
+            } else {
+                ret = fail(p->err, p->errlen, -EOPNOTSUPP,
+                           "map '%s' (.maps): field '%s' is not supported beside legacy maps (type, key, value, "
+                           "key_size, value_size, max_entries, map_flags, numa_node and pinning are)",
+                           name, field);
+                goto done;
+            }
+            if (bad) {
+                ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): field '%s' is not of the __uint/__type form",
+                           name, field);
+                goto done;
+            }
+            if (*dst && *dst != v) {
+                ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): field '%s' says %u, another field %u", name,
+                           field, v, *dst);
+                goto done;
+            }
+            *dst = v;
+        }
+        if (m->pinning > 1) {
+            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): pinning %u (0: none, 1: LIBBPF_PIN_BY_NAME)",
+                       name, m->pinning);
+            goto done;
+        }
+        if (m->pinning && !cbpf_legacy_name_ok(name, strlen(name))) {
+            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): a pinned map's name is letters, digits, _ - .",
+                       name);
+            goto done;
+        }
+        if (m->pinning) {
+            size_t plen = strlen(CBPF_LEGACY_BPFFS) + strlen(name) + 2;
+            m->pin_path = malloc(plen);
+            if (!m->pin_path) {
+                ret = fail(p->err, p->errlen, -ENOMEM, "out of memory");
+                goto done;
+            }
+            snprintf(m->pin_path, plen, CBPF_LEGACY_BPFFS "/%s", name);
+        }
+    }
+done:
+    free(ms);
+    return ret;
+}
+
+/* iproute2's maps of maps: an outer map names its inner map's template by inner_id (the template's id); an inner
+ * map with an id, no inner_id and an inner_idx other than ~0 is put at key inner_idx of the outer map(s) naming it. */
+static int link_elf_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t i)
+{
+    struct cbpf_legacy_map_spec *m = &spec->maps[i];
+    if (m->id) {
+        for (size_t j = 0; j < i; j++) {
+            if (spec->maps[j].format == CBPF_LEGACY_MAP_ELF && spec->maps[j].id == m->id)
+                return fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' have the same id %u", spec->maps[j].name,
+                            m->name, m->id);
+        }
+    }
+    if (!is_map_in_map(m->type)) {
+        if (m->inner_id)
+            return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_id is %u but it is not a map-in-map", m->name,
+                        m->inner_id);
+        return 0;
+    }
+    if (!m->inner_id)
+        return fail(p->err, p->errlen, -EINVAL,
+                    "map '%s' is a map-in-map with no inner_id (the id of the map that is its inner map's template)",
+                    m->name);
+    size_t inner = SIZE_MAX;
+    for (size_t j = 0; j < spec->nmaps; j++) {
+        if (spec->maps[j].format == CBPF_LEGACY_MAP_ELF && spec->maps[j].id == m->inner_id && j != i)
+            inner = j;
+    }
+    if (inner == SIZE_MAX)
+        return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_id %u names no map (no other map has id %u)", m->name,
+                    m->inner_id, m->inner_id);
+    struct cbpf_legacy_map_spec *im = &spec->maps[inner];
+    if (is_map_in_map(im->type))
+        return fail(p->err, p->errlen, -EINVAL, "map '%s': its inner map '%s' is itself a map-in-map", m->name,
+                    im->name);
+    m->has_inner = 1;
+    m->inner_map_idx = (uint32_t)inner;
+    if (im->inner_idx != UINT32_MAX) {
+        if (im->insert_into >= 0)
+            return fail(p->err, p->errlen, -EOPNOTSUPP,
+                        "maps '%s' and '%s' both take inner map '%s' (id %u): putting one map in two outer maps is "
+                        "not supported",
+                        spec->maps[im->insert_into].name, m->name, im->name, im->id);
+        im->insert_into = (long)i;
+    }
+    return 0;
+}
+
+/* Pins of iproute2's maps, where tc puts them. */
+static int elf_pin_path(struct parse *p, struct cbpf_legacy_map_spec *m)
+{
+    char dir[48];
+    if (m->pinning == CBPF_LEGACY_PIN_NONE)
+        return 0;
+    if (m->pinning == CBPF_LEGACY_PIN_GLOBAL_NS) {
+        snprintf(dir, sizeof(dir), "globals");
+    } else if (m->pinning == CBPF_LEGACY_PIN_OBJECT_NS) {
+        sha1_hex(p->e.data, p->e.size, dir);
+    } else {
+        return fail(p->err, p->errlen, -EOPNOTSUPP,
+                    "map '%s': pinning %u is tc's custom pinning (a subdirectory named in /etc/iproute2/bpf_pinning), "
+                    "which cbpf does not read: use PIN_NONE (0), PIN_OBJECT_NS (1) or PIN_GLOBAL_NS (2)",
+                    m->name, m->pinning);
+    }
+    if (!cbpf_legacy_name_ok(m->name, strlen(m->name)))
+        return fail(p->err, p->errlen, -EINVAL, "map '%s': a pinned map's name is letters, digits, _ - .", m->name);
+    size_t plen = strlen(CBPF_LEGACY_BPFFS) + strlen(dir) + strlen(m->name) + 8;
+    m->pin_path = malloc(plen);
+    if (!m->pin_path)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory");
+    snprintf(m->pin_path, plen, CBPF_LEGACY_BPFFS "/tc/%s/%s", dir, m->name);
+    return 0;
+}
+
+/* Checks every map, whatever its format; fills the sizes old loaders filled. base: the index of the first record of
+ * "maps" (bpf_map_def's inner_map_idx counts from it). */
+static int check_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t base, size_t nrecords)
+{
+    int ret;
+    for (size_t i = 0; i < spec->nmaps; i++) {
+        struct cbpf_legacy_map_spec *m = &spec->maps[i];
+        if (m->type == BPF_MAP_TYPE_UNSPEC)
+            return fail(p->err, p->errlen, -EINVAL, "map '%s': type 0 (BPF_MAP_TYPE_UNSPEC)", m->name);
+        /* what the old loaders set themselves: a map of maps' value is an fd, a perf event array's key and value a
+         * CPU number and an fd, 4 bytes each */
+        if (is_map_in_map(m->type) && m->value_size == 0)
+            m->value_size = 4;
+        if (m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
+            m->key_size = m->key_size ? m->key_size : 4;
+            m->value_size = m->value_size ? m->value_size : 4;
         }
         if (needs_sizes(m->type)) {
             const char *zero = !m->key_size ? "key_size" : !m->value_size ? "value_size" : NULL;
             if (!zero && !m->max_entries && m->type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
                 zero = "max_entries";
-            if (zero) {
-                ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (type %u): %s is 0", m->name, m->type, zero);
-                goto done;
-            }
+            if (zero)
+                return fail(p->err, p->errlen, -EINVAL, "map '%s' (type %u): %s is 0", m->name, m->type, zero);
         }
-        if (m->numa_node && !(m->map_flags & BPF_F_NUMA_NODE)) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "map '%s': numa_node is %u without BPF_F_NUMA_NODE in map_flags (iproute2's struct "
-                       "bpf_elf_map is not this layout)",
-                       m->name, m->numa_node);
-            goto done;
-        }
-        if (!is_map_in_map(m->type)) {
-            if (m->inner_map_idx) {
-                ret = fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx is %u but it is not a map-in-map",
-                           m->name, m->inner_map_idx);
-                goto done;
-            }
+        if (m->numa_node && !(m->map_flags & BPF_F_NUMA_NODE))
+            return fail(p->err, p->errlen, -EINVAL,
+                        "map '%s': numa_node is %u without BPF_F_NUMA_NODE in map_flags (an iproute2 struct "
+                        "bpf_elf_map of 28 bytes? compile with -g, so that its BTF names the struct)",
+                        m->name, m->numa_node);
+        if (m->format == CBPF_LEGACY_MAP_ELF) {
+            if ((ret = link_elf_maps(p, spec, i)) < 0 || (ret = elf_pin_path(p, m)) < 0)
+                return ret;
             continue;
         }
-        if (m->def_size < 24) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "map '%s' is a map-in-map but its bpf_map_def has no inner_map_idx field", m->name);
-            goto done;
+        if (m->format != CBPF_LEGACY_MAP_DEF)
+            continue;
+        if (!is_map_in_map(m->type)) {
+            if (m->inner_map_idx)
+                return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx is %u but it is not a map-in-map%s",
+                            m->name, m->inner_map_idx,
+                            m->def_size == MAP_DEF_KNOWN
+                                ? " (an iproute2 struct bpf_elf_map of 28 bytes, whose id this "
+                                  "is? compile with -g, so that its BTF names the struct)"
+                                : "");
+            continue;
         }
-        if (m->inner_map_idx >= n || m->inner_map_idx == i) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx %u is not another map (there are %zu)",
-                       m->name, m->inner_map_idx, n);
-            goto done;
-        }
-        if (is_map_in_map(spec->maps[m->inner_map_idx].type)) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map '%s': its inner map '%s' is itself a map-in-map", m->name,
-                       spec->maps[m->inner_map_idx].name);
-            goto done;
-        }
+        if (m->def_size < 24)
+            return fail(p->err, p->errlen, -EINVAL,
+                        "map '%s' is a map-in-map but its bpf_map_def has no inner_map_idx field", m->name);
+        if (m->inner_map_idx >= nrecords || base + m->inner_map_idx == i)
+            return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx %u is not another map (there are %zu)",
+                        m->name, m->inner_map_idx, nrecords);
+        if (is_map_in_map(spec->maps[base + m->inner_map_idx].type))
+            return fail(p->err, p->errlen, -EINVAL, "map '%s': its inner map '%s' is itself a map-in-map", m->name,
+                        spec->maps[base + m->inner_map_idx].name);
+        m->inner_map_idx += (uint32_t)base;
         m->has_inner = 1;
     }
-    const char *dup = duplicate_name(names, n);
+    return 0;
+}
+
+static int parse_maps(struct parse *p, struct cbpf_legacy_spec *spec)
+{
+    struct elf *e = &p->e;
+    size_t n = p->ngobpf, base = 0, nrecords = 0;
+    int ret = 0, formats = 0;
+    for (size_t i = 1; i < e->nsyms; i++) {
+        n += p->maps_idx && is_map_symbol(&e->syms[i], p->maps_idx);
+        n += p->dotmaps_idx && is_map_symbol(&e->syms[i], p->dotmaps_idx);
+    }
+    spec->dialect = "none";
+    if (n == 0 && !p->maps_idx)
+        return 0;
+    spec->maps = calloc(n ? n : 1, sizeof(*spec->maps));
+    if (!spec->maps)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory for %zu maps", n);
+    /* in section order, each section's by offset: map_at searches them so */
+    for (size_t i = 1; i < e->shnum && ret == 0; i++) {
+        const char *name = sec_name(e, i);
+        if (i == p->maps_idx) {
+            base = spec->nmaps;
+            ret = parse_maps_section(p, spec);
+            nrecords = spec->nmaps - base;
+        } else if (i == p->dotmaps_idx) {
+            ret = parse_btf_maps(p, spec);
+        } else if (name && strncmp(name, "maps/", 5) == 0) {
+            ret = parse_gobpf_map(p, spec, i);
+        }
+    }
+    if (ret < 0)
+        return ret;
+    if ((ret = check_maps(p, spec, base, nrecords)) < 0)
+        return ret;
+    for (size_t i = 0; i < spec->nmaps; i++)
+        formats |= 1 << spec->maps[i].format;
+    if (formats & (1 << CBPF_LEGACY_MAP_GOBPF))
+        spec->dialect = "gobpf";
+    else if (formats & (1 << CBPF_LEGACY_MAP_ELF))
+        spec->dialect = "iproute2";
+    else if (formats == (1 << CBPF_LEGACY_MAP_DEF))
+        spec->dialect = "bpf_map_def";
+    else if (formats & (1 << CBPF_LEGACY_MAP_BTF))
+        spec->dialect = formats & (1 << CBPF_LEGACY_MAP_DEF) ? "bpf_map_def+btf" : "btf";
+    char **names = malloc((spec->nmaps ? spec->nmaps : 1) * sizeof(*names));
+    if (!names)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < spec->nmaps; i++)
+        names[i] = spec->maps[i].name;
+    const char *dup = duplicate_name(names, spec->nmaps);
     if (dup)
         ret = fail(p->err, p->errlen, -EINVAL, "two maps are named '%s'", dup);
-done:
-    free(ms);
     free(names);
     return ret;
 }
 
-/* The map whose record starts at off in the maps section, or -1. */
-static long map_at(const struct cbpf_legacy_spec *spec, int64_t off)
+/* The map whose record starts at off in section shndx, or -1 (maps[] is sorted by section, then offset). */
+static long map_at(const struct cbpf_legacy_spec *spec, size_t shndx, int64_t off)
 {
     size_t lo = 0, hi = spec->nmaps;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if ((int64_t)spec->maps[mid].def_offset < off)
+        const struct cbpf_legacy_map_spec *m = &spec->maps[mid];
+        if (m->def_shndx < shndx || (m->def_shndx == shndx && (int64_t)m->def_offset < off))
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < spec->nmaps && (int64_t)spec->maps[lo].def_offset == off ? (long)lo : -1;
+    const struct cbpf_legacy_map_spec *m = lo < spec->nmaps ? &spec->maps[lo] : NULL;
+    return m && m->def_shndx == shndx && (int64_t)m->def_offset == off ? (long)lo : -1;
+}
+
+/* 1 when section shndx holds maps: "maps", "maps/<name>", ".maps". */
+static int is_map_section(const struct parse *p, size_t shndx)
+{
+    if (shndx == 0 || shndx >= p->e.shnum)
+        return 0;
+    const char *name = sec_name(&p->e, shndx);
+    return shndx == p->maps_idx || shndx == p->dotmaps_idx || (name && strncmp(name, "maps/", 5) == 0);
 }
 
 /* ---- functions and relocations */
@@ -1078,16 +1745,16 @@ static int reloc_ld(struct parse *p, const struct cbpf_legacy_spec *spec, const 
     if (r->type != R_BPF_64_64)
         return fail(p->err, p->errlen, -EINVAL, "function '%s', instruction %llu: ld_imm64 with relocation type %u",
                     fn->name, (unsigned long long)at, r->type);
-    if (p->maps_idx && s->st_shndx == p->maps_idx) {
+    if (is_map_section(p, s->st_shndx)) {
         struct bpf_insn *ins = &p->insns[out];
         uint64_t addend = (uint64_t)(uint32_t)ins[0].imm | (uint64_t)(uint32_t)ins[1].imm << 32;
         int64_t off = (int64_t)(s->st_value + addend);
-        long m = map_at(spec, off);
+        long m = map_at(spec, s->st_shndx, off);
         if (m < 0)
             return fail(p->err, p->errlen, -EINVAL,
-                        "function '%s', instruction %llu: refers to byte %lld of the maps section ('%s'), not to the "
-                        "start of a map",
-                        fn->name, (unsigned long long)at, (long long)off, sname);
+                        "function '%s', instruction %llu: refers to byte %lld of the map section '%s' ('%s'), not to "
+                        "the start of a map",
+                        fn->name, (unsigned long long)at, (long long)off, sec_name(&p->e, s->st_shndx), sname);
         ins[0].src_reg = BPF_PSEUDO_MAP_FD;
         ins[0].imm = 0;
         ins[1].imm = 0;
@@ -1212,10 +1879,65 @@ static int build_prog(struct parse *p, const struct cbpf_legacy_spec *spec, size
     return 0;
 }
 
-/* Sections of functions that programs call, not programs: ".text", and ".text.<fn>" of -ffunction-sections. */
-static int is_text(const char *sec)
+/* A number as iproute2's section names write them: decimal, or hexadecimal after 0x. */
+static int parse_u32(const char *s, const char *end, uint32_t *v)
 {
-    return strcmp(sec, ".text") == 0 || strncmp(sec, ".text.", 6) == 0;
+    uint64_t n = 0;
+    int hex = end - s > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    if (hex)
+        s += 2;
+    if (s == end)
+        return -1;
+    for (; s < end; s++) {
+        int d = *s >= '0' && *s <= '9'          ? *s - '0'
+                : hex && *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+                : hex && *s >= 'A' && *s <= 'F' ? *s - 'A' + 10
+                                                : -1;
+        if (d < 0 || (n = n * (hex ? 16 : 10) + (uint64_t)d) > UINT32_MAX)
+            return -1;
+    }
+    *v = (uint32_t)n;
+    return 0;
+}
+
+/* iproute2's tail calls: an untyped section "<id>/<key>" goes into the program array with that id, at that key, and
+ * takes the type of the programs that use that array (tc gives every program of an object one type). */
+static void tail_calls(struct cbpf_legacy_spec *spec)
+{
+    for (size_t i = 0; i < spec->nprogs; i++) {
+        struct cbpf_legacy_prog_spec *ps = &spec->progs[i];
+        const char *slash = strchr(ps->section, '/');
+        uint32_t id, key;
+        ps->tail_map = -1;
+        if (ps->prog_type != BPF_PROG_TYPE_UNSPEC || !slash || parse_u32(ps->section, slash, &id) < 0 ||
+            parse_u32(slash + 1, slash + strlen(slash), &key) < 0 || id == 0)
+            continue;
+        for (size_t m = 0; m < spec->nmaps; m++) {
+            const struct cbpf_legacy_map_spec *ms = &spec->maps[m];
+            if (ms->format == CBPF_LEGACY_MAP_ELF && ms->id == id && ms->type == BPF_MAP_TYPE_PROG_ARRAY)
+                ps->tail_map = (long)m;
+        }
+        if (ps->tail_map < 0)
+            continue;
+        ps->tail_key = key;
+        uint32_t type = BPF_PROG_TYPE_UNSPEC, attach = 0;
+        int agree = 1;
+        for (size_t j = 0; j < spec->nprogs; j++) {
+            const struct cbpf_legacy_prog_spec *caller = &spec->progs[j];
+            for (size_t r = 0; r < caller->nrelocs && j != i; r++) {
+                if (caller->relocs[r].map_idx != (uint32_t)ps->tail_map || caller->prog_type == BPF_PROG_TYPE_UNSPEC)
+                    continue;
+                agree &= type == BPF_PROG_TYPE_UNSPEC ||
+                         (type == caller->prog_type && attach == caller->expected_attach_type);
+                type = caller->prog_type;
+                attach = caller->expected_attach_type;
+            }
+        }
+        if (agree) {
+            ps->prog_type = type;
+            ps->expected_attach_type = attach;
+        }
+    }
 }
 
 static int build_progs(struct parse *p, struct cbpf_legacy_spec *spec)
@@ -1272,6 +1994,7 @@ static int build_progs(struct parse *p, struct cbpf_legacy_spec *spec)
             p->cap_insns = p->cap_relocs = 0;
         }
     }
+    tail_calls(spec);
     char **names = malloc(spec->nprogs * sizeof(*names));
     if (!names)
         return fail(p->err, p->errlen, -ENOMEM, "out of memory");
@@ -1296,6 +2019,7 @@ static void parse_free(struct parse *p)
     free(p->relocs);
     free(p->e.sh);
     free(p->e.syms);
+    btf__free(p->btf);
 }
 
 int cbpf_legacy_parse(const void *data, size_t size, struct cbpf_legacy_spec **out, char *err, size_t errlen)
@@ -1340,8 +2064,10 @@ void cbpf_legacy_spec_free(struct cbpf_legacy_spec *spec)
 {
     if (!spec)
         return;
-    for (size_t i = 0; spec->maps && i < spec->nmaps; i++)
+    for (size_t i = 0; spec->maps && i < spec->nmaps; i++) {
         free(spec->maps[i].name);
+        free(spec->maps[i].pin_path);
+    }
     for (size_t i = 0; spec->progs && i < spec->nprogs; i++) {
         free(spec->progs[i].name);
         free(spec->progs[i].section);
@@ -1352,529 +2078,4 @@ void cbpf_legacy_spec_free(struct cbpf_legacy_spec *spec)
     free(spec->progs);
     free(spec->license);
     free(spec);
-}
-
-/* ---------------------------------------------------------------- loading */
-
-/* The kernel takes object names of up to 15 characters among [A-Za-z0-9_.]. */
-static void kernel_name(char dst[BPF_OBJ_NAME_LEN], const char *src)
-{
-    size_t i = 0;
-    for (; src && src[i] && i < BPF_OBJ_NAME_LEN - 1; i++) {
-        char c = src[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
-        dst[i] = ok ? c : '_';
-    }
-    dst[i] = '\0';
-}
-
-/* LINUX_VERSION_CODE of the running kernel, from uname's release ("6.18.44-..."): what kprobe programs need. */
-static uint32_t running_kernel_version(void)
-{
-    struct utsname u;
-    unsigned a = 0, b = 0, c = 0;
-    if (uname(&u) < 0 || sscanf(u.release, "%u.%u.%u", &a, &b, &c) < 2)
-        return 0;
-    if (a > 255)
-        a = 255;
-    if (b > 255)
-        b = 255;
-    if (c > 255)
-        c = 255;
-    return (a << 16) | (b << 8) | c;
-}
-
-static int read_small_file(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, len - 1);
-    int e = errno;
-    close(fd);
-    if (n < 0)
-        return -e;
-    buf[n] = '\0';
-    return 0;
-}
-
-/* The highest possible CPU number plus one: perf event arrays are indexed by CPU. */
-static uint32_t possible_cpus(void)
-{
-    char buf[4096];
-    unsigned long max = 0;
-    int any = 0;
-    if (read_small_file("/sys/devices/system/cpu/possible", buf, sizeof(buf)) == 0) {
-        for (char *s = buf; *s;) {
-            char *end;
-            unsigned long v = strtoul(s, &end, 10);
-            if (end == s)
-                break;
-            if (v > max || !any)
-                max = v;
-            any = 1;
-            s = end;
-            while (*s == '-' || *s == ',' || *s == '\n')
-                s++;
-        }
-    }
-    if (!any) {
-        long n = sysconf(_SC_NPROCESSORS_CONF);
-        return n > 0 ? (uint32_t)n : 1;
-    }
-    return max < UINT32_MAX ? (uint32_t)max + 1 : UINT32_MAX;
-}
-
-static int create_map(struct cbpf_legacy_obj *obj, size_t i, char *err, size_t errlen)
-{
-    struct cbpf_legacy_map *m = &obj->maps[i];
-    char name[BPF_OBJ_NAME_LEN];
-    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = m->map_flags, .map_extra = m->map_extra);
-    if (m->map_flags & BPF_F_NUMA_NODE)
-        opts.numa_node = m->numa_node;
-    if (m->has_inner) {
-        if (m->inner_map_idx >= obj->nmaps || obj->maps[m->inner_map_idx].fd < 0)
-            return fail(err, errlen, -EINVAL, "map '%s': its inner map %u was not created", m->name, m->inner_map_idx);
-        opts.inner_map_fd = (uint32_t)obj->maps[m->inner_map_idx].fd;
-    }
-    if (m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m->max_entries == 0)
-        m->max_entries = possible_cpus();
-    kernel_name(name, m->name);
-    int fd = bpf_map_create(m->type, name, m->key_size, m->value_size, m->max_entries, &opts);
-    if (fd < 0) {
-        int e = -fd;
-        return fail(err, errlen, -e,
-                    "map '%s' (type %u, key_size %u, value_size %u, max_entries %u, map_flags 0x%x): creation failed",
-                    m->name, m->type, m->key_size, m->value_size, m->max_entries, m->map_flags);
-    }
-    m->fd = fd;
-    return 0;
-}
-
-/* The verifier's most telling line: the last one, unless it is the "processed N insns" summary. */
-static void log_tail(const char *log, char *line, size_t len)
-{
-    const char *end = log + strlen(log), *best = NULL, *best_end = NULL;
-    while (end > log) {
-        while (end > log && (end[-1] == '\n' || end[-1] == ' '))
-            end--;
-        const char *start = end;
-        while (start > log && start[-1] != '\n')
-            start--;
-        if (end > start && strncmp(start, "processed ", 10) != 0 && strncmp(start, "verification time", 17) != 0 &&
-            strncmp(start, "stack depth", 11) != 0) {
-            best = start;
-            best_end = end;
-            break;
-        }
-        end = start;
-    }
-    if (!best) {
-        line[0] = '\0';
-        return;
-    }
-    snprintf(line, len, ": %.*s", (int)(best_end - best), best);
-}
-
-static int load_prog(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj *obj, size_t i, char **log, char *err,
-                     size_t errlen)
-{
-    const struct cbpf_legacy_prog_spec *ps = &spec->progs[i];
-    struct cbpf_legacy_prog *pr = &obj->progs[i];
-    char name[BPF_OBJ_NAME_LEN], tail[256];
-    struct bpf_insn *insns = NULL;
-    char *buf = NULL;
-    int ret = 0, fd;
-
-    if (!ps->insns || ps->insn_cnt == 0 || ps->insn_cnt > MAX_PROG_INSNS)
-        return fail(err, errlen, -EINVAL, "program '%s' has %zu instructions", ps->name, ps->insn_cnt);
-    insns = malloc(ps->insn_cnt * INSN_SZ);
-    if (!insns)
-        return fail(err, errlen, -ENOMEM, "out of memory");
-    memcpy(insns, ps->insns, ps->insn_cnt * INSN_SZ);
-    for (size_t r = 0; r < ps->nrelocs; r++) {
-        const struct cbpf_legacy_reloc *rl = &ps->relocs[r];
-        if ((size_t)rl->insn_idx + 1 >= ps->insn_cnt || insns[rl->insn_idx].code != OP_LD_IMM64 ||
-            rl->map_idx >= obj->nmaps) {
-            ret = fail(err, errlen, -EINVAL, "program '%s': relocation %zu is not a map reference", ps->name, r);
-            goto done;
-        }
-        if (obj->maps[rl->map_idx].fd < 0) {
-            ret = fail(err, errlen, -EINVAL, "program '%s' uses map '%s', which was not created (its autocreate is "
-                       "False)", ps->name, obj->maps[rl->map_idx].name);
-            goto done;
-        }
-        insns[rl->insn_idx].src_reg = BPF_PSEUDO_MAP_FD;
-        insns[rl->insn_idx].imm = obj->maps[rl->map_idx].fd;
-        insns[rl->insn_idx + 1].imm = 0;
-    }
-    kernel_name(name, ps->name);
-    LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = ps->expected_attach_type,
-                .kern_version = obj->kern_version);
-    fd = bpf_prog_load(ps->prog_type, name, spec->license, insns, ps->insn_cnt, &opts);
-    if (fd >= 0) {
-        pr->fd = fd;
-        goto done;
-    }
-    int e = -fd;
-    /* refused: load again with a log, as large as the verifier needs */
-    size_t size = LOG_START;
-    for (;;) {
-        char *n = realloc(buf, size);
-        if (!n)
-            break;
-        buf = n;
-        buf[0] = '\0';
-        LIBBPF_OPTS(bpf_prog_load_opts, lopts, .expected_attach_type = ps->expected_attach_type,
-                    .kern_version = obj->kern_version, .log_buf = buf, .log_size = (uint32_t)size, .log_level = 1);
-        fd = bpf_prog_load(ps->prog_type, name, spec->license, insns, ps->insn_cnt, &lopts);
-        if (fd >= 0) { /* passed this time: keep it */
-            pr->fd = fd;
-            goto done;
-        }
-        if (fd != -ENOSPC || size >= LOG_MAX) {
-            if (fd != -ENOSPC)
-                e = -fd;
-            break;
-        }
-        size_t want = lopts.log_true_size > size ? lopts.log_true_size : size * 2;
-        size = want < LOG_MAX ? want : LOG_MAX;
-    }
-    tail[0] = '\0';
-    if (buf && buf[0]) {
-        if (log)
-            *log = strdup(buf);
-        if (!log || !*log) /* a caller with the log shows its last lines itself */
-            log_tail(buf, tail, sizeof(tail));
-    }
-    ret = fail(err, errlen, -e, "program '%s' (section %s) was refused by the kernel%s", ps->name, ps->section, tail);
-done:
-    free(buf);
-    free(insns);
-    return ret;
-}
-
-int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj **out, char **log, char *err,
-                     size_t errlen)
-{
-    struct cbpf_legacy_obj *obj = NULL;
-    int ret = 0;
-
-    if (err && errlen)
-        err[0] = '\0';
-    if (log)
-        *log = NULL;
-    if (!out || !spec || !spec->license)
-        return fail(err, errlen, -EINVAL, "no spec to load");
-    *out = NULL;
-    obj = calloc(1, sizeof(*obj));
-    if (!obj)
-        return fail(err, errlen, -ENOMEM, "out of memory");
-    obj->maps = calloc(spec->nmaps ? spec->nmaps : 1, sizeof(*obj->maps));
-    obj->progs = calloc(spec->nprogs ? spec->nprogs : 1, sizeof(*obj->progs));
-    obj->license = strdup(spec->license);
-    if (!obj->maps || !obj->progs || !obj->license) {
-        free(obj->maps);
-        free(obj->progs);
-        free(obj->license);
-        free(obj);
-        return fail(err, errlen, -ENOMEM, "out of memory");
-    }
-    /* every fd -1 first, so that a failure anywhere can close what exists */
-    for (size_t i = 0; i < spec->nmaps; i++)
-        obj->maps[i].fd = -1;
-    for (size_t i = 0; i < spec->nprogs; i++)
-        obj->progs[i].fd = obj->progs[i].link_fd = obj->progs[i].perf_fd = -1;
-    obj->nmaps = spec->nmaps;
-    obj->nprogs = spec->nprogs;
-    obj->kern_version = running_kernel_version();
-
-    for (size_t i = 0; i < spec->nmaps; i++) {
-        const struct cbpf_legacy_map_spec *ms = &spec->maps[i];
-        struct cbpf_legacy_map *m = &obj->maps[i];
-        m->name = strdup(ms->name ? ms->name : "");
-        m->type = ms->type;
-        m->key_size = ms->key_size;
-        m->value_size = ms->value_size;
-        m->max_entries = ms->max_entries;
-        m->map_flags = ms->map_flags;
-        m->inner_map_idx = ms->inner_map_idx;
-        m->numa_node = ms->numa_node;
-        m->has_inner = ms->has_inner;
-        m->map_extra = ms->map_extra;
-        if (!m->name) {
-            ret = fail(err, errlen, -ENOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < spec->nprogs; i++) {
-        const struct cbpf_legacy_prog_spec *ps = &spec->progs[i];
-        struct cbpf_legacy_prog *pr = &obj->progs[i];
-        pr->name = strdup(ps->name ? ps->name : "");
-        pr->section = strdup(ps->section ? ps->section : "");
-        if (!pr->name || !pr->section) {
-            ret = fail(err, errlen, -ENOMEM, "out of memory");
-            goto fail;
-        }
-        pr->prog_type = ps->prog_type;
-        pr->expected_attach_type = ps->expected_attach_type;
-        pr->insn_cnt = ps->insn_cnt;
-        pr->attach_kind = CBPF_LEGACY_ATTACH_NONE;
-        if (ps->attach_kind != CBPF_LEGACY_ATTACH_NONE && ps->section && ps->attach_target &&
-            ps->attach_target >= ps->section && ps->attach_target <= ps->section + strlen(ps->section)) {
-            pr->attach_kind = ps->attach_kind;
-            pr->attach_target = pr->section + (ps->attach_target - ps->section);
-        }
-    }
-    /* map-in-map templates before the maps of maps that need them */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < obj->nmaps; i++) {
-            if (obj->maps[i].has_inner != pass || spec->maps[i].no_create)
-                continue;
-            if (spec->maps[i].has_reuse) { /* Map.reuse(): the caller's map stands in for this one */
-                obj->maps[i].fd = fcntl(spec->maps[i].reuse_fd, F_DUPFD_CLOEXEC, 0);
-                if (obj->maps[i].fd < 0) {
-                    ret = fail(err, errlen, -errno, "map '%s': duplicating the fd of the map it reuses",
-                               obj->maps[i].name);
-                    goto fail;
-                }
-                continue;
-            }
-            if ((ret = create_map(obj, i, err, errlen)) < 0)
-                goto fail;
-        }
-    }
-    for (size_t i = 0; i < obj->nprogs; i++) {
-        if (!spec->progs[i].autoload)
-            continue;
-        if ((ret = load_prog(spec, obj, i, log, err, errlen)) < 0)
-            goto fail;
-    }
-    *out = obj;
-    return 0;
-fail:
-    cbpf_legacy_close(obj);
-    return ret;
-}
-
-/* ---------------------------------------------------------------- attaching */
-
-static long perf_event_open(struct perf_event_attr *attr, int pid, int cpu, int group, unsigned long flags)
-{
-    return syscall(__NR_perf_event_open, attr, pid, cpu, group, flags);
-}
-
-/* Runs prog_fd on the perf event pfd (a kprobe or tracepoint): a BPF link where the kernel has them (5.15+), else the
- * older ioctl. Takes ownership of pfd: on success it is in *perf_fd (with the link in *link_fd) or, without a link, in
- * *link_fd (closing it detaches). */
-static int attach_perf(int prog_fd, int pfd, const char *what, int *link_fd, int *perf_fd, char *err, size_t errlen)
-{
-    int link = bpf_link_create(prog_fd, pfd, BPF_PERF_EVENT, NULL);
-    if (link == -EINVAL || link == -EOPNOTSUPP) {
-        if (ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0) {
-            int e = errno;
-            close(pfd);
-            return fail(err, errlen, -e, "%s: PERF_EVENT_IOC_SET_BPF failed", what);
-        }
-    } else if (link < 0) {
-        int e = -link;
-        close(pfd);
-        return fail(err, errlen, -e, "%s: bpf_link_create failed", what);
-    }
-    if (ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0) < 0) {
-        int e = errno;
-        if (link >= 0)
-            close(link);
-        close(pfd);
-        return fail(err, errlen, -e, "%s: enabling its perf event failed", what);
-    }
-    if (link >= 0) {
-        *link_fd = link;
-        *perf_fd = pfd;
-    } else {
-        *link_fd = pfd;
-        *perf_fd = -1;
-    }
-    return 0;
-}
-
-#define KPROBE_PMU "/sys/bus/event_source/devices/kprobe"
-
-static int attach_kprobe(int prog_fd, const char *func, uint64_t offset, int retprobe, int *link_fd, int *perf_fd,
-                         char *err, size_t errlen)
-{
-    char buf[64], what[160];
-    const char *kind = retprobe ? "kretprobe" : "kprobe";
-    snprintf(what, sizeof(what), "%s %s", kind, func);
-    if (access("/sys/bus/event_source/devices", F_OK) < 0)
-        return fail(err, errlen, -ENOENT, "%s: no /sys/bus/event_source/devices: is sysfs mounted?", what);
-    int ret = read_small_file(KPROBE_PMU "/type", buf, sizeof(buf));
-    if (ret == -ENOENT)
-        return fail(err, errlen, -EOPNOTSUPP,
-                    "cannot attach a %s to %s: this kernel has no kprobes (built without CONFIG_KPROBES)", kind, func);
-    if (ret < 0)
-        return fail(err, errlen, ret, "reading " KPROBE_PMU "/type failed");
-    char *end;
-    unsigned long type = strtoul(buf, &end, 10);
-    if (end == buf || type > UINT32_MAX)
-        return fail(err, errlen, -EINVAL, KPROBE_PMU "/type holds '%s', not a number", buf);
-    struct perf_event_attr attr;
-    memset(&attr, 0, sizeof(attr));
-    attr.size = sizeof(attr);
-    attr.type = (uint32_t)type;
-    if (retprobe) {
-        /* "config:0": which bit of config asks for a return probe */
-        ret = read_small_file(KPROBE_PMU "/format/retprobe", buf, sizeof(buf));
-        unsigned long bit = 64;
-        if (ret == 0 && strncmp(buf, "config:", 7) == 0)
-            bit = strtoul(buf + 7, NULL, 10);
-        if (bit >= 64)
-            return fail(err, errlen, -EOPNOTSUPP, "the kprobe PMU does not say how to ask for a kretprobe (%s)",
-                        KPROBE_PMU "/format/retprobe");
-        attr.config = 1ULL << bit;
-    }
-    attr.config1 = (uint64_t)(uintptr_t)func; /* kprobe_func */
-    attr.config2 = offset;                    /* probe_offset */
-    attr.sample_period = 1;
-    attr.wakeup_events = 1;
-    attr.disabled = 1;
-    int pfd = (int)perf_event_open(&attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
-    if (pfd < 0) {
-        int e = errno;
-        if (e == ENOENT || e == EINVAL)
-            return fail(err, errlen, -ENOENT, "no kernel function '%s' that a %s can probe (see /proc/kallsyms)", func,
-                        kind);
-        return fail(err, errlen, -e, "%s: perf_event_open failed", what);
-    }
-    return attach_perf(prog_fd, pfd, what, link_fd, perf_fd, err, errlen);
-}
-
-static int attach_tracepoint(int prog_fd, const char *target, int *link_fd, int *perf_fd, char *err, size_t errlen)
-{
-    static const char *const roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
-    char path[512], buf[64], what[300];
-    const char *root = NULL;
-    const char *slash = strchr(target, '/');
-    if (!slash || !tp_part_ok(target, (size_t)(slash - target)) || !tp_part_ok(slash + 1, strlen(slash + 1)))
-        return fail(err, errlen, -EINVAL, "'%s' is not a tracepoint: '<category>/<name>' (letters, digits, _ - .)",
-                    target);
-    snprintf(what, sizeof(what), "tracepoint %s", target);
-    for (size_t i = 0; i < 2 && !root; i++) {
-        snprintf(path, sizeof(path), "%s/events", roots[i]);
-        if (access(path, F_OK) == 0)
-            root = roots[i];
-    }
-    if (!root)
-        return fail(err, errlen, -ENOENT,
-                    "tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing): cannot attach to %s", what);
-    if ((size_t)snprintf(path, sizeof(path), "%s/events/%s/id", root, target) >= sizeof(path))
-        return fail(err, errlen, -ENAMETOOLONG, "tracepoint name '%s' is too long", target);
-    int ret = read_small_file(path, buf, sizeof(buf));
-    if (ret == -ENOENT)
-        return fail(err, errlen, -ENOENT, "no tracepoint '%s' (no %s)", target, path);
-    if (ret < 0)
-        return fail(err, errlen, ret, "reading %s failed", path);
-    char *end;
-    unsigned long long id = strtoull(buf, &end, 10);
-    if (end == buf)
-        return fail(err, errlen, -EINVAL, "%s holds '%s', not a number", path, buf);
-    struct perf_event_attr attr;
-    memset(&attr, 0, sizeof(attr));
-    attr.size = sizeof(attr);
-    attr.type = PERF_TYPE_TRACEPOINT;
-    attr.config = id;
-    attr.sample_period = 1;
-    attr.wakeup_events = 1;
-    attr.disabled = 1;
-    int pfd = (int)perf_event_open(&attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
-    if (pfd < 0) {
-        int e = errno;
-        return fail(err, errlen, -e, "%s: perf_event_open failed", what);
-    }
-    return attach_perf(prog_fd, pfd, what, link_fd, perf_fd, err, errlen);
-}
-
-int cbpf_legacy_attach_fd(int prog_fd, enum cbpf_legacy_attach_kind kind, const char *target, uint64_t offset,
-                          int *link_fd, int *perf_fd, char *err, size_t errlen)
-{
-    if (err && errlen)
-        err[0] = '\0';
-    if (!link_fd || !perf_fd || !target)
-        return fail(err, errlen, -EINVAL, "no target or no place for the result");
-    *link_fd = *perf_fd = -1;
-    if (prog_fd < 0)
-        return fail(err, errlen, -EBADF, "the program is not loaded");
-    switch (kind) {
-    case CBPF_LEGACY_ATTACH_KPROBE:
-    case CBPF_LEGACY_ATTACH_KRETPROBE:
-        return attach_kprobe(prog_fd, target, offset, kind == CBPF_LEGACY_ATTACH_KRETPROBE, link_fd, perf_fd, err,
-                             errlen);
-    case CBPF_LEGACY_ATTACH_TRACEPOINT: return attach_tracepoint(prog_fd, target, link_fd, perf_fd, err, errlen);
-    case CBPF_LEGACY_ATTACH_RAW_TP: {
-        int fd = bpf_raw_tracepoint_open(target, prog_fd);
-        if (fd < 0) {
-            int e = -fd;
-            if (e == ENOENT)
-                return fail(err, errlen, -ENOENT, "no raw tracepoint '%s'", target);
-            return fail(err, errlen, -e, "raw tracepoint %s: open failed", target);
-        }
-        *link_fd = fd;
-        return 0;
-    }
-    default: return fail(err, errlen, -EOPNOTSUPP, "no attach point to attach to");
-    }
-}
-
-int cbpf_legacy_attach(struct cbpf_legacy_obj *obj, size_t prog_index, char *err, size_t errlen)
-{
-    if (err && errlen)
-        err[0] = '\0';
-    if (!obj || prog_index >= obj->nprogs)
-        return fail(err, errlen, -EINVAL, "no program %zu (the object has %zu)", prog_index, obj ? obj->nprogs : 0);
-    struct cbpf_legacy_prog *pr = &obj->progs[prog_index];
-    if (pr->fd < 0)
-        return fail(err, errlen, -EBADF, "program '%s' is not loaded", pr->name);
-    if (pr->link_fd >= 0)
-        return fail(err, errlen, -EBUSY, "program '%s' is already attached", pr->name);
-    if (pr->attach_kind == CBPF_LEGACY_ATTACH_NONE || !pr->attach_target)
-        return fail(err, errlen, -EOPNOTSUPP,
-                    "program '%s' (section %s) cannot be attached without a target: attach its fd (socket, xdp, tc, "
-                    "cgroup, perf_event, ...)",
-                    pr->name, pr->section);
-    return cbpf_legacy_attach_fd(pr->fd, pr->attach_kind, pr->attach_target, 0, &pr->link_fd, &pr->perf_fd, err,
-                                 errlen);
-}
-
-void cbpf_legacy_detach(struct cbpf_legacy_obj *obj, size_t prog_index)
-{
-    if (!obj || prog_index >= obj->nprogs)
-        return;
-    struct cbpf_legacy_prog *pr = &obj->progs[prog_index];
-    if (pr->link_fd >= 0)
-        close(pr->link_fd);
-    if (pr->perf_fd >= 0)
-        close(pr->perf_fd);
-    pr->link_fd = pr->perf_fd = -1;
-}
-
-void cbpf_legacy_close(struct cbpf_legacy_obj *obj)
-{
-    if (!obj)
-        return;
-    for (size_t i = 0; obj->progs && i < obj->nprogs; i++) {
-        cbpf_legacy_detach(obj, i);
-        if (obj->progs[i].fd >= 0)
-            close(obj->progs[i].fd);
-        free(obj->progs[i].name);
-        free(obj->progs[i].section);
-    }
-    for (size_t i = 0; obj->maps && i < obj->nmaps; i++) {
-        if (obj->maps[i].fd >= 0)
-            close(obj->maps[i].fd);
-        free(obj->maps[i].name);
-    }
-    free(obj->maps);
-    free(obj->progs);
-    free(obj->license);
-    free(obj);
 }

@@ -2355,7 +2355,15 @@ static int Map_set_pin_path(MapObject *self, PyObject *value, void *Py_UNUSED(cl
         }
     }
     else {
-        /* a legacy object's map: Object.load() reuses or makes the pin */
+        /* a legacy object's map: its loader (legacy_load.c) reuses the map pinned there, or pins the new one */
+        struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+        char *copy = encoded ? strdup(PyBytes_AS_STRING(encoded)) : NULL;
+        if (encoded && copy == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        free(spec->pin_path);
+        spec->pin_path = copy;
         Py_XSETREF(self->pin_path, encoded ? PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(encoded)) : NULL);
         if (encoded && self->pin_path == NULL) {
             goto done;

@@ -391,6 +391,11 @@ static void module_free(void *module)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_mod_gil
+    /* Not audited for running without the GIL: the GIL guards the objects' state (a free-threaded CPython turns
+       it back on when importing this module, and says so). See docs/install.md, "Free-threaded Python". */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 

@@ -225,66 +225,6 @@ static int check_before_load(cbpf_state *st, ObjectObject *self)
     return 0;
 }
 
-/* A legacy object's maps given a pin_path: the map pinned there is reused when there is one. */
-static int legacy_reuse_pins(cbpf_state *st, ObjectObject *self)
-{
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(self->maps, &pos, &key, &value)) {
-        MapObject *m = (MapObject *)value;
-        struct cbpf_legacy_map_spec *spec = &self->legacy_spec->maps[m->legacy_index];
-        if (m->pin_path == NULL || spec->has_reuse || spec->no_create) {
-            continue;
-        }
-        PyObject *encoded = NULL;
-        if (!PyUnicode_FSConverter(m->pin_path, &encoded)) {
-            return -1;
-        }
-        const char *path = PyBytes_AS_STRING(encoded);
-        if (cbpf_ensure_bpffs(st, path) < 0) {
-            Py_DECREF(encoded);
-            return -1;
-        }
-        int fd = bpf_obj_get(path);
-        int err = errno;
-        Py_DECREF(encoded);
-        if (fd < 0 && err != ENOENT) {
-            cbpf_set_error(st, err, "map '%s': opening the map pinned at %s", PyUnicode_AsUTF8(m->name),
-                           PyUnicode_AsUTF8(m->pin_path));
-            return -1;
-        }
-        if (fd >= 0) {
-            spec->has_reuse = 1;
-            spec->reuse_fd = fd;
-        }
-    }
-    return 0;
-}
-
-/* ... and the others are pinned there once created. */
-static int legacy_make_pins(cbpf_state *st, ObjectObject *self)
-{
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(self->maps, &pos, &key, &value)) {
-        MapObject *m = (MapObject *)value;
-        struct cbpf_legacy_map_spec *spec = &self->legacy_spec->maps[m->legacy_index];
-        if (m->pin_path == NULL || spec->has_reuse || m->fd < 0) {
-            continue;
-        }
-        char what[160];
-        PyObject *path = m->pin_path; /* the path asked for: pinned there now, and recorded again once it is */
-        m->pin_path = NULL;
-        snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(m->name));
-        int rc = cbpf_pin_fd(st, m->fd, path, what, &m->pin_path);
-        Py_DECREF(path);
-        if (rc < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int cbpf_object_check_idle(ObjectObject *obj, const char *what)
 {
     if (obj != NULL && obj->busy) {
@@ -307,10 +247,13 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
         ProgramObject *p = (ProgramObject *)value;
         self->legacy_spec->progs[p->legacy_index].autoload = p->legacy_autoload;
     }
-    if (legacy_reuse_pins(st, self) < 0) {
-        return NULL;
-    }
     const struct cbpf_legacy_spec *spec = self->legacy_spec;
+    for (size_t i = 0; i < spec->nmaps; i++) {
+        if (spec->maps[i].pin_path != NULL && cbpf_ensure_bpffs(st, spec->maps[i].pin_path) < 0) {
+            close_object(self);
+            return NULL;
+        }
+    }
     /* busy until the maps point at their fds: what runs meanwhile (a collection, logging) may switch threads */
     self->busy = true;
     Py_BEGIN_ALLOW_THREADS
@@ -327,7 +270,8 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
             if (marked != NULL) {
                 snprintf(marked, len, "-- BEGIN PROG LOAD LOG --\n%s-- END PROG LOAD LOG --", log);
             }
-            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format)", name, path_note(self));
+            /* legacy.c's words stay: they carry hints of their own (a missing license section...) */
+            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
             cbpf_set_program_load_error(st, rc, what, program, program_type(self, program), marked ? marked : log);
             free(marked);
         }
@@ -350,10 +294,13 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
             self->busy = false;
             return NULL;
         }
-    }
-    if (legacy_make_pins(st, self) < 0) {
-        self->busy = false;
-        return NULL;
+        if (obj->maps[i].pin_path != NULL) {
+            Py_XSETREF(((MapObject *)value)->pin_path, PyUnicode_DecodeFSDefault(obj->maps[i].pin_path));
+            if (((MapObject *)value)->pin_path == NULL) {
+                self->busy = false;
+                return NULL;
+            }
+        }
     }
     close_reused(self->legacy_spec);
     /* the instructions are in the kernel now */
@@ -548,18 +495,24 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
     rc = cbpf_legacy_parse(data, size, &spec, err, sizeof(err));
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format: struct bpf_map_def in a \"maps\" section): %s",
-                       cname, err);
+        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
         return -1;
     }
     self->is_legacy = true;
     self->legacy_spec = spec;
-    if (open_containers(self) < 0) {
+    self->dialect = spec->dialect;
+    self->license = PyUnicode_FromString(spec->license);
+    if (self->license == NULL || open_containers(self) < 0) {
         return -1;
     }
     for (size_t i = 0; i < spec->nmaps; i++) {
         MapObject *m = cbpf_map_from_legacy(st, self, &spec->maps[i]);
         if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
+            return -1;
+        }
+        /* where load() will look for it and pin it, known before */
+        if (spec->maps[i].pin_path != NULL &&
+            (m->pin_path = PyUnicode_DecodeFSDefault(spec->maps[i].pin_path)) == NULL) {
             return -1;
         }
     }
@@ -615,6 +568,37 @@ static PyObject *kconfig_text(PyObject *kconfig)
 done:
     Py_DECREF(parts);
     return text;
+}
+
+/* An object whose code libbpf finds no program in (old LLVM's NOTYPE function symbols...) must not "load" with 0
+ * programs: the sections it could not use are named. */
+static int check_code_used(cbpf_state *st, ObjectObject *self, const char *cname)
+{
+    struct bpf_program *prog;
+    size_t n = 0, i = 0;
+    bpf_object__for_each_program(prog, self->obj) {
+        n++;
+    }
+    const char **secs = PyMem_Calloc(n ? n : 1, sizeof(*secs));
+    if (secs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    bpf_object__for_each_program(prog, self->obj) {
+        secs[i++] = bpf_program__section_name(prog);
+    }
+    char unused[400];
+    size_t nunused = cbpf_elf_unused_code_sections(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf),
+                                                   secs, n, unused, sizeof(unused));
+    PyMem_Free(secs);
+    if (nunused) {
+        cbpf_set_error(st, EINVAL,
+                       "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
+                       "symbol: compiled by an old LLVM?)",
+                       cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
+        return -1;
+    }
+    return 0;
 }
 
 /* The Object a program opened from a pin belongs to: loaded, with no ELF and no maps; closing it closes the program
@@ -699,7 +683,11 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                          (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
         goto error;
     }
-    if (cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf))) {
+    /* detection asks libbpf about section names, which it answers with debug messages: dropped */
+    cbpf_log_begin();
+    int legacy = cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf));
+    cbpf_log_begin();
+    if (legacy) {
         if (pin_root != Py_None || btf_path != Py_None || kconfig != Py_None) {
             PyErr_Format(PyExc_TypeError, "opening BPF object '%s': a legacy object (struct bpf_map_def maps) takes "
                          "no pin_root, btf_path or kconfig (it has no BTF): set Map.pin_path instead", cname);
@@ -753,7 +741,10 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         goto error;
     }
     free(log);
-    if (open_containers(self) < 0) {
+    char license[128];
+    cbpf_elf_license(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), license, sizeof(license));
+    self->license = PyUnicode_FromString(license);
+    if (self->license == NULL || open_containers(self) < 0 || check_code_used(st, self, cname) < 0) {
         goto error;
     }
     struct bpf_map *map;
@@ -1004,6 +995,16 @@ static PyObject *Object_get_legacy(ObjectObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->is_legacy);
 }
 
+static PyObject *Object_get_license(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->license != NULL ? self->license : Py_None);
+}
+
+static PyObject *Object_get_dialect(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return self->dialect != NULL ? PyUnicode_FromString(self->dialect) : Py_NewRef(Py_None);
+}
+
 static PyObject *Object_get_closed(ObjectObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->closed);
@@ -1074,6 +1075,7 @@ static void Object_dealloc(ObjectObject *self)
     PyObject_GC_UnTrack(self);
     Object_clear(self);
     Py_CLEAR(self->name);
+    Py_CLEAR(self->license);
     Py_CLEAR(self->elf);
     Py_CLEAR(self->path);
     tp->tp_free((PyObject *)self);
@@ -1106,7 +1108,17 @@ static PyGetSetDef Object_getset[] = {
     {"loaded", (getter)Object_get_loaded, NULL, "True while loaded in the kernel.", NULL},
     {"closed", (getter)Object_get_closed, NULL, "True once closed.", NULL},
     {"legacy", (getter)Object_get_legacy, NULL,
-     "True for an object in the legacy format (struct bpf_map_def maps in a section named \"maps\").", NULL},
+     "True for an object in one of the legacy formats that libbpf 1.x refuses (struct bpf_map_def maps in a section "
+     "named \"maps\", and the other dialects of docs/guide/legacy.md), loaded by cbpf's own loader.",
+     NULL},
+    {"license", (getter)Object_get_license, NULL,
+     "The license its programs are loaded with: its \"license\" section, \"\" when it has none (a legacy object "
+     "then loads as old loaders did; the kernel refuses it GPL-only helpers).",
+     NULL},
+    {"dialect", (getter)Object_get_dialect, NULL,
+     "A legacy object's dialect (\"bpf_map_def\", \"iproute2\", \"gobpf\", \"bpf_map_def+btf\", \"none\": see "
+     "docs/guide/legacy.md), None for the others.",
+     NULL},
     {"programs", (getter)Object_get_programs, NULL, "The object's programs by name (read-only mapping of Program).",
      NULL},
     {"links", (getter)Object_get_links, NULL, "The attached Links of its programs, oldest first.", NULL},

@@ -792,13 +792,38 @@ def test_ctrl_c_stops_a_tool_cleanly_and_prints_its_histogram():
     assert status == 0 and "usecs" in "".join(tool.stdout) and "Traceback" not in err
 
 
-def test_c_source_without_cbpf_compile_says_how_to_compile_it(tmp_path: Path):
-    if hasattr(cbpf, "compile"):
-        pytest.skip("this cbpf compiles C (cbpf.compile): SOURCE arguments are tested with it")
-    source = tmp_path / "x.bpf.c"
-    source.write_text("int x;\n")
-    r = run_cli("inspect", str(source))
-    assert r.returncode == 2 and "no cbpf.compile" in r.stderr and "clang" in r.stderr
+@kernel
+def test_c_source_is_compiled_for_inspect_and_run(tmp_path: Path):
+    """SOURCE arguments go through cbpf.compile(): inspect names the source's map, run counts this process's calls."""
+    source = tmp_path / "src_count.bpf.c"
+    source.write_text(
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n"
+        "volatile const __u32 targ_tgid = 0;\n"
+        "struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 16); __type(key, __u32); __type(value, __u64); }"
+        " src_calls SEC(\".maps\");\n"
+        "SEC(\"tracepoint/syscalls/sys_enter_getppid\") int on_getppid(void *ctx) {\n"
+        "  __u32 tgid = bpf_get_current_pid_tgid() >> 32; __u64 one = 1, *n;\n"
+        "  if (tgid != targ_tgid) return 0;\n"
+        "  n = bpf_map_lookup_elem(&src_calls, &tgid);\n"
+        "  if (n) __sync_fetch_and_add(n, 1); else bpf_map_update_elem(&src_calls, &tgid, &one, BPF_NOEXIST);\n"
+        "  return 0; }\n"
+        "char LICENSE[] SEC(\"license\") = \"GPL\";\n")
+    r = run_cli("inspect", str(source), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert [m["name"] for m in info["maps"] if m["name"] == "src_calls"] == ["src_calls"]
+    assert [p["name"] for p in info["programs"]] == ["on_getppid"]
+    me = os.getpid()
+    tool = Tool("run", str(source), "--json", "--set", f"targ_tgid={me}", "--interval", "0.2")
+    try:
+        for _ in range(7):
+            os.getppid()
+        record = tool.wait_for(lambda r: "maps" in r and r["maps"]["src_calls"] == [{"key": me, "value": 7}])
+    finally:
+        tool.proc.send_signal(signal.SIGINT)
+        status, _, err = tool.finish()
+    assert status == 0 and "Traceback" not in err
+    assert record["maps"]["src_calls"] == [{"key": me, "value": 7}]
 
 
 def test_usage_errors_exit_2():

@@ -430,11 +430,13 @@ def test_legacy_maps_and_programs_configured_before_load(legacy_objects, pin_roo
     with pytest.raises(ValueError, match="map 'unused' was not created"):
         unused.lookup(0)
     assert (pin_root / "sized").exists()
+    sized_id = sized.id
     obj.close()
     again = cbpf.Object(legacy_objects["sized"], load=False)
     again.maps["sized"].pin_path = str(pin_root / "sized")
+    again.maps["sized"].max_entries = 16  # a pinned map is reused only where it matches the definition
     again.load()
-    assert again.maps["sized"].max_entries == 16  # the pinned map, reused
+    assert again.maps["sized"].id == sized_id  # the pinned map, reused
     again.programs["bump"].test_run(b"z" * 30, repeat=2)
     assert u64(again.maps["sized"].lookup(7)) == 6
     again.close()
