@@ -29,6 +29,7 @@ bench: setup
 	$(PY) benchmarks/bench_fetch.py
 	$(PY) benchmarks/bench_maps.py
 	$(PY) benchmarks/bench_events.py
+	$(PY) benchmarks/bench_exporter.py
 	$(PY) benchmarks/bench_values.py
 	$(PY) benchmarks/bench_compile.py
 	$(PY) benchmarks/bench_threads.py

@@ -222,5 +222,6 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "sdist": Sdist},
     package_data={"cbpf": ["py.typed", "*.pyi", "bpf/*.bpf.c", "bpf/*.h", "bpf/*.bpf.o", "include/bpf/*.h",
-                          "include/cbpf/*.h"]},
+                          "include/cbpf/*.h"],
+                  "cbpf.exporter": ["examples/*.yaml"]},
 )

@@ -189,7 +189,8 @@ class Map(_cbpf.Map):
         else:
             per_cpu = np.dtype({"names": ["v"], "formats": [value_dtype], "offsets": [0],
                                 "itemsize": self.value_stride})
-            v = np.frombuffer(values, dtype=per_cpu, count=count * self.ncpus)["v"].reshape(count, self.ncpus)
+            v = np.frombuffer(values, dtype=per_cpu, count=count * self.ncpus)["v"]
+            v = v.reshape((count, self.ncpus) + value_dtype.shape)  # an array value keeps its own axes
         return k, v
 
     dump = to_numpy

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,22 @@ def open_fds() -> dict[int, str]:
         except OSError:
             pass  # the fd of the listing itself
     return fds
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """A loop device over a 16 MiB file: (its path, its dev_t as the block tracepoints give it)."""
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    if shutil.which("losetup") is None:
+        skip_or_fail("losetup is not installed (util-linux)")
+    r = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"losetup could not make a loop device: {r.stderr.strip()}")
+    dev = r.stdout.strip()
+    try:
+        rdev = os.stat(dev).st_rdev
+        yield dev, (os.major(rdev) << 20) | os.minor(rdev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
