@@ -206,11 +206,13 @@ ext = Extension(
     # listed, not globbed: a file being written in src/ must not break everyone's build
     sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "region",
                                           "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy",
-                                          "legacy_load", "elfcheck", "btfdump")],
+                                          "legacy_load", "elfcheck", "btfdump", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     # libbpf's bundled UAPI headers come before the system's: the extension uses what Linux added after the
-    # distribution's headers were cut (PERF_COUNT_SW_CGROUP_SWITCHES is not in Linux 5.10's, Debian bullseye's)
-    include_dirs=[str(BUILD / "include"), str(LIBBPF_SRC / "include" / "uapi"), "src"],
+    # distribution's headers were cut (PERF_COUNT_SW_CGROUP_SWITCHES is not in Linux 5.10's, Debian bullseye's);
+    # zlib.h (src/probe.c reads /proc/config.gz) from the static dependencies when they are used
+    include_dirs=[str(BUILD / "include"), str(LIBBPF_SRC / "include" / "uapi"), "src"]
+    + ([str(static_deps_prefix() / "include")] if static_deps_prefix() else []),
     libraries=dep_libraries(),
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,

@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Union
 
-from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
 from cbpf._cbpf import _booted_maps, num_possible_cpus
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct, Type
@@ -32,6 +32,8 @@ _LAZY = {"Histogram": "_histogram", "PerfBuffer": "_events", "RingBuffer": "_eve
 
 
 def __getattr__(name: str) -> Any:
+    if name == "features":  # a submodule: its probes import the enums
+        return importlib.import_module("cbpf.features")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cbpf' has no attribute {name!r}")
@@ -46,9 +48,9 @@ def __dir__() -> list[str]:
 
 # cbpf.compile is left out of __all__: `from cbpf import *` must not hide the builtin compile()
 __all__ = [
-    "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Histogram", "Link", "LoadError",
-    "Map", "MapFlag", "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware", "PerfType", "Program", "ProgramType",
-    "RingBuffer", "Struct", "Type",
+    "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "AttachType", "CompileError", "Globals", "Histogram",
+    "Link", "LoadError", "Map", "MapFlag", "MapType", "Object", "PerfBuffer", "PerfHardware", "PerfSoftware",
+    "PerfType", "Program", "ProgramType", "RingBuffer", "Struct", "Type", "features",
     "boot", "booted", "fetch", "include_dir", "ksym", "libbpf_version", "num_possible_cpus", "shutdown", "usym",
     "vmlinux_h",
 ]

@@ -293,21 +293,25 @@ class Globals(Mapping[str, Any]):
 
 
 class Object(_cbpf.Object):
-    """Object(source, *, name=None, load=True, attach=True)
+    """Object(source, *, name=None, load=True, attach=True, pin_root=None, btf_path=None, kconfig=None)
 
     A BPF ELF object (a path, or the ELF as bytes), or a BPF C file (a path ending in .c, compiled first with
     cbpf.compile()): opened, loaded and attached by default. close() (or leaving a with block, or garbage
-    collection) detaches and frees everything. Object.from_c(text) compiles C text.
+    collection) detaches and frees everything. Object.from_c(text) compiles C text. With load=False, its maps and
+    programs can be configured before load(); pin_root, btf_path and kconfig: see docs/guide/before-load.md.
     """
 
     def __new__(cls, source: _cbpf._Source, *, name: str | None = None, load: bool = True,
-                attach: bool = True) -> Object:
+                attach: bool = True, pin_root: str | os.PathLike[str] | None = None,
+                btf_path: str | os.PathLike[str] | None = None,
+                kconfig: str | dict[str, bool | int | str] | None = None) -> Object:
         if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(".c"):
             from cbpf import _compile
 
             name = name if name is not None else _compile.object_name(source)
             source = _compile.compile(source)
-        return super().__new__(cls, source, name=name, load=load, attach=attach)
+        return super().__new__(cls, source, name=name, load=load, attach=attach, pin_root=pin_root,
+                               btf_path=btf_path, kconfig=kconfig)
 
     @classmethod
     def from_c(cls, text: str | bytes, *, name: str | None = None, load: bool = True, attach: bool = True,

@@ -1,7 +1,8 @@
 """atheris target: Object() (what boot() does, less attaching) on arbitrary bytes.
 
-Every input must either load or fail with OSError (LoadError included) and leave no fd behind; any other
-exception, or a crash, is a finding. Run through scripts/fuzz, which seeds the corpus with the test objects.
+Every input must either load or fail with OSError (LoadError included), or with ValueError at load for what its
+loader must set first (a map size left 0, a program without a type), and leave no fd behind; any other exception,
+or a crash, is a finding. Run through scripts/fuzz, which seeds the corpus with the test objects.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def one_input(data: bytes) -> None:
         if LOAD and not too_big:
             try:
                 obj.load()
-            except OSError:
+            except (OSError, ValueError):
                 return
             finally:
                 for path in pins:

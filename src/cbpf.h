@@ -82,6 +82,7 @@ typedef struct {
     PyObject *license;       /* str: the license the programs are loaded with ("" when the ELF has none) */
     const char *dialect;     /* a legacy object's dialect (static string), NULL for libbpf's */
     PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
+    PyObject *path;          /* str: the file it was read from, or None (bytes given): load errors name it */
     bool loaded;
     bool closed;
     bool busy;               /* loading with the GIL released: close() must wait for it */
@@ -115,6 +116,8 @@ typedef struct {
     uint32_t btf_value_type_id;
     uint32_t ncpus;          /* number of values a lookup returns: possible CPUs for per-CPU maps, else 1 */
     uint32_t value_stride;   /* bytes between per-CPU values and between mmapped array elements (8-aligned) */
+    Py_ssize_t legacy_index; /* a legacy object's map: its index in the object's legacy_spec; -1 otherwise */
+    PyObject *inner_map;     /* the Map given to the inner_map setter, kept until load: libbpf borrows its fd */
     PyObject *key_type;      /* the keys' and values' cbpf.Type, NULL when untyped (bytes) */
     PyObject *value_type;
     PyObject *key_codec;     /* their _Decoder (see codec.h) */
@@ -134,6 +137,9 @@ typedef struct {
     Py_ssize_t legacy_index;
     uint32_t legacy_expected_attach_type;
     bool legacy_autoload, legacy_autoattach;
+    char *log_buf;           /* PyMem_Raw: the verifier's log of a load with log_level set; NULL otherwise */
+    size_t log_size;
+    PyObject *attach_target; /* what attach_target was set to; a Program in it (freplace) lends libbpf its fd */
     bool pinned;             /* opened with Program.from_pinned() (or Link.from_pinned()): no ELF, no libbpf */
     int pinned_fd;           /* then: its fd, owned; -1 once its Object is closed */
 } ProgramObject;
@@ -234,6 +240,8 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 int cbpf_strerror(int err, char *buf, size_t size);
 PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
+PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *object_what, const char *program,
+                                      uint32_t prog_type, const char *log);
 
 /* module.c: O& converters for unsigned arguments (uint32_t, uint64_t) that raise OverflowError out of range, and a
  * str as a C string (NULL with ValueError when it holds a NUL: "lo\0x" must not name "lo"). */
@@ -286,6 +294,16 @@ int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject 
 PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);
+int cbpf_map_check_before_load(MapObject *self);
+void cbpf_map_loaded(MapObject *self);
+bool cbpf_map_autocreate(MapObject *self);
+
+/* program.c: before load */
+int cbpf_program_check_before_load(ProgramObject *self);
+
+/* probe.c: cbpf.features' probes, and what they say about a refused trampoline program */
+extern PyMethodDef cbpf_probe_methods[];
+void cbpf_trampoline_diagnosis(char *out, size_t size);
 int cbpf_map_check_open(MapObject *self);
 int cbpf_map_to_bytes(PyObject *obj, uint32_t size, const char *what, PyObject *mapname, uint64_t *scratch,
                       Py_buffer *view, const void **out);

@@ -252,18 +252,12 @@ static PyObject *extract_verifier_log(const char *log)
     return PyUnicode_DecodeUTF8(log, (Py_ssize_t)strlen(log), "replace");
 }
 
-/* A failed load: LoadError(errno, message) whose .log holds the verifier log and whose message ends with the log's
- * last lines. A load refused for lack of privilege stays a PermissionError. Always returns NULL. */
-PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log)
+/* LoadError(errno, message) with .log (the verifier log: text) and .program (a str or None). The message says what
+ * happened, the errno's text in parentheses (it is rarely the reason: EACCES is the verifier's "no"), then the
+ * log's last lines. Always returns NULL. */
+static PyObject *raise_load_error(cbpf_state *st, int err, const char *what, const char *program, PyObject *text)
 {
-    PyObject *text = NULL, *lines = NULL, *tail = NULL, *msg = NULL, *exc = NULL;
-    if (err < 0) {
-        err = -err;
-    }
-    if (err == EPERM && (log == NULL || strstr(log, "PROG LOAD LOG") == NULL)) {
-        return cbpf_set_error(st, err, "%s", what);
-    }
-    text = extract_verifier_log(log);
+    PyObject *lines = NULL, *tail = NULL, *msg = NULL, *exc = NULL, *prog = NULL;
     if (text == NULL) {
         goto done;
     }
@@ -291,10 +285,10 @@ PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const c
     char reason[160];
     err = cbpf_strerror(err, reason, sizeof(reason));
     if (n) {
-        msg = PyUnicode_FromFormat("%s: %s; last lines of the log:\n  %U", what, reason, tail);
+        msg = PyUnicode_FromFormat("%s (%s); last lines of the log:\n  %U", what, reason, tail);
     }
     else {
-        msg = PyUnicode_FromFormat("%s: %s", what, reason);
+        msg = PyUnicode_FromFormat("%s (%s)", what, reason);
     }
     if (msg == NULL) {
         goto done;
@@ -303,15 +297,105 @@ PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const c
     if (exc == NULL) {
         goto done;
     }
-    if (PyObject_SetAttr(exc, st->str_log, text) < 0) {
+    prog = program != NULL ? cbpf_elf_name(program) : Py_NewRef(Py_None);
+    if (prog == NULL || PyObject_SetAttr(exc, st->str_log, text) < 0 ||
+        PyObject_SetAttrString(exc, "program", prog) < 0) {
         goto done;
     }
     PyErr_SetObject(st->LoadError, exc);
 done:
-    Py_XDECREF(text);
+    Py_XDECREF(prog);
     Py_XDECREF(lines);
     Py_XDECREF(tail);
     Py_XDECREF(msg);
     Py_XDECREF(exc);
+    return NULL;
+}
+
+/* A failed load: LoadError whose .log holds the verifier log. A load refused for lack of privilege stays a
+ * PermissionError. Always returns NULL. */
+PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log)
+{
+    if (err < 0) {
+        err = -err;
+    }
+    if (err == EPERM && (log == NULL || strstr(log, "PROG LOAD LOG") == NULL)) {
+        return cbpf_set_error(st, err, "%s", what);
+    }
+    PyObject *text = extract_verifier_log(log);
+    if (text != NULL) {
+        raise_load_error(st, err, what, NULL, text);
+        Py_DECREF(text);
+    }
+    return NULL;
+}
+
+static bool is_trampoline(uint32_t prog_type)
+{
+    return prog_type == BPF_PROG_TYPE_TRACING || prog_type == BPF_PROG_TYPE_LSM || prog_type == BPF_PROG_TYPE_EXT;
+}
+
+/* Copies what follows marker in log up to the next quote into out: libbpf's "...of 'name'" messages. */
+static bool quoted_after(const char *log, const char *marker, char *out, size_t size)
+{
+    const char *p = log != NULL ? strstr(log, marker) : NULL;
+    if (p == NULL) {
+        return false;
+    }
+    p += strlen(marker);
+    const char *end = strchr(p, '\'');
+    if (end == NULL) {
+        return false;
+    }
+    snprintf(out, size, "%.*s", (int)(end - p), p);
+    return true;
+}
+
+/* The load of program (of type prog_type) failed: say which program and why, in the words that fit the cause:
+ *   - its attach target is not in the kernel's BTF: FileNotFoundError naming the function;
+ *   - a trampoline program (fentry/fexit/LSM/freplace) refused with EPERM although we are root: LoadError saying the
+ *     kernel refuses those, with what the probes point to;
+ *   - the verifier refused it: LoadError saying so, with .program and .log.
+ * Always returns NULL. */
+PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *object_what, const char *program,
+                                      uint32_t prog_type, const char *log)
+{
+    char target[256], why[512], what[1024];
+    if (err < 0) {
+        err = -err;
+    }
+    if (quoted_after(log, "failed to find kernel BTF type ID of '", target, sizeof(target))) {
+        return cbpf_set_error(st, ENOENT,
+                              "%s: program '%s' attaches to '%s', which is not a function (or type) in the running "
+                              "kernel's BTF: there is no such kernel function, or it cannot be traced",
+                              object_what, program, target);
+    }
+    if (quoted_after(log, "failed to find BPF program (FD ", target, sizeof(target))) {
+        return cbpf_set_error(st, err ? err : ENOENT, "%s: program '%s': its target program has no function named "
+                              "as its attach_target", object_what, program);
+    }
+    bool verified = log != NULL && strstr(log, "PROG LOAD LOG") != NULL;
+    if ((err == EPERM || err == EACCES) && !verified && geteuid() != 0) {
+        /* refused before any verifying, to a process without privilege: that is the reason */
+        return cbpf_set_error(st, err, "%s: program '%s'", object_what, program);
+    }
+    PyObject *text = extract_verifier_log(verified ? log : NULL);
+    if (text == NULL) {
+        return NULL;
+    }
+    if ((err == EPERM || err == EACCES) && is_trampoline(prog_type) && geteuid() == 0 &&
+        PyUnicode_GET_LENGTH(text) == 0) {
+        cbpf_trampoline_diagnosis(why, sizeof(why));
+        snprintf(what, sizeof(what), "%s: program '%s' was refused: this kernel refuses trampoline programs "
+                 "(fentry/fexit/fmod_ret, LSM, freplace) even to root (%s)", object_what, program, why);
+    }
+    else if (verified) {
+        snprintf(what, sizeof(what), "%s: the verifier refused program '%s'", object_what, program);
+    }
+    else {
+        snprintf(what, sizeof(what), "%s: the kernel refused program '%s'", object_what, program);
+    }
+    raise_load_error(st, err, what, program, text);
+    Py_DECREF(text);
     return NULL;
 }

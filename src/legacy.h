@@ -70,6 +70,11 @@ struct cbpf_legacy_map_spec {
     uint32_t def_shndx;  /* the section holding the record */
     uint32_t def_offset; /* where the record sits in that section */
     uint32_t def_size;   /* the record's size in bytes (its symbol's st_size) */
+    /* Set from Python between parse and load (0 after parsing): */
+    int no_create;       /* Map.autocreate = False: cbpf_legacy_load leaves it out (fd -1) */
+    int has_reuse;       /* Map.reuse(): the map is reuse_fd (dup'd at load), not created; the caller closes it */
+    int reuse_fd;
+    uint64_t map_extra;
     int format;          /* enum cbpf_legacy_map_format */
     uint32_t pinning;    /* CBPF_LEGACY_PIN_* (0 for bpf_map_def) */
     char *pin_path;      /* where the map is pinned (and first looked for), NULL when not pinned */
@@ -143,6 +148,7 @@ struct cbpf_legacy_map {
     uint32_t map_flags, inner_map_idx, numa_node;
     int has_inner;
     int fd;
+    uint64_t map_extra;
     char *pin_path;   /* where the map is pinned, NULL if not */
     int pin_reused;   /* 1: the map was already pinned there and is shared; 0: created (and pinned by this load) */
     long insert_into; /* see struct cbpf_legacy_map_spec */

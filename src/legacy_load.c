@@ -144,7 +144,7 @@ static int create_map(struct cbpf_legacy_obj *obj, size_t i, char *err, size_t e
         if (ret <= 0)
             return ret;
     }
-    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = m->map_flags);
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = m->map_flags, .map_extra = m->map_extra);
     if (m->map_flags & BPF_F_NUMA_NODE)
         opts.numa_node = m->numa_node;
     if (m->has_inner) {
@@ -312,6 +312,11 @@ static int load_prog(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
             ret = fail(err, errlen, -EINVAL, "program '%s': relocation %zu is not a map reference", ps->name, r);
             goto done;
         }
+        if (obj->maps[rl->map_idx].fd < 0) {
+            ret = fail(err, errlen, -EINVAL, "program '%s' uses map '%s', which was not created (its autocreate is "
+                       "False)", ps->name, obj->maps[rl->map_idx].name);
+            goto done;
+        }
         insns[rl->insn_idx].src_reg = BPF_PSEUDO_MAP_FD;
         insns[rl->insn_idx].imm = obj->maps[rl->map_idx].fd;
         insns[rl->insn_idx + 1].imm = 0;
@@ -414,6 +419,7 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
         m->inner_map_idx = ms->inner_map_idx;
         m->numa_node = ms->numa_node;
         m->has_inner = ms->has_inner;
+        m->map_extra = ms->map_extra;
         m->insert_into = ms->insert_into;
         m->inner_idx = ms->inner_idx;
         m->pin_path = ms->pin_path ? strdup(ms->pin_path) : NULL;
@@ -448,8 +454,17 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
     /* map-in-map templates before the maps of maps that need them */
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < obj->nmaps; i++) {
-            if (obj->maps[i].has_inner != pass)
+            if (obj->maps[i].has_inner != pass || spec->maps[i].no_create)
                 continue;
+            if (spec->maps[i].has_reuse) { /* Map.reuse(): the caller's map stands in for this one */
+                obj->maps[i].fd = fcntl(spec->maps[i].reuse_fd, F_DUPFD_CLOEXEC, 0);
+                if (obj->maps[i].fd < 0) {
+                    ret = fail(err, errlen, -errno, "map '%s': duplicating the fd of the map it reuses",
+                               obj->maps[i].name);
+                    goto fail;
+                }
+                continue;
+            }
             if ((ret = create_map(obj, i, err, errlen)) < 0)
                 goto fail;
         }

@@ -1,13 +1,17 @@
 /* cbpf.Map: one BPF map of a loaded object, read and written through its fd. */
 #include "cbpf.h"
 
+#include <bpf/btf.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
 #include <limits.h>
 #include <linux/magic.h>
+#include <strings.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -59,8 +63,8 @@ int cbpf_map_refresh(cbpf_state *st, MapObject *self)
         return 0;
     }
     self->fd = bpf_map__fd(m);
-    if (self->fd < 0) {
-        self->fd = -1;
+    if (self->fd < 0 || !bpf_map__autocreate(m)) {
+        self->fd = -1; /* not created: libbpf holds a placeholder fd in its place */
     }
     self->type = bpf_map__type(m);
     self->key_size = bpf_map__key_size(m);
@@ -106,6 +110,7 @@ static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *nam
     }
     self->owner = owner ? (ObjectObject *)Py_NewRef(owner) : NULL;
     self->fd = -1;
+    self->legacy_index = -1;
     self->name = cbpf_elf_name(name);
     if (self->name == NULL) {
         Py_DECREF(self);
@@ -144,6 +149,7 @@ MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struc
     self->value_size = spec->value_size;
     self->max_entries = spec->max_entries;
     self->flags = spec->map_flags;
+    self->legacy_index = spec - owner->legacy_spec->maps;
     set_layout(self);
     return self;
 }
@@ -214,6 +220,9 @@ static int check_open(MapObject *self)
     }
     else if (self->owner != NULL && !self->owner->loaded) {
         PyErr_Format(PyExc_ValueError, "map '%U' is not loaded yet: call Object.load() first", self->name);
+    }
+    else if (self->legacy_index >= 0 || !cbpf_map_autocreate(self)) { /* a loaded object's map without an fd */
+        PyErr_Format(PyExc_ValueError, "map '%U' was not created: its autocreate was False", self->name);
     }
     else {
         PyErr_Format(PyExc_ValueError, "map '%U' is closed", self->name);
@@ -587,17 +596,20 @@ static PyObject *value_to_python(MapObject *self, const unsigned char *value)
     return list;
 }
 
-static PyObject *Map_lookup(MapObject *self, PyObject *key)
+static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0};
     const void *k = NULL;
     unsigned char *value = NULL;
     PyObject *result = NULL;
+    unsigned long long flags;
 
-    if (check_keyed(self, "lookup") < 0 || cbpf_map_types(self) < 0) {
+    if (parse_flags(args, nargs, kwnames, 1, "lookup() takes a key and optional flags (BPF_F_LOCK)", &flags) < 0 ||
+        check_keyed(self, "lookup") < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
+    PyObject *key = args[0];
     value = PyMem_Malloc(full_value_size(self) ? full_value_size(self) : 1);
     if (value == NULL) {
         return PyErr_NoMemory();
@@ -605,7 +617,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *key)
     if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
         goto done;
     }
-    if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
+    if (bpf_map_lookup_elem_flags(self->fd, k, value, flags) != 0) {
         int err = errno;
         if (err == ENOENT) {
             result = Py_NewRef(Py_None);
@@ -1472,7 +1484,7 @@ static int Map_contains(MapObject *self, PyObject *key)
                        PyUnicode_AsUTF8(self->name));
         return -1;
     }
-    PyObject *value = Map_lookup(self, key);
+    PyObject *value = Map_lookup(self, &key, 1, NULL);
     if (value == NULL) {
         return -1;
     }
@@ -1701,6 +1713,14 @@ static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     char what[160];
     snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(self->name));
+    if (self->pin_path == NULL && self->map != NULL && bpf_map__is_pinned(self->map)) {
+        /* pinned by libbpf at load (pin_path, LIBBPF_PIN_BY_NAME) */
+        int err = bpf_map__unpin(self->map, NULL);
+        if (err != 0) {
+            return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "unpinning %s", what);
+        }
+        Py_RETURN_NONE;
+    }
     if (cbpf_unpin(&self->pin_path, what) < 0) {
         return NULL;
     }
@@ -1835,6 +1855,10 @@ static PyObject *Map_get_object(MapObject *self, void *Py_UNUSED(closure))
 
 static PyObject *Map_get_pin_path(MapObject *self, void *Py_UNUSED(closure))
 {
+    const char *libbpf_path = self->map != NULL && self->pin_path == NULL ? bpf_map__pin_path(self->map) : NULL;
+    if (libbpf_path != NULL) {
+        return PyUnicode_DecodeFSDefault(libbpf_path);
+    }
     return Py_NewRef(self->pin_path ? self->pin_path : Py_None);
 }
 
@@ -1858,6 +1882,572 @@ static PyObject *Map_get_value_stride(MapObject *self, void *Py_UNUSED(closure))
     return PyLong_FromUnsignedLong(self->value_stride);
 }
 
+/* ---- the definition before load: setters, as libbpf's bpf_map__set_* (legacy objects: their parsed spec) ---- */
+
+/* Which attribute a getter or setter of the definition serves (its closure). */
+enum map_attr {
+    ATTR_TYPE,
+    ATTR_KEY_SIZE,
+    ATTR_VALUE_SIZE,
+    ATTR_MAX_ENTRIES,
+    ATTR_FLAGS,
+    ATTR_NUMA_NODE,
+    ATTR_MAP_EXTRA,
+};
+static const char *const attr_names[] = {"type", "key_size", "value_size", "max_entries", "flags", "numa_node",
+                                         "map_extra"};
+
+static struct cbpf_legacy_map_spec *legacy_spec(MapObject *self)
+{
+    struct cbpf_legacy_spec *spec = self->owner != NULL ? self->owner->legacy_spec : NULL;
+    return spec != NULL && self->legacy_index >= 0 && (size_t)self->legacy_index < spec->nmaps
+               ? &spec->maps[self->legacy_index]
+               : NULL;
+}
+
+bool cbpf_map_autocreate(MapObject *self)
+{
+    if (self->map != NULL) {
+        return bpf_map__autocreate(self->map);
+    }
+    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    return spec == NULL || !spec->no_create;
+}
+
+/* 0 when the definition may change now; else -1 with the exception that says why not. */
+static int check_configurable(MapObject *self, const char *attr)
+{
+    if (self->owner == NULL) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s of map '%U' cannot change: the map exists already (made by create() or from_pinned())", attr,
+                     self->name);
+        return -1;
+    }
+    if (self->owner->busy) {
+        PyErr_Format(PyExc_RuntimeError, "cannot set %s of map '%U' while its Object is being loaded", attr,
+                     self->name);
+        return -1;
+    }
+    if (self->owner->closed) {
+        PyErr_Format(PyExc_ValueError, "map '%U' is closed: its Object was closed", self->name);
+        return -1;
+    }
+    if (self->owner->loaded) {
+        PyErr_Format(PyExc_ValueError, "%s of map '%U' can only be set before Object.load() (Object(path, "
+                                       "load=False))", attr, self->name);
+        return -1;
+    }
+    if (self->map == NULL && legacy_spec(self) == NULL) {
+        PyErr_Format(PyExc_ValueError, "map '%U' has no definition to change", self->name);
+        return -1;
+    }
+    if (self->map != NULL && bpf_map__fd(self->map) >= 0 && strcmp(attr, "autocreate") != 0) {
+        PyErr_Format(PyExc_ValueError, "%s of map '%U' cannot change: it reuses an existing map (reuse())", attr,
+                     self->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A map type from a MapType, its number or its name ("hash", "PERCPU_ARRAY"). */
+static int map_type_arg(MapObject *self, PyObject *value, uint32_t *out)
+{
+    if (PyUnicode_Check(value)) {
+        const char *name = PyUnicode_AsUTF8(value);
+        if (name == NULL) {
+            return -1;
+        }
+        for (uint32_t t = 1; libbpf_bpf_map_type_str((enum bpf_map_type)t) != NULL; t++) {
+            if (strcasecmp(libbpf_bpf_map_type_str((enum bpf_map_type)t), name) == 0) {
+                *out = t;
+                return 0;
+            }
+        }
+        PyErr_Format(PyExc_ValueError, "type of map '%U': unknown map type %R (see cbpf.MapType)", self->name, value);
+        return -1;
+    }
+    unsigned long long t;
+    if (!PyLong_Check(value) || ((t = PyLong_AsUnsignedLongLong(value)) == (unsigned long long)-1 && PyErr_Occurred())
+        || t == 0 || libbpf_bpf_map_type_str((enum bpf_map_type)t) == NULL) {
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        PyErr_Format(PyLong_Check(value) ? PyExc_ValueError : PyExc_TypeError,
+                     "type of map '%U' must be a cbpf.MapType or its name, not %R", self->name, value);
+        return -1;
+    }
+    *out = (uint32_t)t;
+    return 0;
+}
+
+/* An unsigned value of at most max for attribute attr. */
+static int unsigned_arg(MapObject *self, PyObject *value, const char *attr, unsigned long long max,
+                        unsigned long long *out)
+{
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s of map '%U' must be an int, not %.100s", attr, self->name,
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    unsigned long long u = (unsigned long long)v;
+    if (overflow > 0) {
+        u = PyLong_AsUnsignedLongLong(value);
+        if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            overflow = 2;
+        }
+    }
+    if ((v == -1 && PyErr_Occurred()) || overflow < 0 || overflow == 2 || (!overflow && v < 0) || u > max) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s of map '%U' must be within 0..%llu, not %R", attr, self->name, max, value);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+static int map_info(MapObject *self, struct bpf_map_info *info)
+{
+    __u32 len = sizeof(*info);
+    memset(info, 0, sizeof(*info));
+    if (self->fd < 0 || bpf_map_get_info_by_fd(self->fd, info, &len) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Map_get_attr(MapObject *self, void *closure)
+{
+    struct bpf_map_info info;
+    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    switch ((enum map_attr)(uintptr_t)closure) {
+    case ATTR_TYPE: return PyLong_FromUnsignedLong(self->type);
+    case ATTR_KEY_SIZE: return PyLong_FromUnsignedLong(self->key_size);
+    case ATTR_VALUE_SIZE: return PyLong_FromUnsignedLong(self->value_size);
+    case ATTR_MAX_ENTRIES: return PyLong_FromUnsignedLong(self->max_entries);
+    case ATTR_FLAGS: return PyLong_FromUnsignedLong(self->flags);
+    case ATTR_NUMA_NODE:
+        if (self->map != NULL) {
+            return PyLong_FromUnsignedLong(bpf_map__numa_node(self->map));
+        }
+        return PyLong_FromUnsignedLong(spec != NULL ? spec->numa_node : 0); /* the kernel does not tell */
+    case ATTR_MAP_EXTRA:
+        if (self->map != NULL) {
+            return PyLong_FromUnsignedLongLong(bpf_map__map_extra(self->map));
+        }
+        if (spec != NULL) {
+            return PyLong_FromUnsignedLongLong(spec->map_extra);
+        }
+        return PyLong_FromUnsignedLongLong(map_info(self, &info) == 0 ? info.map_extra : 0);
+    }
+    Py_RETURN_NONE;
+}
+
+/* What libbpf now holds for the map (a setter may change more than it was given: value_size of a .bss). */
+static void reread_definition(MapObject *self)
+{
+    struct bpf_map *m = self->map;
+    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    if (m != NULL) {
+        self->type = bpf_map__type(m);
+        self->key_size = bpf_map__key_size(m);
+        self->value_size = bpf_map__value_size(m);
+        self->max_entries = bpf_map__max_entries(m);
+        self->flags = bpf_map__map_flags(m);
+        self->btf_key_type_id = bpf_map__btf_key_type_id(m);
+        self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    }
+    else if (spec != NULL) {
+        self->type = spec->type;
+        self->key_size = spec->key_size;
+        self->value_size = spec->value_size;
+        self->max_entries = spec->max_entries;
+        self->flags = spec->map_flags;
+    }
+    set_layout(self);
+}
+
+/* libbpf resizes a global section (.bss, .data, .data.*) only through its last variable, an array: any other new
+ * size it takes all the same but drops the section's BTF, and with it Object.globals. Refused here instead. */
+static int check_section_resize(MapObject *self, unsigned long long size)
+{
+    const struct btf *btf = bpf_object__btf(self->owner->obj);
+    __u32 id = bpf_map__btf_value_type_id(self->map);
+    const struct btf_type *sec = btf != NULL && id ? btf__type_by_id(btf, id) : NULL;
+    if (sec == NULL || !btf_is_datasec(sec) || btf_vlen(sec) == 0) {
+        return 0; /* no BTF to lose */
+    }
+    const struct btf_var_secinfo *last = btf_var_secinfos(sec) + btf_vlen(sec) - 1;
+    const struct btf_type *var = btf__type_by_id(btf, last->type);
+    const struct btf_type *t = var != NULL ? btf__type_by_id(btf, var->type) : NULL;
+    while (t != NULL && (btf_is_mod(t) || btf_is_typedef(t))) {
+        t = btf__type_by_id(btf, t->type);
+    }
+    const char *name = var != NULL ? btf__name_by_offset(btf, var->name_off) : "?";
+    if (t == NULL || !btf_is_array(t)) {
+        PyErr_Format(PyExc_ValueError, "value_size of map '%U' cannot change: libbpf resizes a global section through "
+                                       "its last variable, an array, and '%s' is not one", self->name, name);
+        return -1;
+    }
+    __s64 elem = btf__resolve_size(btf, btf_array(t)->type);
+    if (elem <= 0 || size <= last->offset || (size - last->offset) % (unsigned long long)elem != 0) {
+        PyErr_Format(PyExc_ValueError, "value_size of map '%U' must be %u (where its last variable '%s' starts) plus "
+                                       "a whole number of its %lld-byte elements, not %llu",
+                     self->name, last->offset, name, (long long)elem, size);
+        return -1;
+    }
+    return 0;
+}
+
+/* The definition changed: the key and value types read from it before (BTF, sizes) are read again when next needed,
+ * and so are the object's globals (a resized section). */
+static void forget_layout(MapObject *self)
+{
+    Py_CLEAR(self->key_type);
+    Py_CLEAR(self->value_type);
+    Py_CLEAR(self->key_codec);
+    Py_CLEAR(self->value_codec);
+    self->types_resolved = false;
+    if (self->owner != NULL && PyObject_DelAttrString((PyObject *)self->owner, "_globals") < 0) {
+        PyErr_Clear(); /* none cached */
+    }
+}
+
+static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
+{
+    enum map_attr attr = (enum map_attr)(uintptr_t)closure;
+    const char *name = attr_names[attr];
+    unsigned long long v = 0;
+    uint32_t type = 0;
+    int err = 0;
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s of map '%U'", name, self->name);
+        return -1;
+    }
+    if (check_configurable(self, name) < 0) {
+        return -1;
+    }
+    if (attr == ATTR_TYPE ? map_type_arg(self, value, &type) < 0
+                          : unsigned_arg(self, value, name, attr == ATTR_MAP_EXTRA ? UINT64_MAX : UINT32_MAX, &v) < 0) {
+        return -1;
+    }
+    struct bpf_map *m = self->map;
+    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    switch (attr) {
+    case ATTR_TYPE:
+        err = m ? bpf_map__set_type(m, (enum bpf_map_type)type) : (spec->type = type, 0);
+        break;
+    case ATTR_KEY_SIZE:
+        err = m ? bpf_map__set_key_size(m, (__u32)v) : (spec->key_size = (uint32_t)v, 0);
+        break;
+    case ATTR_VALUE_SIZE:
+        if (m != NULL && bpf_map__is_internal(m) && check_section_resize(self, v) < 0) {
+            return -1;
+        }
+        err = m ? bpf_map__set_value_size(m, (__u32)v) : (spec->value_size = (uint32_t)v, 0);
+        break;
+    case ATTR_MAX_ENTRIES:
+        err = m ? bpf_map__set_max_entries(m, (__u32)v) : (spec->max_entries = (uint32_t)v, 0);
+        break;
+    case ATTR_FLAGS:
+        err = m ? bpf_map__set_map_flags(m, (__u32)v) : (spec->map_flags = (uint32_t)v, 0);
+        break;
+    case ATTR_NUMA_NODE:
+        err = m ? bpf_map__set_numa_node(m, (__u32)v) : (spec->numa_node = (uint32_t)v, 0);
+        break;
+    case ATTR_MAP_EXTRA:
+        err = m ? bpf_map__set_map_extra(m, (__u64)v) : (spec->map_extra = (uint64_t)v, 0);
+        break;
+    }
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting %s of map '%s'", name,
+                       PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    reread_definition(self);
+    forget_layout(self);
+    return 0;
+}
+
+static PyObject *Map_get_autocreate(MapObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(cbpf_map_autocreate(self));
+}
+
+static int Map_set_autocreate(MapObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL || !PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "autocreate of map '%U' must be True or False", self->name);
+        return -1;
+    }
+    if (check_configurable(self, "autocreate") < 0) {
+        return -1;
+    }
+    if (self->map != NULL) {
+        int err = bpf_map__set_autocreate(self->map, value == Py_True);
+        if (err != 0) {
+            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autocreate of map '%s'",
+                           PyUnicode_AsUTF8(self->name));
+            return -1;
+        }
+        return 0;
+    }
+    legacy_spec(self)->no_create = value == Py_False;
+    return 0;
+}
+
+static PyObject *Map_get_inner_map(MapObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->inner_map ? self->inner_map : Py_None);
+}
+
+static bool is_map_of_maps(uint32_t type)
+{
+    return type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS;
+}
+
+/* The inner map's shape of a map of maps, given as a Map whose fd libbpf borrows until load. */
+static int Map_set_inner_map(MapObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (value == NULL || !PyObject_TypeCheck(value, st->Map_type)) {
+        PyErr_Format(PyExc_TypeError, "inner_map of map '%U' must be a Map", self->name);
+        return -1;
+    }
+    if (check_configurable(self, "inner_map") < 0) {
+        return -1;
+    }
+    if (self->map == NULL) {
+        PyErr_Format(PyExc_TypeError, "map '%U' belongs to a legacy object, whose maps of maps name their inner "
+                                      "map by inner_map_idx", self->name);
+        return -1;
+    }
+    if (!is_map_of_maps(self->type)) {
+        PyErr_Format(PyExc_ValueError, "inner_map of map '%U': it is not a map of maps (its type is %s)", self->name,
+                     libbpf_bpf_map_type_str((enum bpf_map_type)self->type));
+        return -1;
+    }
+    MapObject *inner = (MapObject *)value;
+    if (check_open(inner) < 0) {
+        return -1;
+    }
+    if (self->inner_map != NULL) {
+        PyErr_Format(PyExc_ValueError, "inner_map of map '%U' is set already", self->name);
+        return -1;
+    }
+    int err = bpf_map__set_inner_map_fd(self->map, inner->fd);
+    if (err != 0) {
+        cbpf_set_error(st, err, "setting inner_map of map '%s'", PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    self->inner_map = Py_NewRef(value);
+    return 0;
+}
+
+/* Before load, a path sets where the map is pinned: an existing pin there is reused (libbpf checks that it
+ * matches), else the new map is pinned there. None forgets it. */
+static int Map_set_pin_path(MapObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    PyObject *encoded = NULL;
+    if (value == NULL) {
+        value = Py_None;
+    }
+    if (value != Py_None && !PyUnicode_FSConverter(value, &encoded)) {
+        return -1;
+    }
+    int rc = -1;
+    if (check_configurable(self, "pin_path") < 0) {
+        goto done;
+    }
+    if (self->map != NULL) {
+        int err = bpf_map__set_pin_path(self->map, encoded ? PyBytes_AS_STRING(encoded) : NULL);
+        if (err != 0) {
+            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting pin_path of map '%s'",
+                           PyUnicode_AsUTF8(self->name));
+            goto done;
+        }
+    }
+    else {
+        /* a legacy object's map: its loader (legacy_load.c) reuses the map pinned there, or pins the new one */
+        struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+        char *copy = encoded ? strdup(PyBytes_AS_STRING(encoded)) : NULL;
+        if (encoded && copy == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        free(spec->pin_path);
+        spec->pin_path = copy;
+        Py_XSETREF(self->pin_path, encoded ? PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(encoded)) : NULL);
+        if (encoded && self->pin_path == NULL) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    Py_XDECREF(encoded);
+    return rc;
+}
+
+/* A dup of fd for a legacy map that stands in for the spec's definition, which now describes it. */
+static int legacy_reuse(cbpf_state *st, MapObject *self, int fd, const struct bpf_map_info *info)
+{
+    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+        cbpf_set_error(st, errno, "reuse: duplicating the fd for map '%s'", PyUnicode_AsUTF8(self->name));
+        return -1;
+    }
+    if (spec->has_reuse) {
+        close(spec->reuse_fd);
+    }
+    spec->has_reuse = 1;
+    spec->reuse_fd = dup;
+    spec->type = info->type;
+    spec->key_size = info->key_size;
+    spec->value_size = info->value_size;
+    spec->max_entries = info->max_entries;
+    spec->map_flags = info->map_flags;
+    return 0;
+}
+
+/* reuse(source): the map becomes an existing one (a Map, an fd, or a path pinned in bpffs), shared, not created. */
+static PyObject *Map_reuse(MapObject *self, PyObject *source)
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    PyObject *encoded = NULL, *result = NULL;
+    int fd = -1, opened = -1;
+    if (check_configurable(self, "reuse()") < 0) {
+        return NULL;
+    }
+    if (PyObject_TypeCheck(source, st->Map_type)) {
+        if (source == (PyObject *)self || check_open((MapObject *)source) < 0) {
+            return source == (PyObject *)self ? PyErr_Format(PyExc_ValueError, "map '%U' cannot reuse itself",
+                                                             self->name)
+                                              : NULL;
+        }
+        fd = ((MapObject *)source)->fd;
+    }
+    else if (PyLong_Check(source) && !PyBool_Check(source)) {
+        long v = PyLong_AsLong(source);
+        if ((v == -1 && PyErr_Occurred()) || v < 0 || v > INT32_MAX) {
+            PyErr_Clear();
+            return PyErr_Format(PyExc_ValueError, "reuse() of map '%U': %R is not a file descriptor", self->name,
+                                source);
+        }
+        fd = (int)v;
+    }
+    else if (PyUnicode_Check(source) || PyObject_HasAttrString(source, "__fspath__")) {
+        if (!PyUnicode_FSConverter(source, &encoded)) {
+            return NULL;
+        }
+        if (cbpf_ensure_bpffs(st, PyBytes_AS_STRING(encoded)) < 0) {
+            goto done;
+        }
+        fd = opened = bpf_obj_get(PyBytes_AS_STRING(encoded));
+        if (fd < 0) {
+            cbpf_set_error(st, errno, "reuse() of map '%s': opening the pinned map %s", PyUnicode_AsUTF8(self->name),
+                           PyBytes_AS_STRING(encoded));
+            goto done;
+        }
+    }
+    else {
+        return PyErr_Format(PyExc_TypeError, "reuse() of map '%U' takes a Map, a file descriptor or a pinned path, "
+                                             "not %.100s", self->name, Py_TYPE(source)->tp_name);
+    }
+    struct bpf_map_info info = {0};
+    __u32 len = sizeof(info);
+    if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
+        cbpf_set_error(st, errno, "reuse() of map '%s': fd %d is not a BPF map", PyUnicode_AsUTF8(self->name), fd);
+        goto done;
+    }
+    if (self->map != NULL) {
+        int err = bpf_map__reuse_fd(self->map, fd);
+        if (err != 0) {
+            cbpf_set_error(st, err, "reuse() of map '%s'", PyUnicode_AsUTF8(self->name));
+            goto done;
+        }
+    }
+    else if (legacy_reuse(st, self, fd, &info) < 0) {
+        goto done;
+    }
+    reread_definition(self);
+    result = Py_NewRef(Py_None);
+done:
+    if (opened >= 0) {
+        close(opened);
+    }
+    Py_XDECREF(encoded);
+    return result;
+}
+
+/* What the kernel would refuse or libbpf would fail on obscurely: a size left 0 for user space to set. */
+int cbpf_map_check_before_load(MapObject *self)
+{
+    if (!cbpf_map_autocreate(self) || (self->map != NULL && bpf_map__fd(self->map) >= 0)) {
+        return 0; /* not created, or reused */
+    }
+    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    if (spec != NULL && spec->has_reuse) {
+        return 0;
+    }
+    const char *attr = NULL;
+    switch (self->type) {
+    case BPF_MAP_TYPE_HASH:
+    case BPF_MAP_TYPE_ARRAY:
+    case BPF_MAP_TYPE_PERCPU_HASH:
+    case BPF_MAP_TYPE_PERCPU_ARRAY:
+    case BPF_MAP_TYPE_STACK_TRACE:
+    case BPF_MAP_TYPE_LRU_HASH:
+    case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+    case BPF_MAP_TYPE_LPM_TRIE:
+        attr = self->key_size == 0 ? "key_size" : self->value_size == 0 ? "value_size" : NULL;
+        break;
+    case BPF_MAP_TYPE_QUEUE:
+    case BPF_MAP_TYPE_STACK:
+    case BPF_MAP_TYPE_BLOOM_FILTER:
+        attr = self->value_size == 0 ? "value_size" : NULL;
+        break;
+    default:
+        break;
+    }
+    switch (self->type) {
+    case BPF_MAP_TYPE_PERF_EVENT_ARRAY: /* 0: one per possible CPU */
+    case BPF_MAP_TYPE_STRUCT_OPS:
+    case BPF_MAP_TYPE_CGROUP_STORAGE:
+    case BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE:
+    case BPF_MAP_TYPE_SK_STORAGE:
+    case BPF_MAP_TYPE_INODE_STORAGE:
+    case BPF_MAP_TYPE_TASK_STORAGE:
+    case BPF_MAP_TYPE_CGRP_STORAGE:
+        break;
+    default:
+        if (attr == NULL && self->max_entries == 0) {
+            attr = "max_entries";
+        }
+    }
+    if (attr != NULL) {
+        PyErr_Format(PyExc_ValueError, "map '%U' has %s 0: set Map.%s before Object.load()", self->name, attr, attr);
+        return -1;
+    }
+    if (self->map != NULL && is_map_of_maps(self->type) && bpf_map__inner_map(self->map) == NULL &&
+        self->inner_map == NULL) {
+        PyErr_Format(PyExc_ValueError, "map '%U' is a map of maps whose inner map's shape is unknown: set "
+                                       "Map.inner_map (a Map shaped like its inner maps) before Object.load()",
+                     self->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The object is loaded: the borrowed inner map is no longer needed. */
+void cbpf_map_loaded(MapObject *self)
+{
+    Py_CLEAR(self->inner_map);
+}
+
 static int Map_bool(MapObject *self)
 {
     (void)self;
@@ -1875,6 +2465,7 @@ static int Map_traverse(MapObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->owner);
+    Py_VISIT(self->inner_map);
     Py_VISIT(self->key_type);
     Py_VISIT(self->value_type);
     Py_VISIT(self->key_codec);
@@ -1885,6 +2476,7 @@ static int Map_traverse(MapObject *self, visitproc visit, void *arg)
 static int Map_clear_refs(MapObject *self)
 {
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->inner_map);
     Py_CLEAR(self->key_type);
     Py_CLEAR(self->value_type);
     Py_CLEAR(self->key_codec);
@@ -1913,9 +2505,10 @@ static PyMethodDef Map_methods[] = {
     {"fetch", FASTCALL(Map_fetch), METH_FASTCALL,
      "fetch($self, key, /)\n--\n\nThe value for key as an int (1, 2, 4 or 8-byte values; per-CPU maps give the "
      "sum over CPUs), or None when the key is absent. Mmapped arrays are read without a system call."},
-    {"lookup", (PyCFunction)Map_lookup, METH_O,
-     "lookup($self, key, /)\n--\n\nThe value for key as bytes (a list of bytes, one per possible CPU, for per-CPU "
-     "maps), or None when the key is absent."},
+    {"lookup", FASTCALL(Map_lookup), METH_FASTCALL | METH_KEYWORDS,
+     "lookup($self, key, /, flags=0)\n--\n\nThe value for key as bytes (a list of bytes, one per possible CPU, for "
+     "per-CPU maps), or None when the key is absent. flags=BPF_F_LOCK reads a value holding a bpf_spin_lock under "
+     "that lock."},
     {"lookup_into", FASTCALL(Map_lookup_into), METH_FASTCALL,
      "lookup_into($self, key, out, /)\n--\n\nReads the value for key into the writable buffer out (value_size "
      "bytes; ncpus * value_stride for per-CPU maps). True if found, False if absent."},
@@ -1942,6 +2535,9 @@ static PyMethodDef Map_methods[] = {
      "_dump_dict($self, /)\n--\n\nThe whole map as a dict, decoded by the types (ints by size when untyped)."},
     {"_read_chunk", FASTCALL(Map_read_chunk), METH_FASTCALL,
      "_read_chunk($self, cursor, n, /)\n--\n\nOne step of an iteration: (keys, values, count, next cursor)."},
+    {"reuse", (PyCFunction)Map_reuse, METH_O,
+     "reuse($self, source, /)\n--\n\nBefore load: the object uses an existing map (a Map, a file descriptor or a "
+     "path pinned in bpffs) instead of creating this one, so that objects share it."},
     {"_read_decoded", FASTCALL(Map_read_decoded), METH_FASTCALL,
      "_read_decoded($self, cursor, n, what, /)\n--\n\nOne chunk of keys, values or items, decoded."},
     {"get", FASTCALL(cbpf_map_get), METH_FASTCALL,
@@ -1968,11 +2564,6 @@ static PyMethodDef Map_methods[] = {
 
 static PyMemberDef Map_members[] = {
     {"name", T_OBJECT_EX, offsetof(MapObject, name), READONLY, "The map's name."},
-    {"type", T_UINT, offsetof(MapObject, type), READONLY, "The map type (a BPF_MAP_TYPE_* value)."},
-    {"key_size", T_UINT, offsetof(MapObject, key_size), READONLY, "Bytes in a key."},
-    {"value_size", T_UINT, offsetof(MapObject, value_size), READONLY, "Bytes in a value (per CPU)."},
-    {"max_entries", T_UINT, offsetof(MapObject, max_entries), READONLY, "Capacity."},
-    {"flags", T_UINT, offsetof(MapObject, flags), READONLY, "The map's creation flags."},
     {"id", T_UINT, offsetof(MapObject, id), READONLY, "The kernel's id of the map (0 before load)."},
     {"btf_key_type_id", T_UINT, offsetof(MapObject, btf_key_type_id), READONLY, "BTF type id of the key."},
     {"btf_value_type_id", T_UINT, offsetof(MapObject, btf_value_type_id), READONLY, "BTF type id of the value."},
@@ -1983,7 +2574,25 @@ static PyGetSetDef Map_getset[] = {
     {"fd", (getter)Map_get_fd, NULL, "The map's file descriptor (-1 when not open).", NULL},
     {"closed", (getter)Map_get_closed, NULL, "True once closed (or once its Object is).", NULL},
     {"object", (getter)Map_get_object, NULL, "The Object the map belongs to, or None.", NULL},
-    {"pin_path", (getter)Map_get_pin_path, NULL, "Where pin() pinned the map, or None.", NULL},
+    {"pin_path", (getter)Map_get_pin_path, (setter)Map_set_pin_path,
+     "Where the map is pinned (by pin(), or by libbpf for LIBBPF_PIN_BY_NAME), or None. Settable before load: the "
+     "map pinned there is reused, or the new map is pinned there.", NULL},
+#define ATTR(name, id, doc) {name, (getter)Map_get_attr, (setter)Map_set_attr, doc, (void *)(uintptr_t)(id)}
+    ATTR("type", ATTR_TYPE, "The map type (a BPF_MAP_TYPE_* value); settable before load (a MapType or its name)."),
+    ATTR("key_size", ATTR_KEY_SIZE, "Bytes in a key; settable before load."),
+    ATTR("value_size", ATTR_VALUE_SIZE,
+         "Bytes in a value (per CPU); settable before load (a .bss/.data whose last variable is an array resizes)."),
+    ATTR("max_entries", ATTR_MAX_ENTRIES, "Capacity; settable before load."),
+    ATTR("flags", ATTR_FLAGS, "The map's creation flags; settable before load."),
+    ATTR("numa_node", ATTR_NUMA_NODE, "The NUMA node to allocate on (with BPF_F_NUMA_NODE); settable before load."),
+    ATTR("map_extra", ATTR_MAP_EXTRA,
+         "The map type's extra word (a bloom filter's hash count, an arena's address); settable before load."),
+#undef ATTR
+    {"autocreate", (getter)Map_get_autocreate, (setter)Map_set_autocreate,
+     "Whether Object.load() creates the map; settable before load (a program that uses a map not created fails to "
+     "load, naming it).", NULL},
+    {"inner_map", (getter)Map_get_inner_map, (setter)Map_set_inner_map,
+     "The Map whose shape a map of maps' inner maps take, when set before load; else None.", NULL},
     {"mmapped", (getter)Map_get_mmapped, NULL, "True when the map's memory is mapped into the process.", NULL},
     {"writable", (getter)Map_get_writable, NULL, "False for mmapped memory the kernel froze (.rodata).", NULL},
     {"key_type", (getter)cbpf_map_get_key_type, NULL,

@@ -306,11 +306,20 @@ static int module_exec(PyObject *module)
         add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0) {
         return -1;
     }
+    PyObject *attrs = Py_BuildValue("{sssO}", "log", "", "program", Py_None);
+    if (attrs == NULL) {
+        return -1;
+    }
     st->LoadError = PyErr_NewExceptionWithDoc(
         "cbpf.LoadError",
-        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log.",
-        PyExc_OSError, NULL);
+        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log and "
+        ".program the name of the program refused (None when no one program was).",
+        PyExc_OSError, attrs);
+    Py_DECREF(attrs);
     if (st->LoadError == NULL || PyModule_AddObjectRef(module, "LoadError", st->LoadError) < 0) {
+        return -1;
+    }
+    if (PyModule_AddFunctions(module, cbpf_probe_methods) < 0) {
         return -1;
     }
     st->booted_maps = PyDict_New();

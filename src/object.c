@@ -83,6 +83,17 @@ static PyObject *name_from_path(PyObject *path)
     return name;
 }
 
+/* The fds that Map.reuse() gave a legacy object's spec (legacy.c dups them at load). */
+static void close_reused(struct cbpf_legacy_spec *spec)
+{
+    for (size_t i = 0; spec != NULL && i < spec->nmaps; i++) {
+        if (spec->maps[i].has_reuse) {
+            close(spec->maps[i].reuse_fd);
+            spec->maps[i].has_reuse = 0;
+        }
+    }
+}
+
 /* Detaching a tracepoint or perf event waits for an RCU grace period in the kernel (tens of ms here): the links and
  * the libbpf object are freed with the GIL released, once the Python side no longer points at them. */
 static void close_object(ObjectObject *self)
@@ -109,6 +120,7 @@ static void close_object(ObjectObject *self)
     self->legacy = NULL;
     self->legacy_spec = NULL;
     Py_CLEAR(self->elf);
+    close_reused(spec);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < natts; i++) {
         cbpf_attachment_release(&atts[i]);
@@ -126,6 +138,89 @@ static int check_usable(ObjectObject *self)
     if (self->closed) {
         PyErr_Format(PyExc_ValueError, "Object '%U' is closed", self->name);
         return -1;
+    }
+    return 0;
+}
+
+/* " (from PATH)" for an object read from a file, "" for one given as bytes: load errors name the file. */
+static const char *path_note(ObjectObject *self)
+{
+    static _Thread_local char note[600];
+    const char *p = self->path != NULL && self->path != Py_None ? PyUnicode_AsUTF8(self->path) : NULL;
+    if (p == NULL) {
+        PyErr_Clear();
+        return "";
+    }
+    snprintf(note, sizeof(note), " (from %s)", p);
+    return note;
+}
+
+/* The program libbpf names in its warnings when it fails to load one. */
+static bool libbpf_refused_program(const char *log, char *out, size_t size)
+{
+    static const char *const markers[] = {"': BPF program load failed", "': failed to load",
+                                          "': failed to find kernel BTF type ID", "': failed to find BPF program",
+                                          "': attach program FD is not set"};
+    for (size_t i = 0; log != NULL && i < sizeof(markers) / sizeof(markers[0]); i++) {
+        const char *m = strstr(log, markers[i]);
+        if (m == NULL) {
+            continue;
+        }
+        const char *start = m;
+        while (start > log && strncmp(start - 1, "prog '", 6) != 0) {
+            start--;
+        }
+        if (start > log) {
+            start += 5;
+            snprintf(out, size, "%.*s", (int)(m - start), start);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* legacy.c's message for a refused program: "program 'NAME' (section ...) was refused ...". */
+static bool legacy_refused_program(const char *err, char *out, size_t size)
+{
+    const char *p = strncmp(err, "program '", 9) == 0 ? err + 9 : NULL;
+    const char *end = p != NULL ? strchr(p, '\'') : NULL;
+    if (end == NULL || strstr(end, "was refused") == NULL) {
+        return false;
+    }
+    snprintf(out, size, "%.*s", (int)(end - p), p);
+    return true;
+}
+
+static uint32_t program_type(ObjectObject *self, const char *name)
+{
+    PyObject *key = PyUnicode_FromString(name);
+    PyObject *p = key != NULL ? PyDict_GetItemWithError(self->programs, key) : NULL;
+    Py_XDECREF(key);
+    PyErr_Clear();
+    return p != NULL ? ((ProgramObject *)p)->type : 0;
+}
+
+/* What the maps and programs were given before load is checked in one pass, before anything reaches the kernel. */
+static int check_before_load(cbpf_state *st, ObjectObject *self)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->maps, &pos, &key, &value)) {
+        MapObject *m = (MapObject *)value;
+        if (cbpf_map_check_before_load(m) < 0) {
+            return -1;
+        }
+        /* LIBBPF_PIN_BY_NAME or a pin_path: libbpf pins in bpffs, which may not be mounted yet */
+        const char *pin = m->map != NULL ? bpf_map__pin_path(m->map) : NULL;
+        if (pin != NULL && cbpf_ensure_bpffs(st, pin) < 0) {
+            return -1;
+        }
+    }
+    pos = 0;
+    while (PyDict_Next(self->programs, &pos, &key, &value)) {
+        if (cbpf_program_check_before_load((ProgramObject *)value) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -166,12 +261,22 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         self->busy = false;
-        char what[768];
-        snprintf(what, sizeof(what), "loading BPF object '%s' (legacy format): %s", PyUnicode_AsUTF8(self->name), err);
-        if (log != NULL) {
-            cbpf_set_load_error(st, rc, what, log);
+        char what[768], program[256];
+        const char *name = PyUnicode_AsUTF8(self->name);
+        if (log != NULL && legacy_refused_program(err, program, sizeof(program))) {
+            /* the verifier's log, marked as libbpf marks it */
+            size_t len = strlen(log) + 64;
+            char *marked = malloc(len);
+            if (marked != NULL) {
+                snprintf(marked, len, "-- BEGIN PROG LOAD LOG --\n%s-- END PROG LOAD LOG --", log);
+            }
+            /* legacy.c's words stay: they carry hints of their own (a missing license section...) */
+            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
+            cbpf_set_program_load_error(st, rc, what, program, program_type(self, program), marked ? marked : log);
+            free(marked);
         }
         else {
+            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
             cbpf_set_error(st, rc, "%s", what);
         }
         free(log);
@@ -184,7 +289,8 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
     /* the maps dict was filled in the spec's order, which is the loaded object's (names are unique) */
     pos = 0;
     for (size_t i = 0; i < obj->nmaps && PyDict_Next(self->maps, &pos, &key, &value); i++) {
-        if (cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
+        cbpf_map_loaded((MapObject *)value);
+        if (obj->maps[i].fd >= 0 && cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
             self->busy = false;
             return NULL;
         }
@@ -196,6 +302,7 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
             }
         }
     }
+    close_reused(self->legacy_spec);
     /* the instructions are in the kernel now */
     cbpf_legacy_spec_free(self->legacy_spec);
     self->legacy_spec = NULL;
@@ -214,6 +321,9 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         return PyErr_Format(PyExc_ValueError, "Object '%U' is already %s", self->name,
                             self->busy ? "being loaded by another thread" : "loaded");
     }
+    if (check_before_load(st, self) < 0) {
+        return NULL;
+    }
     if (self->is_legacy) {
         return legacy_load(st, self);
     }
@@ -226,9 +336,14 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     Py_END_ALLOW_THREADS
     log = cbpf_log_end(st);
     if (err != 0) {
-        char what[256];
-        snprintf(what, sizeof(what), "loading BPF object '%s'", PyUnicode_AsUTF8(self->name));
-        cbpf_set_load_error(st, err, what, log);
+        char what[768], program[256];
+        snprintf(what, sizeof(what), "loading BPF object '%s'%s", PyUnicode_AsUTF8(self->name), path_note(self));
+        if (libbpf_refused_program(log, program, sizeof(program))) {
+            cbpf_set_program_load_error(st, err, what, program, program_type(self, program), log);
+        }
+        else {
+            cbpf_set_load_error(st, err, what, log);
+        }
         free(log);
         /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
         self->busy = false;
@@ -242,6 +357,7 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     Py_ssize_t pos = 0;
     PyObject *result = Py_None;
     while (PyDict_Next(self->maps, &pos, &key, &value)) {
+        cbpf_map_loaded((MapObject *)value);
         if (cbpf_map_refresh(st, (MapObject *)value) < 0) {
             result = NULL;
             break;
@@ -409,6 +525,51 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
     return 0;
 }
 
+/* kconfig as libbpf takes it: "CONFIG_A=y\nCONFIG_B=42\n", from that str or a mapping {"CONFIG_A": True, ...}
+ * (True "y", False "n", ints as numbers, str as given). */
+static PyObject *kconfig_text(PyObject *kconfig)
+{
+    if (PyUnicode_Check(kconfig)) {
+        return Py_NewRef(kconfig);
+    }
+    if (!PyDict_Check(kconfig)) {
+        return PyErr_Format(PyExc_TypeError, "kconfig must be a str or a dict, not %.100s", Py_TYPE(kconfig)->tp_name);
+    }
+    PyObject *parts = PyList_New(0), *key, *value, *text = NULL;
+    Py_ssize_t pos = 0;
+    if (parts == NULL) {
+        return NULL;
+    }
+    while (PyDict_Next(kconfig, &pos, &key, &value)) {
+        PyObject *line = NULL;
+        if (!PyUnicode_Check(key)) {
+            PyErr_Format(PyExc_TypeError, "kconfig keys must be str (CONFIG_...), not %.100s", Py_TYPE(key)->tp_name);
+            goto done;
+        }
+        if (PyBool_Check(value)) {
+            line = PyUnicode_FromFormat("%U=%s\n", key, value == Py_True ? "y" : "n");
+        }
+        else if (PyLong_Check(value) || PyUnicode_Check(value)) {
+            line = PyUnicode_FromFormat("%U=%S\n", key, value);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "kconfig %U: a value must be a bool, an int or a str, not %.100s", key,
+                         Py_TYPE(value)->tp_name);
+        }
+        if (line == NULL || PyList_Append(parts, line) < 0) {
+            Py_XDECREF(line);
+            goto done;
+        }
+        Py_DECREF(line);
+    }
+    PyObject *empty = PyUnicode_FromString("");
+    text = empty != NULL ? PyUnicode_Join(empty, parts) : NULL; /* a NULL separator would be a space */
+    Py_XDECREF(empty);
+done:
+    Py_DECREF(parts);
+    return text;
+}
+
 /* An object whose code libbpf finds no program in (old LLVM's NOTYPE function symbols...) must not "load" with 0
  * programs: the sections it could not use are named. */
 static int check_code_used(cbpf_state *st, ObjectObject *self, const char *cname)
@@ -461,13 +622,15 @@ ObjectObject *cbpf_object_for_pinned(cbpf_state *st, PyObject *name)
 
 static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"source", "name", "load", "attach", NULL};
-    PyObject *source = NULL, *name = Py_None;
+    static char *kwlist[] = {"source", "name", "load", "attach", "pin_root", "btf_path", "kconfig", NULL};
+    PyObject *source = NULL, *name = Py_None, *pin_root = Py_None, *btf_path = Py_None, *kconfig = Py_None;
+    PyObject *pin_root_b = NULL, *btf_path_b = NULL, *kconfig_s = NULL;
     int load = 1, attach = 1;
     cbpf_state *st = cbpf_state_from_type(type);
     ObjectObject *self = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$Opp:Object", kwlist, &source, &name, &load, &attach)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OppOOO:Object", kwlist, &source, &name, &load, &attach,
+                                     &pin_root, &btf_path, &kconfig)) {
         return NULL;
     }
     if (name != Py_None && !PyUnicode_Check(name)) {
@@ -493,6 +656,16 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
             goto error;
         }
         self->name = name != Py_None ? Py_NewRef(name) : name_from_path(source);
+        PyObject *fs = PyOS_FSPath(source);
+        if (fs == NULL) {
+            goto error;
+        }
+        self->path = PyBytes_Check(fs) ? PyUnicode_DecodeFSDefaultAndSize(PyBytes_AS_STRING(fs), PyBytes_GET_SIZE(fs))
+                                       : Py_NewRef(fs);
+        Py_DECREF(fs);
+        if (self->path == NULL) {
+            goto error;
+        }
     }
     else {
         PyErr_Format(PyExc_TypeError, "Object() takes a path or the ELF as bytes, not %.100s",
@@ -515,6 +688,11 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     int legacy = cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf));
     cbpf_log_begin();
     if (legacy) {
+        if (pin_root != Py_None || btf_path != Py_None || kconfig != Py_None) {
+            PyErr_Format(PyExc_TypeError, "opening BPF object '%s': a legacy object (struct bpf_map_def maps) takes "
+                         "no pin_root, btf_path or kconfig (it has no BTF): set Map.pin_path instead", cname);
+            goto error;
+        }
         if (open_legacy(st, self, cname) < 0) {
             goto error;
         }
@@ -528,7 +706,19 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
         goto error;
     }
-    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname);
+    if ((pin_root != Py_None && !PyUnicode_FSConverter(pin_root, &pin_root_b)) ||
+        (btf_path != Py_None && !PyUnicode_FSConverter(btf_path, &btf_path_b)) ||
+        (kconfig != Py_None && (kconfig_s = kconfig_text(kconfig)) == NULL)) {
+        goto error;
+    }
+    if (btf_path_b != NULL && access(PyBytes_AS_STRING(btf_path_b), R_OK) != 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, btf_path);
+        goto error;
+    }
+    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname,
+                .pin_root_path = pin_root_b ? PyBytes_AS_STRING(pin_root_b) : NULL,
+                .btf_custom_path = btf_path_b ? PyBytes_AS_STRING(btf_path_b) : NULL,
+                .kconfig = kconfig_s ? PyUnicode_AsUTF8(kconfig_s) : NULL);
     cbpf_log_begin();
     self->obj = bpf_object__open_mem(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), &opts);
     int err = self->obj == NULL ? errno : 0;
@@ -572,6 +762,9 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         }
     }
 opened:
+    Py_CLEAR(pin_root_b);
+    Py_CLEAR(btf_path_b);
+    Py_CLEAR(kconfig_s);
     if (load) {
         PyObject *r = do_load(st, self);
         if (r == NULL) {
@@ -588,6 +781,12 @@ opened:
     }
     return (PyObject *)self;
 error:
+    Py_XDECREF(pin_root_b);
+    Py_XDECREF(btf_path_b);
+    Py_XDECREF(kconfig_s);
+    if (self == NULL) {
+        return NULL;
+    }
     /* the maps point back at the object: without this, the fds would wait for the garbage collector */
     close_object(self);
     Py_DECREF(self);
@@ -636,7 +835,7 @@ static PyObject *Object_exit(ObjectObject *self, PyObject *const *args, Py_ssize
 #define DESCRIBE_BUDGET 1000000 /* types visited by one description */
 
 /* A BTF type as plain tuples, for the Python layer to build decoders and numpy dtypes from:
- *   ("int", size, signed, is_char)  ("float", size)  ("bytes", size)  ("array", elem, count)
+ *   ("int", size, signed, is_char, is_bool)  ("float", size)  ("bytes", size)  ("array", elem, count)
  *   ("struct" | "union", size, [(name, byte_offset, bitfield_bits, type), ...])
  *   ("datasec", size, [(name, byte_offset, size, type), ...])
  * typedefs, const, volatile and type tags are looked through; enums are ints, pointers 8-byte ints. */
@@ -781,6 +980,11 @@ static PyObject *Object_get_name(ObjectObject *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->name ? self->name : Py_None);
 }
 
+static PyObject *Object_get_path(ObjectObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->path ? self->path : Py_None);
+}
+
 static PyObject *Object_get_loaded(ObjectObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->loaded && !self->closed);
@@ -873,6 +1077,7 @@ static void Object_dealloc(ObjectObject *self)
     Py_CLEAR(self->name);
     Py_CLEAR(self->license);
     Py_CLEAR(self->elf);
+    Py_CLEAR(self->path);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -899,6 +1104,7 @@ static PyMethodDef Object_methods[] = {
 static PyGetSetDef Object_getset[] = {
     {"maps", (getter)Object_get_maps, NULL, "The object's maps by name (read-only mapping of Map).", NULL},
     {"name", (getter)Object_get_name, NULL, "The object's name.", NULL},
+    {"path", (getter)Object_get_path, NULL, "The file the object was read from, or None (given as bytes).", NULL},
     {"loaded", (getter)Object_get_loaded, NULL, "True while loaded in the kernel.", NULL},
     {"closed", (getter)Object_get_closed, NULL, "True once closed.", NULL},
     {"legacy", (getter)Object_get_legacy, NULL,
@@ -921,8 +1127,13 @@ static PyGetSetDef Object_getset[] = {
 };
 
 static PyType_Slot Object_slots[] = {
-    {Py_tp_doc, "Object(source, *, name=None, load=True, attach=True)\n--\n\n"
-                "A BPF ELF object (a path, or the ELF as bytes): opened, loaded and attached by default. "
+    {Py_tp_doc, "Object(source, *, name=None, load=True, attach=True, pin_root=None, btf_path=None, kconfig=None)"
+                "\n--\n\n"
+                "A BPF ELF object (a path, or the ELF as bytes): opened, loaded and attached by default. With "
+                "load=False, its maps and programs can be configured before load(). pin_root: the bpffs directory for "
+                "maps pinned by name (default /sys/fs/bpf); btf_path: a BTF file to relocate CO-RE programs against "
+                "instead of the running kernel's; kconfig: CONFIG_* values for __kconfig externs (a str of lines or a "
+                "dict). "
                 "close() (or leaving a with block, or garbage collection) detaches and frees everything."},
     {Py_tp_new, Object_new},
     {Py_tp_methods, Object_methods},

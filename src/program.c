@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -435,6 +436,25 @@ static const char *attach_hint(ProgramObject *self)
     }
 }
 
+/* What a Link attached by section says it is attached to: the section ("fentry/do_unlinkat"), or, for a program
+ * retargeted before load, the section's kind and the target ("fentry/security_file_open"; "freplace/f of program
+ * 'p'"). */
+static PyObject *section_target(ProgramObject *self, const char *sec)
+{
+    PyObject *t = self->attach_target;
+    if (t == NULL) {
+        return cbpf_elf_name(sec);
+    }
+    char kind[64]; /* "fentry", "freplace": PyUnicode_FromFormat has no %.*s */
+    snprintf(kind, sizeof(kind), "%.*s", (int)strcspn(sec, "/"), sec);
+    if (PyUnicode_Check(t)) {
+        return PyUnicode_FromFormat("%s/%U", kind, t);
+    }
+    PyObject *prog = PyTuple_Check(t) ? PyTuple_GET_ITEM(t, 0) : t;
+    PyObject *func = PyTuple_Check(t) ? PyTuple_GET_ITEM(t, 1) : ((ProgramObject *)prog)->name;
+    return PyUnicode_FromFormat("%s/%U of program '%U'", kind, func, ((ProgramObject *)prog)->name);
+}
+
 /* Attaches by section name. With skip_untargeted, a section that names no target (xdp, tc...) gives None. */
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted)
 {
@@ -469,7 +489,7 @@ PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool 
         return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
                             self->name, sec, attach_hint(self));
     }
-    return libbpf_result(st, self, link, err, cbpf_elf_name(sec), "no such attach point");
+    return libbpf_result(st, self, link, err, section_target(self, sec), "no such attach point");
 }
 
 static PyObject *Program_attach(ProgramObject *self, PyObject *Py_UNUSED(ignored))
@@ -1269,6 +1289,485 @@ static int Program_set_autoattach(ProgramObject *self, PyObject *value, void *Py
     return 0;
 }
 
+/* ---- before load: the program's type, attach type and target, flags and verifier log, as libbpf's setters ---- */
+
+static int check_configurable(ProgramObject *self, const char *attr)
+{
+    if (check_open(self) < 0) {
+        return -1;
+    }
+    if (self->owner->busy) {
+        PyErr_Format(PyExc_RuntimeError, "cannot set %s of program '%U' while its Object is being loaded", attr,
+                     self->name);
+        return -1;
+    }
+    if (self->owner->loaded) {
+        PyErr_Format(PyExc_ValueError, "%s of program '%U' can only be set before Object.load() (Object(path, "
+                                       "load=False))", attr, self->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int libbpf_only(ProgramObject *self, const char *attr)
+{
+    if (is_legacy(self)) {
+        PyErr_Format(PyExc_TypeError, "%s of program '%U' cannot be set: it belongs to a legacy object (struct "
+                                      "bpf_map_def maps), whose programs take only type and expected_attach_type",
+                     attr, self->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A program type from a ProgramType, its number or its name ("socket_filter", "XDP"). */
+static int prog_type_arg(ProgramObject *self, PyObject *value, uint32_t *out)
+{
+    if (PyUnicode_Check(value)) {
+        const char *want = PyUnicode_AsUTF8(value);
+        if (want == NULL) {
+            return -1;
+        }
+        for (uint32_t t = 1; libbpf_bpf_prog_type_str((enum bpf_prog_type)t) != NULL; t++) {
+            if (strcasecmp(libbpf_bpf_prog_type_str((enum bpf_prog_type)t), want) == 0) {
+                *out = t;
+                return 0;
+            }
+        }
+        PyErr_Format(PyExc_ValueError, "type of program '%U': unknown program type %R (see cbpf.ProgramType)",
+                     self->name, value);
+        return -1;
+    }
+    unsigned long t = PyLong_Check(value) && !PyBool_Check(value) ? PyLong_AsUnsignedLong(value) : 0;
+    if (t == (unsigned long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        t = 0;
+    }
+    if (t == 0 || t > UINT32_MAX || libbpf_bpf_prog_type_str((enum bpf_prog_type)t) == NULL) {
+        PyErr_Format(PyLong_Check(value) ? PyExc_ValueError : PyExc_TypeError,
+                     "type of program '%U' must be a cbpf.ProgramType or its name, not %R", self->name, value);
+        return -1;
+    }
+    *out = (uint32_t)t;
+    return 0;
+}
+
+static PyObject *Program_get_type(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLong(self->type);
+}
+
+static int Program_set_type(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    uint32_t t;
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete type of program '%U'", self->name);
+        return -1;
+    }
+    if (check_configurable(self, "type") < 0 || prog_type_arg(self, value, &t) < 0) {
+        return -1;
+    }
+    if (is_legacy(self)) {
+        self->owner->legacy_spec->progs[self->legacy_index].prog_type = t;
+    }
+    else {
+        int err = bpf_program__set_type(self->prog, (enum bpf_prog_type)t);
+        if (err != 0) {
+            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'", utf8(self->name));
+            return -1;
+        }
+    }
+    self->type = t;
+    return 0;
+}
+
+static PyObject *Program_get_expected_attach_type(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    if (self->pinned) {
+        return PyErr_Format(PyExc_ValueError, "program '%U' was opened from a pin: the kernel does not say its "
+                                              "expected attach type", self->name);
+    }
+    return PyLong_FromLong((long)expected_attach_type(self));
+}
+
+static int attach_type_arg(PyObject *o, enum bpf_attach_type *out);
+
+static int Program_set_expected_attach_type(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    enum bpf_attach_type t;
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete expected_attach_type of program '%U'", self->name);
+        return -1;
+    }
+    if (check_configurable(self, "expected_attach_type") < 0) {
+        return -1;
+    }
+    if (attach_type_arg(value, &t) < 0 || libbpf_bpf_attach_type_str(t) == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_ValueError, "unknown attach type %R (see cbpf.AttachType)", value);
+        }
+        return -1;
+    }
+    if (is_legacy(self)) {
+        self->owner->legacy_spec->progs[self->legacy_index].expected_attach_type = (uint32_t)t;
+        self->legacy_expected_attach_type = (uint32_t)t;
+        return 0;
+    }
+    int err = bpf_program__set_expected_attach_type(self->prog, t);
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting expected_attach_type of program '%s'",
+                       utf8(self->name));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Program_get_attach_target(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->attach_target ? self->attach_target : Py_None);
+}
+
+/* A kernel function (fentry/fexit/fmod_ret/LSM) or BTF type (tp_btf) by name; for freplace a Program (the function
+ * of that name in it) or (Program, function name). libbpf looks the target up at once. */
+static int Program_set_attach_target(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    PyObject *target = value, *func = NULL;
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete attach_target of program '%U'", self->name);
+        return -1;
+    }
+    if (check_configurable(self, "attach_target") < 0 || libbpf_only(self, "attach_target") < 0) {
+        return -1;
+    }
+    if (PyTuple_Check(value) && PyTuple_GET_SIZE(value) == 2) {
+        target = PyTuple_GET_ITEM(value, 0);
+        func = PyTuple_GET_ITEM(value, 1);
+    }
+    int fd = 0;
+    if (PyObject_TypeCheck(target, st->Program_type)) {
+        ProgramObject *p = (ProgramObject *)target;
+        if (p == self || check_attachable(p) < 0) {
+            if (p == self) {
+                PyErr_Format(PyExc_ValueError, "program '%U' cannot be its own attach_target", self->name);
+            }
+            return -1;
+        }
+        fd = program_fd(p);
+        func = func != NULL ? func : p->name;
+    }
+    else if (func == NULL && PyUnicode_Check(value)) {
+        func = value;
+    }
+    if (func == NULL || !PyUnicode_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "attach_target of program '%U' must be a kernel function's name, a loaded "
+                                      "Program or (Program, function name), not %R", self->name, value);
+        return -1;
+    }
+    const char *name = PyUnicode_AsUTF8(func);
+    if (name == NULL) {
+        return -1;
+    }
+    cbpf_log_begin();
+    int err = log_done(st, bpf_program__set_attach_target(self->prog, fd, name));
+    if (err == -ESRCH || err == -ENOENT) {
+        cbpf_set_error(st, ENOENT, "attach_target of program '%s': '%s' is not %s", utf8(self->name), name,
+                       fd ? "a function of the target program (in its BTF)"
+                          : "in the running kernel's BTF (no such kernel function or type, or it cannot be traced)");
+        return -1;
+    }
+    if (err != 0) {
+        cbpf_set_error(st, err, "setting attach_target of program '%s' to '%s'", utf8(self->name), name);
+        return -1;
+    }
+    Py_XSETREF(self->attach_target, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *Program_get_flags(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(is_legacy(self) || self->pinned ? 0 : bpf_program__flags(self->prog));
+}
+
+static int u32_setting(ProgramObject *self, PyObject *value, const char *attr, uint32_t *out)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s of program '%U'", attr, self->name);
+        return -1;
+    }
+    if (check_configurable(self, attr) < 0 || libbpf_only(self, attr) < 0) {
+        return -1;
+    }
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s of program '%U' must be an int, not %.100s", attr, self->name,
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    unsigned long v = PyLong_AsUnsignedLong(value);
+    if ((v == (unsigned long)-1 && PyErr_Occurred()) || v > UINT32_MAX) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s of program '%U' must be within 0..%u, not %R", attr, self->name,
+                     UINT32_MAX, value);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int Program_set_flags(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    uint32_t v;
+    if (u32_setting(self, value, "flags", &v) < 0) {
+        return -1;
+    }
+    int err = bpf_program__set_flags(self->prog, v);
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting flags of program '%s'", utf8(self->name));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Program_get_log_level(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (check_open(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(is_legacy(self) || self->pinned ? 0 : bpf_program__log_level(self->prog));
+}
+
+#define LOG_BUF_SIZE (16u << 20) /* the kernel's limit for a log buffer is far larger; a log past this is cut */
+
+/* A level above 0 asks the verifier for its log of the load, kept in Program.log even when the load succeeds. */
+static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    uint32_t level;
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (u32_setting(self, value, "log_level", &level) < 0) {
+        return -1;
+    }
+    char *buf = level ? self->log_buf : NULL;
+    if (level && buf == NULL) {
+        buf = PyMem_RawCalloc(1, LOG_BUF_SIZE);
+        if (buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    int err = bpf_program__set_log_level(self->prog, level);
+    if (err == 0) {
+        err = bpf_program__set_log_buf(self->prog, buf, buf ? LOG_BUF_SIZE : 0);
+    }
+    if (err != 0) {
+        if (buf != self->log_buf) {
+            PyMem_RawFree(buf);
+        }
+        cbpf_set_error(st, err, "setting log_level of program '%s'", utf8(self->name));
+        return -1;
+    }
+    if (buf != self->log_buf) {
+        PyMem_RawFree(self->log_buf);
+    }
+    self->log_buf = buf;
+    self->log_size = buf ? LOG_BUF_SIZE : 0;
+    return 0;
+}
+
+static PyObject *Program_get_log(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    if (self->log_buf == NULL || !self->owner->loaded || (self->prog == NULL && !is_legacy(self))) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_DecodeUTF8(self->log_buf, (Py_ssize_t)strnlen(self->log_buf, self->log_size), "replace");
+}
+
+static PyObject *Program_get_id(ProgramObject *self, void *Py_UNUSED(closure))
+{
+    int fd = check_open_quiet(self) ? program_fd(self) : -1;
+    struct bpf_prog_info info = {0};
+    __u32 len = sizeof(info);
+    if (fd < 0 || bpf_prog_get_info_by_fd(fd, &info, &len) != 0) {
+        return PyLong_FromLong(0);
+    }
+    return PyLong_FromUnsignedLong(info.id);
+}
+
+/* A program that load() would send without a type: said here, naming the fix, before anything is created. */
+int cbpf_program_check_before_load(ProgramObject *self)
+{
+    if (self->type == BPF_PROG_TYPE_UNSPEC && cbpf_program_autoload(self)) {
+        PyErr_Format(PyExc_ValueError, "program '%U' (section '%U') has no program type: its section names none; "
+                                       "set Program.type (a cbpf.ProgramType or its name) before Object.load(), or "
+                                       "its autoload to False", self->name, self->section);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- running a program on test input: BPF_PROG_TEST_RUN ---- */
+
+static bool test_runs(uint32_t type)
+{
+    switch (type) {
+    case BPF_PROG_TYPE_SOCKET_FILTER:
+    case BPF_PROG_TYPE_SCHED_CLS:
+    case BPF_PROG_TYPE_SCHED_ACT:
+    case BPF_PROG_TYPE_XDP:
+    case BPF_PROG_TYPE_CGROUP_SKB:
+    case BPF_PROG_TYPE_LWT_IN:
+    case BPF_PROG_TYPE_LWT_OUT:
+    case BPF_PROG_TYPE_LWT_XMIT:
+    case BPF_PROG_TYPE_LWT_SEG6LOCAL:
+    case BPF_PROG_TYPE_FLOW_DISSECTOR:
+    case BPF_PROG_TYPE_RAW_TRACEPOINT:
+    case BPF_PROG_TYPE_TRACING:
+    case BPF_PROG_TYPE_SYSCALL:
+    case BPF_PROG_TYPE_SK_LOOKUP:
+    case BPF_PROG_TYPE_STRUCT_OPS:
+    case BPF_PROG_TYPE_NETFILTER:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* test_run(data=b"", ctx=None, *, repeat=1, data_size_out=None, flags=0, cpu=None)
+ *   -> (retval, data_out, ctx_out, duration_ns) */
+static PyObject *Program_test_run(ProgramObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"data", "ctx", "repeat", "data_size_out", "flags", "cpu", NULL};
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    Py_buffer data = {0}, ctx = {0};
+    PyObject *ctx_obj = Py_None, *size_obj = Py_None, *cpu_obj = Py_None, *result = NULL;
+    unsigned int repeat = 1, flags = 0;
+    unsigned char *data_out = NULL, *ctx_out = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|y*O$IOIO:test_run", kwlist, &data, &ctx_obj, &repeat, &size_obj,
+                                     &flags, &cpu_obj)) {
+        return NULL;
+    }
+    if (check_attachable(self) < 0) {
+        goto done;
+    }
+    if (!test_runs(self->type)) {
+        PyErr_Format(PyExc_TypeError, "program '%U' is a %s program, which the kernel cannot run on test input "
+                                      "(BPF_PROG_TEST_RUN takes socket filters, tc, XDP, cgroup skb, lwt, flow "
+                                      "dissector, raw tracepoint, tracing, syscall, sk_lookup and netfilter programs)",
+                     self->name, type_name(self->type));
+        goto done;
+    }
+    if (ctx_obj != Py_None && PyObject_GetBuffer(ctx_obj, &ctx, PyBUF_SIMPLE) < 0) {
+        goto done;
+    }
+    /* these run a context only: no packet, no repeat, and a syscall program writes its context back in place */
+    bool ctx_only = self->type == BPF_PROG_TYPE_RAW_TRACEPOINT || self->type == BPF_PROG_TYPE_SYSCALL;
+    if (ctx_only && data.len) {
+        PyErr_Format(PyExc_ValueError, "program '%U' is a %s program: it runs on ctx alone, not on data", self->name,
+                     type_name(self->type));
+        goto done;
+    }
+    size_t out_size = data.len ? (size_t)data.len + 4096 : 0;
+    if (size_obj != Py_None) {
+        unsigned long v = PyLong_AsUnsignedLong(size_obj);
+        if (v == (unsigned long)-1 && PyErr_Occurred()) {
+            goto done;
+        }
+        out_size = v;
+    }
+    if (out_size > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "data_size_out %zu is too large", out_size);
+        goto done;
+    }
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data.len ? data.buf : NULL, .data_size_in = (__u32)data.len,
+                .repeat = ctx_only ? 0 : (int)repeat, .flags = flags);
+    if (cpu_obj != Py_None) {
+        int cpu;
+        if (int_arg(cpu_obj, "cpu", &cpu) < 0) {
+            goto done;
+        }
+        opts.cpu = (__u32)cpu;
+        opts.flags |= BPF_F_TEST_RUN_ON_CPU;
+    }
+    if (!ctx_only && out_size) {
+        data_out = PyMem_RawMalloc(out_size);
+        if (data_out == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        opts.data_out = data_out;
+        opts.data_size_out = (__u32)out_size;
+    }
+    if (ctx.len) {
+        ctx_out = PyMem_RawMalloc((size_t)ctx.len);
+        if (ctx_out == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        opts.ctx_size_in = (__u32)ctx.len;
+        if (self->type == BPF_PROG_TYPE_SYSCALL) {
+            memcpy(ctx_out, ctx.buf, (size_t)ctx.len);
+            opts.ctx_in = ctx_out;
+        }
+        else {
+            opts.ctx_in = ctx.buf;
+            if (!ctx_only) {
+                opts.ctx_out = ctx_out;
+                opts.ctx_size_out = (__u32)ctx.len;
+            }
+        }
+    }
+    int rc, fd = program_fd(self);
+    Py_BEGIN_ALLOW_THREADS
+    rc = bpf_prog_test_run_opts(fd, &opts);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        int err = errno;
+        if (err == 524 /* ENOTSUPP */ || err == EOPNOTSUPP) {
+            PyErr_Format(PyExc_TypeError, "program '%U' (%s): this kernel cannot run it on test input "
+                                          "(BPF_PROG_TEST_RUN is not supported for it)", self->name,
+                         type_name(self->type));
+        }
+        else {
+            cbpf_set_error(st, err, "test_run of program '%s' (%s, %zd bytes of data, %zd of ctx)", utf8(self->name),
+                           type_name(self->type), data.len, ctx.len);
+        }
+        goto done;
+    }
+    PyObject *out = data_out ? PyBytes_FromStringAndSize((const char *)data_out, opts.data_size_out)
+                             : PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *ctx_result = NULL;
+    if (ctx_out != NULL && (self->type == BPF_PROG_TYPE_SYSCALL || opts.ctx_size_out)) {
+        ctx_result = PyBytes_FromStringAndSize((const char *)ctx_out,
+                                               self->type == BPF_PROG_TYPE_SYSCALL ? ctx.len : opts.ctx_size_out);
+    }
+    else {
+        ctx_result = Py_NewRef(Py_None);
+    }
+    if (out != NULL && ctx_result != NULL) {
+        result = Py_BuildValue("(kNNK)", (unsigned long)opts.retval, out, ctx_result,
+                               (unsigned long long)opts.duration);
+    }
+    else {
+        Py_XDECREF(out);
+        Py_XDECREF(ctx_result);
+    }
+done:
+    if (data.obj != NULL) {
+        PyBuffer_Release(&data);
+    }
+    if (ctx.obj != NULL) {
+        PyBuffer_Release(&ctx);
+    }
+    PyMem_RawFree(data_out);
+    PyMem_RawFree(ctx_out);
+    return result;
+}
+
 static PyObject *Program_get_object(ProgramObject *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(self->owner);
@@ -1284,6 +1783,7 @@ static int Program_traverse(ProgramObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->owner);
+    Py_VISIT(self->attach_target);
     return 0;
 }
 
@@ -1295,6 +1795,8 @@ static void Program_dealloc(ProgramObject *self)
     Py_CLEAR(self->owner);
     Py_CLEAR(self->name);
     Py_CLEAR(self->section);
+    Py_CLEAR(self->attach_target);
+    PyMem_RawFree(self->log_buf); /* libbpf is done with it: the object is closed, or it was never loaded */
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1350,6 +1852,12 @@ static PyMethodDef Program_methods[] = {
     {"attach_cgroup", VARARGS(Program_attach_cgroup),
      "attach_cgroup($self, /, path, attach_type=None)\n--\n\nAttaches to a cgroup v2 directory; attach_type (an "
      "AttachType or its name) defaults to the section's (cgroup_skb/egress -> cgroup_inet_egress)."},
+    {"test_run", VARARGS(Program_test_run),
+     "test_run($self, /, data=b'', ctx=None, *, repeat=1, data_size_out=None, flags=0, cpu=None)\n--\n\n"
+     "Runs the loaded program on test input with BPF_PROG_TEST_RUN, without attaching it: data is the packet (socket "
+     "filter, tc, XDP, ...), ctx the context (raw tracepoint and syscall programs take ctx alone). Returns (retval, "
+     "data_out, ctx_out, duration_ns): the return value, the packet as the program left it, the context as it left "
+     "it (None when none) and the mean time of one run over repeat runs."},
     {"from_pinned", (PyCFunction)Program_from_pinned, METH_O | METH_CLASS,
      "from_pinned($type, path, /)\n--\n\nOpens a program pinned in bpffs. It belongs to an Object of its own "
      "(program.object): closing that closes it. Without its ELF object, it attaches with attach_xdp, attach_tc, "
@@ -1362,7 +1870,6 @@ static PyMethodDef Program_methods[] = {
 static PyMemberDef Program_members[] = {
     {"name", T_OBJECT_EX, offsetof(ProgramObject, name), READONLY, "The program's (function's) name."},
     {"section", T_OBJECT_EX, offsetof(ProgramObject, section), READONLY, "The ELF section it came from."},
-    {"type", T_UINT, offsetof(ProgramObject, type), READONLY, "The program type (a BPF_PROG_TYPE_* value)."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1375,6 +1882,21 @@ static PyGetSetDef Program_getset[] = {
     {"autoattach", (getter)Program_get_autoattach, (setter)Program_set_autoattach,
      "Whether Object.attach() attaches it; settable before attach.", NULL},
     {"object", (getter)Program_get_object, NULL, "The Object the program belongs to.", NULL},
+    {"type", (getter)Program_get_type, (setter)Program_set_type,
+     "The program type (a BPF_PROG_TYPE_* value); settable before load (a ProgramType or its name).", NULL},
+    {"expected_attach_type", (getter)Program_get_expected_attach_type, (setter)Program_set_expected_attach_type,
+     "The attach type the kernel checks the program against at load (a BPF_* attach type); settable before load "
+     "(an AttachType or its name).", NULL},
+    {"attach_target", (getter)Program_get_attach_target, (setter)Program_set_attach_target,
+     "Before load: the kernel function (fentry/fexit/fmod_ret/LSM) or BTF type (tp_btf) to attach to instead of the "
+     "section's, or for freplace a loaded Program (or (Program, function name)). None unless set.", NULL},
+    {"flags", (getter)Program_get_flags, (setter)Program_set_flags,
+     "Load flags (BPF_F_SLEEPABLE, ...); settable before load.", NULL},
+    {"log_level", (getter)Program_get_log_level, (setter)Program_set_log_level,
+     "Verifier log level; set above 0 before load to keep the verifier's log of a successful load in log.", NULL},
+    {"log", (getter)Program_get_log, NULL,
+     "The verifier's log of the load (str) when log_level was set before it; else None.", NULL},
+    {"id", (getter)Program_get_id, NULL, "The kernel's id of the loaded program (0 when not loaded).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -194,7 +194,8 @@ def test_verifier_rejection_is_a_load_error_with_the_log(legacy_objects):
     err = info.value
     assert err.errno == errno.EACCES
     assert "invalid mem access 'map_value_or_null'" in err.log
-    assert "program 'bad' (section socket/bad) was refused by the kernel" in str(err)
+    assert "the verifier refused program 'bad'" in str(err) and err.program == "bad"
+    assert str(legacy_objects["rejected"]) in str(err)
     assert "last lines of the log" in str(err)
     assert open_fds() == before  # the map and the program loaded before it are closed
 

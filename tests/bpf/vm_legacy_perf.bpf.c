@@ -22,7 +22,10 @@ SEC("kprobe/__x64_sys_getpid") int perf_getpid(void *ctx)
     __u64 *seq = bpf_map_lookup_elem(&perf_seq, &zero);
     if (!tgid || !seq || *tgid != (__u32)(bpf_get_current_pid_tgid() >> 32))
         return 0;
-    __u64 n = __sync_fetch_and_add(seq, 1);
+    /* read, then add without fetching: an atomic fetch-and-add (BPF_FETCH) needs 5.12, and one thread of one tgid
+     * calls getpid here */
+    __u64 n = *seq;
+    __sync_fetch_and_add(seq, 1);
     bpf_perf_event_output(ctx, &perf_samples, BPF_F_CURRENT_CPU, &n, sizeof(n));
     return 0;
 }

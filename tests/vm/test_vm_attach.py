@@ -1,28 +1,32 @@
 """Attach points the development kernel lacks (kprobes, fentry/fexit, BPF LSM), for a VM kernel that has them.
 
-scripts/vmtest runs these inside a guest and sets CBPF_VM_KERNEL there. On the host they skip, naming what is
-missing; inside the VM a feature that is missing fails the test, unless the guest kernel is older than the
-feature's minimum version. Programs: tests/bpf/vm_{kprobe,fentry,lsm}.bpf.c, and vm_legacy_kprobe.bpf.c in the
+scripts/vmtest runs these inside a guest and sets CBPF_VM_KERNEL there. A feature the kernel refuses fails the test
+where cbpf.features says the kernel has it, and inside the VM always; on the host that lacks it the test skips,
+naming what is missing. Programs: tests/bpf/vm_{kprobe,fentry,lsm}.bpf.c, and vm_legacy_kprobe.bpf.c in the
 seed's legacy format (struct bpf_map_def in "maps").
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import cbpf
+import cbpf.features as features
 from conftest import TESTS, compile_bpf
 
 pytestmark = pytest.mark.vmkernel
 
 IN_VM = bool(os.environ.get("CBPF_VM_KERNEL"))
-# the first kernel where each works: BPF kprobes 4.1, fentry/fexit 5.5, BPF LSM 5.7
-MINIMUM = {"kprobes": (4, 1), "fentry/fexit": (5, 5), "BPF LSM": (5, 7)}
+# what cbpf.features says of each feature, asked of the kernel itself (never its version number)
+HAS = {
+    "kprobes": features.kprobes,
+    "fentry/fexit": lambda: features.fentry("security_file_open"),
+    "BPF LSM": lambda: features.program_type("lsm") and "bpf" in active_lsms().split(","),
+}
 CALLS = 1000
 
 
@@ -45,19 +49,15 @@ def _forget_booted():
     cbpf.shutdown()
 
 
-def kernel_version() -> tuple[int, int]:
-    major, minor = re.match(r"(\d+)\.(\d+)", os.uname().release).groups()  # type: ignore[union-attr]
-    return int(major), int(minor)
-
-
 def need(feature: str, missing: str | None) -> None:
-    """Skips on the host when the kernel lacks the feature; in the VM that is a failure unless the kernel is older
-    than the feature."""
+    """A feature the kernel refused: a failure where cbpf.features says the kernel has it and in the VM kernels
+    (which all have it), a skip on the host that lacks it."""
     if missing is None:
         return
-    if IN_VM and kernel_version() >= MINIMUM[feature]:
-        pytest.fail(f"{feature} should work on this VM kernel ({os.uname().release}, {feature} needs "
-                    f"{'.'.join(map(str, MINIMUM[feature]))}+) but: {missing}", pytrace=False)
+    has = HAS[feature]()
+    if has or IN_VM:
+        said = "has" if has else "lacks"
+        pytest.fail(f"{feature} on {os.uname().release} (cbpf.features says it {said} it): {missing}", pytrace=False)
     pytest.skip(f"needs a kernel with {feature}: {missing} (runs inside scripts/vmtest)")
 
 
