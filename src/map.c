@@ -176,7 +176,7 @@ int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
     struct bpf_map_info info = {0};
     __u32 len = sizeof(info);
     if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
-        cbpf_set_error(st, errno, "reading the info of map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "reading the info of map '%s'", cbpf_utf8(self->name));
         return -1;
     }
     apply_info(self, fd, false, &info);
@@ -498,7 +498,7 @@ static PyObject *fetch_slow(cbpf_state *st, MapObject *self, const void *k)
     }
     else {
         cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), errno, "lookup in map '%s'",
-                       PyUnicode_AsUTF8(self->name));
+                       cbpf_utf8(self->name));
     }
     PyMem_Free(value);
     return result;
@@ -558,7 +558,7 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
     }
     else {
         cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), errno, "lookup in map '%s'",
-                       PyUnicode_AsUTF8(self->name));
+                       cbpf_utf8(self->name));
     }
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
@@ -623,7 +623,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
             result = Py_NewRef(Py_None);
         }
         else {
-            cbpf_set_error(st, err, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
+            cbpf_set_error(st, err, "lookup in map '%s'", cbpf_utf8(self->name));
         }
         goto done;
     }
@@ -660,7 +660,7 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
         goto done;
     }
     if (bpf_map_update_elem(self->fd, k, v, flags) != 0) {
-        cbpf_set_error(st, errno, "update of map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "update of map '%s'", cbpf_utf8(self->name));
         goto done;
     }
     result = Py_NewRef(Py_None);
@@ -691,7 +691,7 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
         result = Py_NewRef(Py_False);
     }
     else {
-        cbpf_set_error(st, errno, "delete from map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "delete from map '%s'", cbpf_utf8(self->name));
     }
     cbpf_keybuf_release(&kb);
     return result;
@@ -845,7 +845,7 @@ static int read_all(cbpf_state *st, MapObject *self, entries *e)
     int fd = dup(self->fd);
     if (fd < 0) {
         PyMem_Free(c);
-        cbpf_set_error(st, errno, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "reading map '%s'", cbpf_utf8(self->name));
         return -1;
     }
     uint32_t n = self->max_entries < 8192 ? (self->max_entries ? self->max_entries : 1) : 8192;
@@ -858,7 +858,7 @@ static int read_all(cbpf_state *st, MapObject *self, entries *e)
     close(fd);
     PyMem_Free(c);
     if (rc < 0) {
-        cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, rc, "reading map '%s'", cbpf_utf8(self->name));
         return -1;
     }
     return 0;
@@ -987,7 +987,7 @@ static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     p.n = self->max_entries < 16384 ? (self->max_entries ? self->max_entries : 1) : 16384;
     p.fd = dup(self->fd);
     if (p.fd < 0) {
-        cbpf_set_error(st, errno, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "reading map '%s'", cbpf_utf8(self->name));
         goto done;
     }
     for (int i = 0; i < 2; i++) {
@@ -1024,7 +1024,7 @@ static PyObject *Map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     pthread_join(reader, NULL);
     Py_END_ALLOW_THREADS
     if (err) {
-        cbpf_set_error(st, err, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, err, "reading map '%s'", cbpf_utf8(self->name));
     }
     else if (!PyErr_Occurred()) {
         result = Py_NewRef(dict);
@@ -1078,7 +1078,7 @@ static PyObject *chunk_step(MapObject *self, PyObject *cursor_arg, PyObject *n_a
     int rc = read_chunk(self, self->fd, (cursor *)PyBytes_AS_STRING(state), e, (uint32_t)n);
     if (rc < 0) {
         Py_DECREF(state);
-        return cbpf_set_error(st, rc, "reading map '%s'", PyUnicode_AsUTF8(self->name));
+        return cbpf_set_error(st, rc, "reading map '%s'", cbpf_utf8(self->name));
     }
     return state;
 }
@@ -1239,7 +1239,7 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
         LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
         int fd = dup(self->fd); /* the GIL is released: a close elsewhere must not hand the number on */
         if (fd < 0) {
-            cbpf_set_error(st, errno, "update_batch of map '%s'", PyUnicode_AsUTF8(self->name));
+            cbpf_set_error(st, errno, "update_batch of map '%s'", cbpf_utf8(self->name));
             goto done;
         }
         Py_BEGIN_ALLOW_THREADS
@@ -1249,7 +1249,7 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
     }
     if (err) {
         cbpf_set_error(st, err, "update_batch of map '%s' (%u of %zd entries written)",
-                       PyUnicode_AsUTF8(self->name), count, nk);
+                       cbpf_utf8(self->name), count, nk);
         goto done;
     }
     result = PyLong_FromSsize_t(nk);
@@ -1281,7 +1281,7 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     int err = 0;
     int fd = dup(self->fd); /* the GIL is released: a close elsewhere must not hand the number on */
     if (fd < 0) {
-        cbpf_set_error(st, errno, "delete_batch of map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "delete_batch of map '%s'", cbpf_utf8(self->name));
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -1305,7 +1305,7 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     close(fd);
     Py_END_ALLOW_THREADS
     if (err) {
-        cbpf_set_error(st, err, "delete_batch of map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, err, "delete_batch of map '%s'", cbpf_utf8(self->name));
         goto done;
     }
     result = PyLong_FromSsize_t(deleted);
@@ -1345,7 +1345,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
         result = Py_NewRef(Py_False);
     }
     else {
-        cbpf_set_error(st, errno, "lookup in map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "lookup in map '%s'", cbpf_utf8(self->name));
     }
 done:
     cbpf_keybuf_release(&kb);
@@ -1401,7 +1401,7 @@ static PyObject *keyless_read(MapObject *self, bool remove)
     if (errno == ENOENT) {
         Py_RETURN_NONE;
     }
-    return cbpf_set_error(st, errno, "%s of map '%s'", remove ? "pop" : "peek", PyUnicode_AsUTF8(self->name));
+    return cbpf_set_error(st, errno, "%s of map '%s'", remove ? "pop" : "peek", cbpf_utf8(self->name));
 }
 
 static PyObject *Map_pop(MapObject *self, PyObject *Py_UNUSED(ignored))
@@ -1434,10 +1434,10 @@ static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nar
     cbpf_keybuf_release(&vb);
     if (rc != 0 && err == E2BIG && self->type != BPF_MAP_TYPE_BLOOM_FILTER) {
         return cbpf_set_error(st, err, "push to map '%s': it is full (%u values; push(value, flags=BPF_EXIST) "
-                              "drops the oldest to make room)", PyUnicode_AsUTF8(self->name), self->max_entries);
+                              "drops the oldest to make room)", cbpf_utf8(self->name), self->max_entries);
     }
     if (rc != 0) {
-        return cbpf_set_error(st, err, "push to map '%s'", PyUnicode_AsUTF8(self->name));
+        return cbpf_set_error(st, err, "push to map '%s'", cbpf_utf8(self->name));
     }
     Py_RETURN_NONE;
 }
@@ -1481,7 +1481,7 @@ static int Map_contains(MapObject *self, PyObject *key)
             return rc == 0;
         }
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "lookup in bloom filter '%s'",
-                       PyUnicode_AsUTF8(self->name));
+                       cbpf_utf8(self->name));
         return -1;
     }
     PyObject *value = Map_lookup(self, &key, 1, NULL);
@@ -1493,208 +1493,7 @@ static int Map_contains(MapObject *self, PyObject *key)
     return found;
 }
 
-/* ---- maps of their own: create, pin, open pinned ---- */
-
-static bool starts_with_bpffs(const char *path)
-{
-    return strncmp(path, "/sys/fs/bpf/", 12) == 0;
-}
-
-/* Pins need bpffs at /sys/fs/bpf: mount it when root can, or say it is missing. */
-int cbpf_ensure_bpffs(cbpf_state *st, const char *path)
-{
-    if (!starts_with_bpffs(path) || access("/sys/fs/bpf", F_OK) != 0) {
-        return 0; /* elsewhere: the kernel says whether it is a bpffs */
-    }
-    FILE *mounts = fopen("/proc/self/mounts", "r");
-    bool mounted = false;
-    if (mounts != NULL) {
-        char line[512];
-        while (fgets(line, sizeof(line), mounts)) {
-            if (strstr(line, " /sys/fs/bpf bpf ") != NULL) {
-                mounted = true;
-                break;
-            }
-        }
-        fclose(mounts);
-    }
-    if (!mounted && mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL) != 0) {
-        cbpf_set_error(st, errno, "bpffs is not mounted at /sys/fs/bpf and mounting it failed "
-                                  "(mount -t bpf bpf /sys/fs/bpf)");
-        return -1;
-    }
-    return 0;
-}
-
-/* path as an absolute path (relative ones from the current directory), as bytes: a pin is found again by it after
- * a chdir. */
-static PyObject *absolute_path(PyObject *path)
-{
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(path, &encoded)) {
-        return NULL;
-    }
-    const char *p = PyBytes_AS_STRING(encoded);
-    if (p[0] == '/') {
-        return encoded;
-    }
-    char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof(cwd)) == NULL) {
-        Py_DECREF(encoded);
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    const char *rest = p;
-    while (rest[0] == '.' && rest[1] == '/') {
-        rest += 2;
-    }
-    PyObject *abs = PyBytes_FromFormat("%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", rest);
-    Py_DECREF(encoded);
-    return abs;
-}
-
-/* A pin's path, absolute, as bytes (an embedded NUL is a ValueError), with bpffs mounted when it is under
- * /sys/fs/bpf. */
-static PyObject *bpffs_path(cbpf_state *st, PyObject *path)
-{
-    PyObject *encoded = absolute_path(path);
-    if (encoded != NULL && cbpf_ensure_bpffs(st, PyBytes_AS_STRING(encoded)) < 0) {
-        Py_CLEAR(encoded);
-    }
-    return encoded;
-}
-
-/* A path on no bpffs (the kernel says EPERM or EINVAL for those): the message says so, whatever the errno. */
-static bool on_bpffs(const char *path, bool parent)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    if (parent) {
-        char *slash = strrchr(dir, '/');
-        if (slash != NULL) {
-            slash[slash == dir ? 1 : 0] = '\0';
-        }
-    }
-    struct statfs sf;
-    return statfs(dir, &sf) != 0 || sf.f_type == BPF_FS_MAGIC; /* cannot tell: let the errno speak */
-}
-
-/* Pins fd at path (bpffs mounted first when missing) and records the absolute path in *pin_path. what names the
- * thing. A thing pinned already is not pinned again: unpin() first (a second pin would be forgotten by unpin()). */
-int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path)
-{
-    PyObject *encoded = NULL;
-    int rc = -1;
-    if (*pin_path != NULL) {
-        PyErr_Format(PyExc_ValueError, "%s is pinned already, at %U: unpin() it first", what, *pin_path);
-        return -1;
-    }
-    encoded = bpffs_path(st, path);
-    if (encoded == NULL) {
-        return -1;
-    }
-    const char *p = PyBytes_AS_STRING(encoded);
-    if (bpf_obj_pin(fd, p) != 0) {
-        int err = errno;
-        if (err != EEXIST && err != ENOENT && !on_bpffs(p, true)) {
-            cbpf_set_error(st, err, "pinning %s at %s: the directory is not on a bpffs (pin under /sys/fs/bpf, or "
-                           "mount -t bpf bpf DIR)", what, p);
-        }
-        else {
-            cbpf_set_error(st, err, "pinning %s at %s", what, p);
-        }
-        goto done;
-    }
-    *pin_path = PyUnicode_DecodeFSDefault(p);
-    rc = *pin_path == NULL ? -1 : 0;
-done:
-    Py_DECREF(encoded);
-    return rc;
-}
-
-/* What a BPF fd holds, from the name of its anonymous inode: "map", "program", "link", or NULL. */
-const char *cbpf_fd_kind(int fd)
-{
-    char link[64], target[64];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, target, sizeof(target) - 1);
-    if (n < 0) {
-        return NULL;
-    }
-    target[n] = '\0';
-    if (strcmp(target, "anon_inode:bpf-map") == 0) {
-        return "map";
-    }
-    if (strcmp(target, "anon_inode:bpf-prog") == 0) {
-        return "program";
-    }
-    if (strcmp(target, "anon_inode:bpf_link") == 0 || strcmp(target, "anon_inode:bpf-link") == 0) {
-        return "link";
-    }
-    return NULL;
-}
-
-/* Opens what is pinned at path, which must be a `want` ("map", "program" or "link"). Returns the fd, or -1 with
- * TypeError naming what the pin holds, or the OSError; *abs_path (when given) gets the absolute path as str. */
-int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path)
-{
-    PyObject *encoded = bpffs_path(st, path);
-    int fd = -1;
-    if (encoded == NULL) {
-        return -1;
-    }
-    const char *p = PyBytes_AS_STRING(encoded);
-    fd = bpf_obj_get(p);
-    if (fd < 0) {
-        int err = errno;
-        if (err != ENOENT && !on_bpffs(p, false)) {
-            cbpf_set_error(st, err, "opening the pinned %s %s: not a file on a bpffs", want, p);
-        }
-        else {
-            cbpf_set_error(st, err, "opening the pinned %s %s", want, p);
-        }
-        goto done;
-    }
-    const char *kind = cbpf_fd_kind(fd);
-    if (kind == NULL || strcmp(kind, want) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s holds a pinned %s, not a %s%s%s%s", p, kind ? kind : "BPF object of "
-                     "another kind", want, kind ? ": open it with " : "", kind ? (strcmp(kind, "map") == 0 ? "Map" :
-                     strcmp(kind, "link") == 0 ? "Link" : "Program") : "", kind ? ".from_pinned()" : "");
-        close(fd);
-        fd = -1;
-        goto done;
-    }
-    if (abs_path != NULL) {
-        *abs_path = PyUnicode_DecodeFSDefault(p);
-        if (*abs_path == NULL) {
-            close(fd);
-            fd = -1;
-        }
-    }
-done:
-    Py_DECREF(encoded);
-    return fd;
-}
-
-/* Removes the pin at *pin_path (gone already is fine) and forgets it. */
-int cbpf_unpin(PyObject **pin_path, const char *what)
-{
-    if (*pin_path == NULL) {
-        PyErr_Format(PyExc_ValueError, "%s is not pinned", what);
-        return -1;
-    }
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(*pin_path, &encoded)) {
-        return -1;
-    }
-    int rc = unlink(PyBytes_AS_STRING(encoded));
-    Py_DECREF(encoded);
-    if (rc != 0 && errno != ENOENT) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, *pin_path);
-        return -1;
-    }
-    Py_CLEAR(*pin_path);
-    return 0;
-}
+/* ---- maps of their own: create, pin, open pinned (the bpffs helpers are pin.c's) ---- */
 
 static PyObject *Map_pin(MapObject *self, PyObject *path)
 {
@@ -1702,7 +1501,7 @@ static PyObject *Map_pin(MapObject *self, PyObject *path)
         return NULL;
     }
     char what[160];
-    snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(self->name));
+    snprintf(what, sizeof(what), "map '%s'", cbpf_utf8(self->name));
     if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), self->fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
@@ -1712,7 +1511,7 @@ static PyObject *Map_pin(MapObject *self, PyObject *path)
 static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     char what[160];
-    snprintf(what, sizeof(what), "map '%s'", PyUnicode_AsUTF8(self->name));
+    snprintf(what, sizeof(what), "map '%s'", cbpf_utf8(self->name));
     if (self->pin_path == NULL && self->map != NULL && bpf_map__is_pinned(self->map)) {
         /* pinned by libbpf at load (pin_path, LIBBPF_PIN_BY_NAME) */
         int err = bpf_map__unpin(self->map, NULL);
@@ -2164,7 +1963,7 @@ static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
     }
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting %s of map '%s'", name,
-                       PyUnicode_AsUTF8(self->name));
+                       cbpf_utf8(self->name));
         return -1;
     }
     reread_definition(self);
@@ -2190,7 +1989,7 @@ static int Map_set_autocreate(MapObject *self, PyObject *value, void *Py_UNUSED(
         int err = bpf_map__set_autocreate(self->map, value == Py_True);
         if (err != 0) {
             cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autocreate of map '%s'",
-                           PyUnicode_AsUTF8(self->name));
+                           cbpf_utf8(self->name));
             return -1;
         }
         return 0;
@@ -2240,7 +2039,7 @@ static int Map_set_inner_map(MapObject *self, PyObject *value, void *Py_UNUSED(c
     }
     int err = bpf_map__set_inner_map_fd(self->map, inner->fd);
     if (err != 0) {
-        cbpf_set_error(st, err, "setting inner_map of map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, err, "setting inner_map of map '%s'", cbpf_utf8(self->name));
         return -1;
     }
     self->inner_map = Py_NewRef(value);
@@ -2266,7 +2065,7 @@ static int Map_set_pin_path(MapObject *self, PyObject *value, void *Py_UNUSED(cl
         int err = bpf_map__set_pin_path(self->map, encoded ? PyBytes_AS_STRING(encoded) : NULL);
         if (err != 0) {
             cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting pin_path of map '%s'",
-                           PyUnicode_AsUTF8(self->name));
+                           cbpf_utf8(self->name));
             goto done;
         }
     }
@@ -2297,7 +2096,7 @@ static int legacy_reuse(cbpf_state *st, MapObject *self, int fd, const struct bp
     struct cbpf_legacy_map_spec *spec = legacy_spec(self);
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) {
-        cbpf_set_error(st, errno, "reuse: duplicating the fd for map '%s'", PyUnicode_AsUTF8(self->name));
+        cbpf_set_error(st, errno, "reuse: duplicating the fd for map '%s'", cbpf_utf8(self->name));
         return -1;
     }
     if (spec->has_reuse) {
@@ -2348,7 +2147,7 @@ static PyObject *Map_reuse(MapObject *self, PyObject *source)
         }
         fd = opened = bpf_obj_get(PyBytes_AS_STRING(encoded));
         if (fd < 0) {
-            cbpf_set_error(st, errno, "reuse() of map '%s': opening the pinned map %s", PyUnicode_AsUTF8(self->name),
+            cbpf_set_error(st, errno, "reuse() of map '%s': opening the pinned map %s", cbpf_utf8(self->name),
                            PyBytes_AS_STRING(encoded));
             goto done;
         }
@@ -2360,13 +2159,13 @@ static PyObject *Map_reuse(MapObject *self, PyObject *source)
     struct bpf_map_info info = {0};
     __u32 len = sizeof(info);
     if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
-        cbpf_set_error(st, errno, "reuse() of map '%s': fd %d is not a BPF map", PyUnicode_AsUTF8(self->name), fd);
+        cbpf_set_error(st, errno, "reuse() of map '%s': fd %d is not a BPF map", cbpf_utf8(self->name), fd);
         goto done;
     }
     if (self->map != NULL) {
         int err = bpf_map__reuse_fd(self->map, fd);
         if (err != 0) {
-            cbpf_set_error(st, err, "reuse() of map '%s'", PyUnicode_AsUTF8(self->name));
+            cbpf_set_error(st, err, "reuse() of map '%s'", cbpf_utf8(self->name));
             goto done;
         }
     }

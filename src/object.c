@@ -262,7 +262,7 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
     if (rc < 0) {
         self->busy = false;
         char what[768], program[256];
-        const char *name = PyUnicode_AsUTF8(self->name);
+        const char *name = cbpf_utf8(self->name);
         if (log != NULL && legacy_refused_program(err, program, sizeof(program))) {
             /* the verifier's log, marked as libbpf marks it */
             size_t len = strlen(log) + 64;
@@ -337,7 +337,7 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     log = cbpf_log_end(st);
     if (err != 0) {
         char what[768], program[256];
-        snprintf(what, sizeof(what), "loading BPF object '%s'%s", PyUnicode_AsUTF8(self->name), path_note(self));
+        snprintf(what, sizeof(what), "loading BPF object '%s'%s", cbpf_utf8(self->name), path_note(self));
         if (libbpf_refused_program(log, program, sizeof(program))) {
             cbpf_set_program_load_error(st, err, what, program, program_type(self, program), log);
         }

@@ -34,11 +34,6 @@
 #endif
 #define LIBRARY_DIRS "/lib/" MULTIARCH ":/usr/lib/" MULTIARCH ":/lib64:/usr/lib64:/lib:/usr/lib:/usr/local/lib"
 
-static const char *utf8(PyObject *s)
-{
-    const char *p = PyUnicode_AsUTF8(s);
-    return p != NULL ? p : "?";
-}
 
 /* An int argument (PyLong_AsInt is 3.13+). */
 static int int_arg(PyObject *o, const char *what, int *out)
@@ -120,7 +115,7 @@ ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path)
     if (bpf_prog_get_info_by_fd(fd, &info, &len) != 0) {
         int err = errno;
         close(fd);
-        cbpf_set_error(st, err, "reading the info of the program pinned at %s", utf8(path));
+        cbpf_set_error(st, err, "reading the info of the program pinned at %s", cbpf_utf8(path));
         return NULL;
     }
     ObjectObject *owner = cbpf_object_for_pinned(st, path);
@@ -288,7 +283,7 @@ static int check_kprobes(cbpf_state *st, ProgramObject *self, const char *target
     }
     cbpf_set_error(st, EOPNOTSUPP,
                    "cannot attach program '%s' to %s: this kernel has no kprobes (built without CONFIG_KPROBES)",
-                   utf8(self->name), target);
+                   cbpf_utf8(self->name), target);
     return -1;
 }
 
@@ -311,10 +306,10 @@ static int section_prerequisites(cbpf_state *st, ProgramObject *self, const char
 static PyObject *attach_error(cbpf_state *st, ProgramObject *self, int err, PyObject *target, const char *missing)
 {
     if (err == ENOENT && missing != NULL) {
-        return cbpf_set_error(st, err, "cannot attach program '%s' to %s: %s", utf8(self->name), utf8(target),
+        return cbpf_set_error(st, err, "cannot attach program '%s' to %s: %s", cbpf_utf8(self->name), cbpf_utf8(target),
                               missing);
     }
-    return cbpf_set_error(st, err, "cannot attach program '%s' to %s", utf8(self->name), utf8(target));
+    return cbpf_set_error(st, err, "cannot attach program '%s' to %s", cbpf_utf8(self->name), cbpf_utf8(target));
 }
 
 /* libbpf's messages go to logging; the errno of the call that failed survives that. */
@@ -377,7 +372,7 @@ static PyObject *legacy_attach(cbpf_state *st, ProgramObject *self, enum cbpf_le
     }
     int rc = cbpf_legacy_attach_fd(program_fd(self), kind, where, offset, &link_fd, &perf_fd, err, sizeof(err));
     if (rc < 0) {
-        cbpf_set_error(st, rc, "cannot attach program '%s': %s", utf8(self->name), err);
+        cbpf_set_error(st, rc, "cannot attach program '%s': %s", cbpf_utf8(self->name), err);
         Py_DECREF(target);
         return NULL;
     }
@@ -406,7 +401,7 @@ static int require_libbpf(ProgramObject *self, const char *method)
 
 static const char *attach_hint(ProgramObject *self)
 {
-    const char *sec = utf8(self->section);
+    const char *sec = cbpf_utf8(self->section);
     if (is_legacy(self) &&
         (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") || self->type == BPF_PROG_TYPE_PERF_EVENT)) {
         return "its fd with perf_event_open(2) and PERF_EVENT_IOC_SET_BPF yourself (attach_uprobe and "
@@ -461,7 +456,7 @@ PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool 
     if (check_attachable(self) < 0 || refuse_pinned(self, "attach") < 0) {
         return NULL;
     }
-    const char *sec = utf8(self->section);
+    const char *sec = cbpf_utf8(self->section);
     if (is_legacy(self)) {
         struct cbpf_legacy_prog *p = legacy_prog(self);
         if (p->attach_kind == CBPF_LEGACY_ATTACH_NONE) {
@@ -539,7 +534,7 @@ static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyOb
     if (target == NULL) {
         return NULL;
     }
-    if (check_kprobes(st, self, utf8(target)) < 0) {
+    if (check_kprobes(st, self, cbpf_utf8(target)) < 0) {
         Py_DECREF(target);
         return NULL;
     }
@@ -568,7 +563,7 @@ static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, 
     }
     if (is_legacy(self)) {
         PyObject *where = PyUnicode_FromFormat("%s/%s", category, name);
-        PyObject *link = where ? legacy_attach(st, self, CBPF_LEGACY_ATTACH_TRACEPOINT, utf8(where), 0,
+        PyObject *link = where ? legacy_attach(st, self, CBPF_LEGACY_ATTACH_TRACEPOINT, cbpf_utf8(where), 0,
                                                PyUnicode_FromFormat("tracepoint %s/%s", category, name))
                                : NULL;
         Py_XDECREF(where);
@@ -704,17 +699,17 @@ static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, ch
     if (!resolve_binary(name, out, size)) {
         cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
                                    "LD_LIBRARY_PATH and the library directories)",
-                       utf8(self->name), name);
+                       cbpf_utf8(self->name), name);
         rc = -1;
     }
     else if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         cbpf_set_error(st, EISDIR, "cannot attach program '%s' to %s: a directory, not an ELF file (an executable "
-                       "or a shared library)", utf8(self->name), out);
+                       "or a shared library)", cbpf_utf8(self->name), out);
         rc = -1;
     }
     else if (!is_elf(out)) {
         cbpf_set_error(st, ENOEXEC, "cannot attach program '%s' to %s: not an ELF file (an executable or a shared "
-                       "library)", utf8(self->name), out);
+                       "library)", cbpf_utf8(self->name), out);
         rc = -1;
     }
     Py_DECREF(encoded);
@@ -902,8 +897,9 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
         int pfd = (int)syscall(__NR_perf_event_open, &attr, pid, cpus[i], -1, PERF_FLAG_FD_CLOEXEC);
         if (pfd < 0) {
             int err = errno;
-            cbpf_set_error(st, err, "cannot attach program '%s' to %s: perf_event_open on CPU %d%s", utf8(self->name),
-                           utf8(target), cpus[i],
+            cbpf_set_error(st, err, "cannot attach program '%s' to %s: perf_event_open on CPU %d%s",
+                           cbpf_utf8(self->name),
+                           cbpf_utf8(target), cpus[i],
                            err == ENOENT || err == EOPNOTSUPP ? " (no such event on this machine)" : "");
             goto error;
         }
@@ -940,7 +936,7 @@ static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface,
         if (index == 0) {
             cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface '%s' (in this network "
                                        "namespace)",
-                           utf8(self->name), s);
+                           cbpf_utf8(self->name), s);
             return -1;
         }
         snprintf(name, IF_NAMESIZE, "%s", s);
@@ -953,7 +949,7 @@ static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface,
     if (index <= 0 || if_indextoname((unsigned int)index, name) == NULL) {
         cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface with index %d (in this "
                                    "network namespace)",
-                       utf8(self->name), index);
+                       cbpf_utf8(self->name), index);
         return -1;
     }
     return index;
@@ -1078,10 +1074,10 @@ static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        return cbpf_set_error(st, errno, "cannot attach program '%s' to fd %d", utf8(self->name), fd);
+        return cbpf_set_error(st, errno, "cannot attach program '%s' to fd %d", cbpf_utf8(self->name), fd);
     }
     if (!S_ISSOCK(sb.st_mode)) {
-        return cbpf_set_error(st, ENOTSOCK, "cannot attach program '%s' to fd %d", utf8(self->name), fd);
+        return cbpf_set_error(st, ENOTSOCK, "cannot attach program '%s' to fd %d", cbpf_utf8(self->name), fd);
     }
     PyObject *target = PyUnicode_FromFormat("socket fd %d", fd);
     if (target == NULL) {
@@ -1155,7 +1151,7 @@ static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyOb
     int cgroup_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cgroup_fd < 0) {
         int err = errno;
-        cbpf_set_error(st, err, "cannot attach program '%s': %s %s", utf8(self->name),
+        cbpf_set_error(st, err, "cannot attach program '%s': %s %s", cbpf_utf8(self->name),
                        err == ENOENT ? "no cgroup at" : "cannot open the cgroup", p);
         goto done;
     }
@@ -1207,7 +1203,7 @@ static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(clo
         memset(&info, 0, sizeof(info));
         if (bpf_prog_get_info_by_fd(self->pinned_fd, &info, &len) != 0) {
             return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), errno, "reading the info of program '%s'",
-                                  utf8(self->name));
+                                  cbpf_utf8(self->name));
         }
         return PyLong_FromSize_t(info.xlated_prog_len / 8);
     }
@@ -1269,7 +1265,7 @@ static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_U
     int err = bpf_program__set_autoload(self->prog, on);
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autoload of program '%s'",
-                       utf8(self->name));
+                       cbpf_utf8(self->name));
         return -1;
     }
     return 0;
@@ -1373,7 +1369,8 @@ static int Program_set_type(ProgramObject *self, PyObject *value, void *Py_UNUSE
     else {
         int err = bpf_program__set_type(self->prog, (enum bpf_prog_type)t);
         if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'", utf8(self->name));
+            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'",
+                           cbpf_utf8(self->name));
             return -1;
         }
     }
@@ -1419,7 +1416,7 @@ static int Program_set_expected_attach_type(ProgramObject *self, PyObject *value
     int err = bpf_program__set_expected_attach_type(self->prog, t);
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting expected_attach_type of program '%s'",
-                       utf8(self->name));
+                       cbpf_utf8(self->name));
         return -1;
     }
     return 0;
@@ -1474,13 +1471,13 @@ static int Program_set_attach_target(ProgramObject *self, PyObject *value, void 
     cbpf_log_begin();
     int err = log_done(st, bpf_program__set_attach_target(self->prog, fd, name));
     if (err == -ESRCH || err == -ENOENT) {
-        cbpf_set_error(st, ENOENT, "attach_target of program '%s': '%s' is not %s", utf8(self->name), name,
+        cbpf_set_error(st, ENOENT, "attach_target of program '%s': '%s' is not %s", cbpf_utf8(self->name), name,
                        fd ? "a function of the target program (in its BTF)"
                           : "in the running kernel's BTF (no such kernel function or type, or it cannot be traced)");
         return -1;
     }
     if (err != 0) {
-        cbpf_set_error(st, err, "setting attach_target of program '%s' to '%s'", utf8(self->name), name);
+        cbpf_set_error(st, err, "setting attach_target of program '%s' to '%s'", cbpf_utf8(self->name), name);
         return -1;
     }
     Py_XSETREF(self->attach_target, Py_NewRef(value));
@@ -1528,7 +1525,8 @@ static int Program_set_flags(ProgramObject *self, PyObject *value, void *Py_UNUS
     }
     int err = bpf_program__set_flags(self->prog, v);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting flags of program '%s'", utf8(self->name));
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting flags of program '%s'",
+                       cbpf_utf8(self->name));
         return -1;
     }
     return 0;
@@ -1568,7 +1566,7 @@ static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_
         if (buf != self->log_buf) {
             PyMem_RawFree(buf);
         }
-        cbpf_set_error(st, err, "setting log_level of program '%s'", utf8(self->name));
+        cbpf_set_error(st, err, "setting log_level of program '%s'", cbpf_utf8(self->name));
         return -1;
     }
     if (buf != self->log_buf) {
@@ -1733,7 +1731,8 @@ static PyObject *Program_test_run(ProgramObject *self, PyObject *args, PyObject 
                          type_name(self->type));
         }
         else {
-            cbpf_set_error(st, err, "test_run of program '%s' (%s, %zd bytes of data, %zd of ctx)", utf8(self->name),
+            cbpf_set_error(st, err, "test_run of program '%s' (%s, %zd bytes of data, %zd of ctx)",
+                           cbpf_utf8(self->name),
                            type_name(self->type), data.len, ctx.len);
         }
         goto done;
