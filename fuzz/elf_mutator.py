@@ -4,7 +4,8 @@ UBSan build, where any report aborts the process).
 Unlike byte-level fuzzing, each mutant changes one to three fields that the parsers read: the ELF header, a section
 header, a symbol, a relocation, the BTF header or a BTF type record, the .BTF.ext header or one of its record
 sizes and counts, or cuts the file at a structural boundary. Every mutant must either open (and, one in
---load-every, load) or fail with OSError errno EINVAL (ENOMEM allowed): a crash, a sanitizer report, another
+--load-every, load) or fail with OSError errno EINVAL (ENOMEM allowed), or at load with the ValueError that names
+what must be set before load: a crash, a sanitizer report, another
 exception or errno, or an fd left open is a finding. The run is deterministic for a given --seed.
 
 Usage: python fuzz/elf_mutator.py --runs N [--seed S] [--load-every K] [--current FILE] SEED_DIR...
@@ -232,6 +233,11 @@ def run_one(data: bytes, load: bool) -> str | None:
                 return "loaded"
             except OSError:
                 pass
+            except ValueError as e:
+                # what the object's loader must set first (a map size left 0, a program without a type) is said
+                # at load, before anything reaches the kernel: an answer, not a finding
+                if "before Object.load()" not in str(e):
+                    raise
     except Exception as e:  # noqa: BLE001
         return f"after open: {type(e).__name__}: {e}"
     finally:

@@ -410,6 +410,13 @@ def test_profile_symbolizes_a_busy_function_and_writes_a_flame_graph(busy_helper
 
 # ---- the flame graph in a real browser ---------------------------------------------------------------------------
 
+def browser_env() -> dict[str, str]:
+    """The browser is not under test: under scripts/test-sanitizers it must not inherit the preloaded ASan/UBSan
+    runtimes (an instrumented-by-preload Chromium runs for minutes at full CPU)."""
+    dropped = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+    return {k: v for k, v in os.environ.items() if k not in dropped}
+
+
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
@@ -430,7 +437,8 @@ class DevTools:
         self.proc = subprocess.Popen([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                                       "--remote-debugging-port=0", f"--user-data-dir={tmp / 'profile'}",
                                       "--window-size=1280,800", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env=browser_env())
         port = None
         deadline = time.monotonic() + 60
         while port is None and time.monotonic() < deadline:

@@ -25,7 +25,11 @@ from typing import NamedTuple
 
 import pytest
 
-from conftest import compile_bpf
+# run as a script (each page's examples in a child), the tests' directory is not on the path when PYTHONSAFEPATH is
+# set, as scripts/sanitized sets it
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+from conftest import compile_bpf  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 README = DOCS.parent / "README.md"

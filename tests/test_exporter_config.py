@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import cbpf
+
 pytest.importorskip("yaml", reason="the exporter's tests need PyYAML (pip install 'cbpf[exporter]')")
 pytest.importorskip("prometheus_client", reason="exporter tests need prometheus_client (cbpf[exporter])")
 
@@ -251,7 +253,9 @@ def test_an_unknown_tool_lists_the_shipped_ones(tmp_path):
     r = run_export(str(conf))
     assert r.returncode == 2
     assert "t.yaml:4: objects[0].tool: cbpf ships no tool 'no_such_tool'" in r.stderr
-    assert "syscount" in r.stderr.split("shipped:")[1]
+    shipped = r.stderr.split("shipped:")[1].strip().split(", ")
+    assert shipped == sorted(p.name[:-len(".bpf.o")] for p in (Path(cbpf.__file__).parent / "bpf").glob("*.bpf.o"))
+    assert "top" in shipped and "biolatency" in shipped
 
 
 def test_the_bundled_examples_are_valid():
