@@ -38,7 +38,7 @@ static void check_spec(const struct cbpf_legacy_spec *s)
     for (size_t i = 0; i < s->nmaps; i++) {
         const struct cbpf_legacy_map_spec *m = &s->maps[i];
         REQUIRE(m->name && m->name[0] && printable(m->name));
-        REQUIRE(m->type != 0);
+        REQUIRE(m->def.type != 0);
         REQUIRE(m->format >= CBPF_LEGACY_MAP_DEF && m->format <= CBPF_LEGACY_MAP_BTF);
         if (m->format == CBPF_LEGACY_MAP_DEF || m->format == CBPF_LEGACY_MAP_ELF)
             REQUIRE(m->def_size >= 20 && m->def_size % 4 == 0);
@@ -66,7 +66,7 @@ static void check_spec(const struct cbpf_legacy_spec *s)
         REQUIRE(p->prog_type != BPF_PROG_TYPE_UNSPEC || p->attach_kind == CBPF_LEGACY_ATTACH_NONE);
         REQUIRE(p->tail_map < (long)s->nmaps);
         if (p->tail_map >= 0)
-            REQUIRE(s->maps[p->tail_map].type == BPF_MAP_TYPE_PROG_ARRAY);
+            REQUIRE(s->maps[p->tail_map].def.type == BPF_MAP_TYPE_PROG_ARRAY);
         REQUIRE(p->insns && p->insn_cnt > 0 && p->insn_cnt <= 1000000);
         REQUIRE(p->nsubprogs < p->insn_cnt);
         if (p->attach_kind == CBPF_LEGACY_ATTACH_NONE) {

@@ -17,8 +17,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "legacy.h"
-
 /* Compatibility with CPython 3.9. */
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *cbpf_newref(PyObject *o)
@@ -65,14 +63,14 @@ typedef struct {
 
 typedef struct LinkObject LinkObject;
 
-/* One loaded BPF object: libbpf's bpf_object, or a legacy object (legacy.c) when its maps are struct bpf_map_def
- * records in a "maps" section (libbpf 1.x refuses those); its maps and programs, and the links of its programs. */
+typedef struct cbpf_backend_ops cbpf_backend_ops;
+
+/* One BPF object, in whichever format its backend reads (backend.h: libbpf's, or the legacy formats libbpf 1.x
+ * refuses); its maps and programs, and the links of its programs. */
 typedef struct {
     PyObject_HEAD
-    struct bpf_object *obj;  /* NULL for a legacy object */
-    bool is_legacy;
-    struct cbpf_legacy_spec *legacy_spec; /* a legacy object's parsed ELF, until load() */
-    struct cbpf_legacy_obj *legacy;       /* a legacy object's maps and programs in the kernel, once loaded */
+    const cbpf_backend_ops *ops; /* its format's operations */
+    void *backend;           /* their state; NULL once closed, and for the Object of a pinned program */
     PyObject *maps;          /* dict name -> Map, filled when the object is opened */
     PyObject *programs;      /* dict name -> Program, filled when the object is opened */
     PyObject *kept_links;    /* list of the Links attach() made: the object keeps them alive */
@@ -80,7 +78,7 @@ typedef struct {
     bool attached;           /* attach() has run */
     PyObject *name;          /* str: the object's name (file name or the name given) */
     PyObject *license;       /* str: the license the programs are loaded with ("" when the ELF has none) */
-    const char *dialect;     /* a legacy object's dialect (static string), NULL for libbpf's */
+    const char *dialect;     /* the format's variant (static string, backend.h), NULL when it has none */
     PyObject *elf;           /* bytes kept until load(): libbpf reads the ELF image again at load time */
     PyObject *path;          /* str: the file it was read from, or None (bytes given): load errors name it */
     bool loaded;
@@ -99,7 +97,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     ObjectObject *owner;     /* strong reference; NULL for a map not owned by an object */
-    struct bpf_map *map;     /* libbpf's map, NULL once closed or when not from libbpf */
+    size_t index;            /* an object's map: its index in the object's backend */
     PyObject *name;
     PyObject *pin_path;      /* str once pinned by pin() */
     RegionObject *region;    /* the map's memory when mmapped (BPF_F_MMAPABLE arrays) */
@@ -116,7 +114,6 @@ typedef struct {
     uint32_t btf_value_type_id;
     uint32_t ncpus;          /* number of values a lookup returns: possible CPUs for per-CPU maps, else 1 */
     uint32_t value_stride;   /* bytes between per-CPU values and between mmapped array elements (8-aligned) */
-    Py_ssize_t legacy_index; /* a legacy object's map: its index in the object's legacy_spec; -1 otherwise */
     PyObject *inner_map;     /* the Map given to the inner_map setter, kept until load: libbpf borrows its fd */
     PyObject *key_type;      /* the keys' and values' cbpf.Type, NULL when untyped (bytes) */
     PyObject *value_type;
@@ -129,14 +126,10 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     ObjectObject *owner;     /* strong reference */
-    struct bpf_program *prog; /* NULL once the object is closed, and for a legacy object's program */
+    size_t index;            /* its index in the object's backend (not for a pinned program) */
     PyObject *name;
     PyObject *section;
     uint32_t type;
-    /* a legacy object's program: its index in the object's legacy_spec / legacy, -1 for libbpf's */
-    Py_ssize_t legacy_index;
-    uint32_t legacy_expected_attach_type;
-    bool legacy_autoload, legacy_autoattach;
     char *log_buf;           /* PyMem_Raw: the verifier's log of a load with log_level set; NULL otherwise */
     size_t log_size;
     PyObject *attach_target; /* what attach_target was set to; a Program in it (freplace) lends libbpf its fd */
@@ -151,7 +144,7 @@ enum cbpf_attachment_kind {
     CBPF_ATTACHMENT_FD,     /* a BPF link fd of our own (xdp, tcx, cgroup): closing it detaches */
     CBPF_ATTACHMENT_SOCKET, /* SO_ATTACH_BPF on a socket, which has no BPF link */
     CBPF_ATTACHMENT_TC,     /* a filter on a clsact qdisc (kernels before tcx), which has no BPF link */
-    CBPF_ATTACHMENT_PERF,   /* a legacy object's kprobe or tracepoint: a perf event and the BPF link on it, if any */
+    CBPF_ATTACHMENT_PERF,   /* a kprobe or tracepoint of our own: a perf event and the BPF link on it, if any */
 };
 
 typedef struct {
@@ -178,6 +171,8 @@ struct LinkObject {
     unsigned long pin_generation; /* of the process that pinned it: detach() in a forked child leaves the pin */
     cbpf_attachment att;
 };
+
+#include "backend.h"
 
 extern PyType_Spec cbpf_object_spec;
 extern PyType_Spec cbpf_program_spec;
@@ -261,8 +256,7 @@ ObjectObject *cbpf_object_for_pinned(cbpf_state *st, PyObject *name);
 /* program.c */
 ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path);
 void cbpf_program_invalidate(ProgramObject *self);
-ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog);
-ProgramObject *cbpf_program_from_legacy(cbpf_state *st, ObjectObject *owner, Py_ssize_t index);
+ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, size_t index);
 PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool skip_untargeted);
 bool cbpf_program_autoload(ProgramObject *self);
 bool cbpf_program_autoattach(ProgramObject *self);
@@ -281,10 +275,8 @@ PyObject *cbpf_btf_c_header(PyObject *module, PyObject *path);
 PyObject *cbpf_region_new(cbpf_state *st, int fd, size_t size, bool *writable);
 
 /* map.c */
-MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map);
-MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struct cbpf_legacy_map_spec *spec);
-int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd);
-int cbpf_map_refresh(cbpf_state *st, MapObject *self);
+MapObject *cbpf_map_new(cbpf_state *st, ObjectObject *owner, size_t index);
+int cbpf_map_loaded(cbpf_state *st, MapObject *self);
 void cbpf_map_invalidate(MapObject *self);
 int cbpf_ensure_bpffs(cbpf_state *st, const char *path);
 int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path);
@@ -295,7 +287,6 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key);
 int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, Py_buffer *view,
                  const void **out);
 int cbpf_map_check_before_load(MapObject *self);
-void cbpf_map_loaded(MapObject *self);
 bool cbpf_map_autocreate(MapObject *self);
 
 /* program.c: before load */

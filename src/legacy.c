@@ -1062,11 +1062,11 @@ static int parse_maps_section(struct parse *p, struct cbpf_legacy_spec *spec)
                 goto done;
             }
         }
-        m->type = w[0];
-        m->key_size = w[1];
-        m->value_size = w[2];
-        m->max_entries = w[3];
-        m->map_flags = w[4];
+        m->def.type = w[0];
+        m->def.key_size = w[1];
+        m->def.value_size = w[2];
+        m->def.max_entries = w[3];
+        m->def.map_flags = w[4];
         if (format == CBPF_LEGACY_MAP_ELF) {
             m->id = w[5];
             m->pinning = w[6];
@@ -1074,7 +1074,7 @@ static int parse_maps_section(struct parse *p, struct cbpf_legacy_spec *spec)
             m->inner_idx = words > 8 ? w[8] : 0; /* iproute2 zero-fills a shorter record */
         } else {
             m->inner_map_idx = w[5];
-            m->numa_node = w[6];
+            m->def.numa_node = w[6];
         }
     }
 done:
@@ -1119,11 +1119,11 @@ static int parse_gobpf_map(struct parse *p, struct cbpf_legacy_spec *spec, size_
         return ret;
     uint32_t w[6];
     memcpy(w, b, sizeof(w));
-    m->type = w[0];
-    m->key_size = w[1];
-    m->value_size = w[2];
-    m->max_entries = w[3];
-    m->map_flags = w[4];
+    m->def.type = w[0];
+    m->def.key_size = w[1];
+    m->def.value_size = w[2];
+    m->def.max_entries = w[3];
+    m->def.map_flags = w[4];
     m->pinning = w[5];
     if (m->pinning == CBPF_LEGACY_PIN_NONE)
         return 0;
@@ -1225,23 +1225,23 @@ static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
             if (!field)
                 field = "?";
             if (strcmp(field, "type") == 0)
-                dst = &m->type;
+                dst = &m->def.type;
             else if (strcmp(field, "max_entries") == 0)
-                dst = &m->max_entries;
+                dst = &m->def.max_entries;
             else if (strcmp(field, "map_flags") == 0)
-                dst = &m->map_flags;
+                dst = &m->def.map_flags;
             else if (strcmp(field, "numa_node") == 0)
-                dst = &m->numa_node;
+                dst = &m->def.numa_node;
             else if (strcmp(field, "key_size") == 0)
-                dst = &m->key_size;
+                dst = &m->def.key_size;
             else if (strcmp(field, "value_size") == 0)
-                dst = &m->value_size;
+                dst = &m->def.value_size;
             else if (strcmp(field, "pinning") == 0)
                 dst = &m->pinning;
             if (dst) {
                 bad = btf_uint(btf, mem->type, &v);
             } else if (strcmp(field, "key") == 0 || strcmp(field, "value") == 0) {
-                dst = field[0] == 'k' ? &m->key_size : &m->value_size;
+                dst = field[0] == 'k' ? &m->def.key_size : &m->def.value_size;
                 bad = btf_pointee_size(btf, mem->type, &v);
             } else {
                 ret = fail(p->err, p->errlen, -EOPNOTSUPP,
@@ -1299,7 +1299,7 @@ static int link_elf_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t 
                             m->name, m->id);
         }
     }
-    if (!is_map_in_map(m->type)) {
+    if (!is_map_in_map(m->def.type)) {
         if (m->inner_id)
             return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_id is %u but it is not a map-in-map", m->name,
                         m->inner_id);
@@ -1318,7 +1318,7 @@ static int link_elf_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t 
         return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_id %u names no map (no other map has id %u)", m->name,
                     m->inner_id, m->inner_id);
     struct cbpf_legacy_map_spec *im = &spec->maps[inner];
-    if (is_map_in_map(im->type))
+    if (is_map_in_map(im->def.type))
         return fail(p->err, p->errlen, -EINVAL, "map '%s': its inner map '%s' is itself a map-in-map", m->name,
                     im->name);
     m->has_inner = 1;
@@ -1367,28 +1367,28 @@ static int check_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t bas
     int ret;
     for (size_t i = 0; i < spec->nmaps; i++) {
         struct cbpf_legacy_map_spec *m = &spec->maps[i];
-        if (m->type == BPF_MAP_TYPE_UNSPEC)
+        if (m->def.type == BPF_MAP_TYPE_UNSPEC)
             return fail(p->err, p->errlen, -EINVAL, "map '%s': type 0 (BPF_MAP_TYPE_UNSPEC)", m->name);
         /* what the old loaders set themselves: a map of maps' value is an fd, a perf event array's key and value a
          * CPU number and an fd, 4 bytes each */
-        if (is_map_in_map(m->type) && m->value_size == 0)
-            m->value_size = 4;
-        if (m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
-            m->key_size = m->key_size ? m->key_size : 4;
-            m->value_size = m->value_size ? m->value_size : 4;
+        if (is_map_in_map(m->def.type) && m->def.value_size == 0)
+            m->def.value_size = 4;
+        if (m->def.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY) {
+            m->def.key_size = m->def.key_size ? m->def.key_size : 4;
+            m->def.value_size = m->def.value_size ? m->def.value_size : 4;
         }
-        if (needs_sizes(m->type)) {
-            const char *zero = !m->key_size ? "key_size" : !m->value_size ? "value_size" : NULL;
-            if (!zero && !m->max_entries && m->type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
+        if (needs_sizes(m->def.type)) {
+            const char *zero = !m->def.key_size ? "key_size" : !m->def.value_size ? "value_size" : NULL;
+            if (!zero && !m->def.max_entries && m->def.type != BPF_MAP_TYPE_PERF_EVENT_ARRAY)
                 zero = "max_entries";
             if (zero)
-                return fail(p->err, p->errlen, -EINVAL, "map '%s' (type %u): %s is 0", m->name, m->type, zero);
+                return fail(p->err, p->errlen, -EINVAL, "map '%s' (type %u): %s is 0", m->name, m->def.type, zero);
         }
-        if (m->numa_node && !(m->map_flags & BPF_F_NUMA_NODE))
+        if (m->def.numa_node && !(m->def.map_flags & BPF_F_NUMA_NODE))
             return fail(p->err, p->errlen, -EINVAL,
                         "map '%s': numa_node is %u without BPF_F_NUMA_NODE in map_flags (an iproute2 struct "
                         "bpf_elf_map of 28 bytes? compile with -g, so that its BTF names the struct)",
-                        m->name, m->numa_node);
+                        m->name, m->def.numa_node);
         if (m->format == CBPF_LEGACY_MAP_ELF) {
             if ((ret = link_elf_maps(p, spec, i)) < 0 || (ret = elf_pin_path(p, m)) < 0)
                 return ret;
@@ -1396,7 +1396,7 @@ static int check_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t bas
         }
         if (m->format != CBPF_LEGACY_MAP_DEF)
             continue;
-        if (!is_map_in_map(m->type)) {
+        if (!is_map_in_map(m->def.type)) {
             if (m->inner_map_idx)
                 return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx is %u but it is not a map-in-map%s",
                             m->name, m->inner_map_idx,
@@ -1412,7 +1412,7 @@ static int check_maps(struct parse *p, struct cbpf_legacy_spec *spec, size_t bas
         if (m->inner_map_idx >= nrecords || base + m->inner_map_idx == i)
             return fail(p->err, p->errlen, -EINVAL, "map '%s': inner_map_idx %u is not another map (there are %zu)",
                         m->name, m->inner_map_idx, nrecords);
-        if (is_map_in_map(spec->maps[base + m->inner_map_idx].type))
+        if (is_map_in_map(spec->maps[base + m->inner_map_idx].def.type))
             return fail(p->err, p->errlen, -EINVAL, "map '%s': its inner map '%s' is itself a map-in-map", m->name,
                         spec->maps[base + m->inner_map_idx].name);
         m->inner_map_idx += (uint32_t)base;
@@ -1914,7 +1914,7 @@ static void tail_calls(struct cbpf_legacy_spec *spec)
             continue;
         for (size_t m = 0; m < spec->nmaps; m++) {
             const struct cbpf_legacy_map_spec *ms = &spec->maps[m];
-            if (ms->format == CBPF_LEGACY_MAP_ELF && ms->id == id && ms->type == BPF_MAP_TYPE_PROG_ARRAY)
+            if (ms->format == CBPF_LEGACY_MAP_ELF && ms->id == id && ms->def.type == BPF_MAP_TYPE_PROG_ARRAY)
                 ps->tail_map = (long)m;
         }
         if (ps->tail_map < 0)

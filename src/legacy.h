@@ -32,6 +32,8 @@
 
 #include <linux/bpf.h>
 
+#include "mapdef.h"
+
 /* How a program is attached by cbpf_legacy_attach, from its section name. */
 enum cbpf_legacy_attach_kind {
     CBPF_LEGACY_ATTACH_NONE = 0,   /* needs a target cbpf cannot guess (socket, xdp, cgroup, perf_event, ...) */
@@ -65,7 +67,8 @@ enum cbpf_legacy_map_format {
 
 struct cbpf_legacy_map_spec {
     char *name; /* the symbol's name, in full (gobpf: the section's after "maps/"); the kernel gets 15 characters */
-    uint32_t type, key_size, value_size, max_entries, map_flags, inner_map_idx, numa_node;
+    struct cbpf_map_def def; /* as the record says (no BTF ids); Map's setters change it before load */
+    uint32_t inner_map_idx;
     int has_inner;       /* a map-in-map: inner_map_idx is the index (in maps[]) of its inner map's template */
     uint32_t def_shndx;  /* the section holding the record */
     uint32_t def_offset; /* where the record sits in that section */
@@ -74,7 +77,6 @@ struct cbpf_legacy_map_spec {
     int no_create;       /* Map.autocreate = False: cbpf_legacy_load leaves it out (fd -1) */
     int has_reuse;       /* Map.reuse(): the map is reuse_fd (dup'd at load), not created; the caller closes it */
     int reuse_fd;
-    uint64_t map_extra;
     int format;          /* enum cbpf_legacy_map_format */
     uint32_t pinning;    /* CBPF_LEGACY_PIN_* (0 for bpf_map_def) */
     char *pin_path;      /* where the map is pinned (and first looked for), NULL when not pinned */
@@ -143,12 +145,10 @@ void cbpf_legacy_spec_free(struct cbpf_legacy_spec *spec);
 
 struct cbpf_legacy_map {
     char *name;
-    uint32_t type, key_size, value_size;
-    uint32_t max_entries; /* as created (a perf event array of 0 entries gets one per possible CPU) */
-    uint32_t map_flags, inner_map_idx, numa_node;
+    struct cbpf_map_def def; /* as created (a perf event array of 0 entries gets one per possible CPU) */
+    uint32_t inner_map_idx;
     int has_inner;
     int fd;
-    uint64_t map_extra;
     char *pin_path;   /* where the map is pinned, NULL if not */
     int pin_reused;   /* 1: the map was already pinned there and is shared; 0: created (and pinned by this load) */
     long insert_into; /* see struct cbpf_legacy_map_spec */

@@ -118,19 +118,19 @@ static int open_pinned(struct cbpf_legacy_map *m, char *err, size_t errlen)
         close(fd);
         return fail(err, errlen, -e, "map '%s': %s is not a map", m->name, m->pin_path);
     }
-    uint32_t want_entries = m->max_entries ? m->max_entries : info.max_entries; /* perf event array: per CPU */
-    if (info.type != m->type || info.key_size != m->key_size || info.value_size != m->value_size ||
-        info.max_entries != want_entries || info.map_flags != m->map_flags) {
+    uint32_t want_entries = m->def.max_entries ? m->def.max_entries : info.max_entries; /* perf event array: per CPU */
+    if (info.type != m->def.type || info.key_size != m->def.key_size || info.value_size != m->def.value_size ||
+        info.max_entries != want_entries || info.map_flags != m->def.map_flags) {
         close(fd);
         return fail(err, errlen, -EEXIST,
                     "map '%s': the map pinned at %s is not the one the object defines (type %u, key_size %u, "
                     "value_size %u, max_entries %u, map_flags 0x%x there; %u, %u, %u, %u, 0x%x here): remove the pin "
                     "or fix the object",
                     m->name, m->pin_path, info.type, info.key_size, info.value_size, info.max_entries, info.map_flags,
-                    m->type, m->key_size, m->value_size, m->max_entries, m->map_flags);
+                    m->def.type, m->def.key_size, m->def.value_size, m->def.max_entries, m->def.map_flags);
     }
     m->fd = fd;
-    m->max_entries = info.max_entries;
+    m->def.max_entries = info.max_entries;
     m->pin_reused = 1;
     return 0;
 }
@@ -144,23 +144,23 @@ static int create_map(struct cbpf_legacy_obj *obj, size_t i, char *err, size_t e
         if (ret <= 0)
             return ret;
     }
-    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = m->map_flags, .map_extra = m->map_extra);
-    if (m->map_flags & BPF_F_NUMA_NODE)
-        opts.numa_node = m->numa_node;
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = m->def.map_flags, .map_extra = m->def.map_extra);
+    if (m->def.map_flags & BPF_F_NUMA_NODE)
+        opts.numa_node = m->def.numa_node;
     if (m->has_inner) {
         if (m->inner_map_idx >= obj->nmaps || obj->maps[m->inner_map_idx].fd < 0)
             return fail(err, errlen, -EINVAL, "map '%s': its inner map %u was not created", m->name, m->inner_map_idx);
         opts.inner_map_fd = (uint32_t)obj->maps[m->inner_map_idx].fd;
     }
-    if (m->type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m->max_entries == 0)
-        m->max_entries = possible_cpus();
+    if (m->def.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY && m->def.max_entries == 0)
+        m->def.max_entries = possible_cpus();
     kernel_name(name, m->name);
-    int fd = bpf_map_create(m->type, name, m->key_size, m->value_size, m->max_entries, &opts);
+    int fd = bpf_map_create(m->def.type, name, m->def.key_size, m->def.value_size, m->def.max_entries, &opts);
     if (fd < 0) {
         int e = -fd;
         return fail(err, errlen, -e,
                     "map '%s' (type %u, key_size %u, value_size %u, max_entries %u, map_flags 0x%x): creation failed",
-                    m->name, m->type, m->key_size, m->value_size, m->max_entries, m->map_flags);
+                    m->name, m->def.type, m->def.key_size, m->def.value_size, m->def.max_entries, m->def.map_flags);
     }
     m->fd = fd;
     return 0;
@@ -411,15 +411,9 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
         const struct cbpf_legacy_map_spec *ms = &spec->maps[i];
         struct cbpf_legacy_map *m = &obj->maps[i];
         m->name = strdup(ms->name ? ms->name : "");
-        m->type = ms->type;
-        m->key_size = ms->key_size;
-        m->value_size = ms->value_size;
-        m->max_entries = ms->max_entries;
-        m->map_flags = ms->map_flags;
+        m->def = ms->def;
         m->inner_map_idx = ms->inner_map_idx;
-        m->numa_node = ms->numa_node;
         m->has_inner = ms->has_inner;
-        m->map_extra = ms->map_extra;
         m->insert_into = ms->insert_into;
         m->inner_idx = ms->inner_idx;
         m->pin_path = ms->pin_path ? strdup(ms->pin_path) : NULL;

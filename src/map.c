@@ -55,29 +55,51 @@ static int setup_mmap(cbpf_state *st, MapObject *self)
     return 0;
 }
 
-/* Reads the definition back from libbpf once the object is loaded: sizes may change between open and load. */
-int cbpf_map_refresh(cbpf_state *st, MapObject *self)
+/* The one place a Map takes its definition, whoever describes it (an object's backend, the kernel). */
+static void apply_def(MapObject *self, const struct cbpf_map_def *def)
 {
-    struct bpf_map *m = self->map;
-    if (m == NULL) {
-        return 0;
+    self->type = def->type;
+    self->key_size = def->key_size;
+    self->value_size = def->value_size;
+    self->max_entries = def->max_entries;
+    self->flags = def->map_flags;
+    self->btf_key_type_id = def->btf_key_type_id;
+    self->btf_value_type_id = def->btf_value_type_id;
+    set_layout(self);
+}
+
+/* The object's backend, which holds the map's definition; NULL for a map of its own or once its object is closed. */
+static void *map_backend(MapObject *self)
+{
+    return self->owner != NULL ? self->owner->backend : NULL;
+}
+
+static const cbpf_backend_ops *map_ops(MapObject *self)
+{
+    return self->owner->ops;
+}
+
+/* Its object is loaded: the fd and the definition as created (sizes may change between open and load) come from
+ * the backend, once; the borrowed inner map is no longer needed. */
+int cbpf_map_loaded(cbpf_state *st, MapObject *self)
+{
+    void *b = map_backend(self);
+    uint32_t key_id = self->btf_key_type_id, value_id = self->btf_value_type_id;
+    struct cbpf_map_def def;
+    Py_CLEAR(self->inner_map);
+    int err = map_ops(self)->map_def(b, self->index, &def);
+    if (err != 0) {
+        cbpf_set_error(st, err, "reading the info of map '%s'", cbpf_utf8(self->name));
+        return -1;
     }
-    self->fd = bpf_map__fd(m);
-    if (self->fd < 0 || !bpf_map__autocreate(m)) {
-        self->fd = -1; /* not created: libbpf holds a placeholder fd in its place */
-    }
-    self->type = bpf_map__type(m);
-    self->key_size = bpf_map__key_size(m);
-    self->value_size = bpf_map__value_size(m);
-    self->max_entries = bpf_map__max_entries(m);
-    self->flags = bpf_map__map_flags(m);
+    self->fd = map_ops(self)->map_fd(b, self->index);
+    apply_def(self, &def);
     /* libbpf creates some map types (queues, stacks, stack traces...) without BTF and then forgets their ids: the
      * ids found at open still name their types in the object's BTF */
-    if (bpf_map__btf_key_type_id(m) || bpf_map__btf_value_type_id(m) || self->fd < 0) {
-        self->btf_key_type_id = bpf_map__btf_key_type_id(m);
-        self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    if (self->fd >= 0 && def.btf_key_type_id == 0 && def.btf_value_type_id == 0) {
+        self->btf_key_type_id = key_id;
+        self->btf_value_type_id = value_id;
     }
-    set_layout(self);
     if (self->fd >= 0) {
         struct bpf_map_info info = {0};
         __u32 len = sizeof(info);
@@ -96,7 +118,6 @@ void cbpf_map_invalidate(MapObject *self)
     }
     self->owns_fd = false;
     self->fd = -1;
-    self->map = NULL;
     self->mm = NULL;
     Py_CLEAR(self->region);
 }
@@ -110,7 +131,6 @@ static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *nam
     }
     self->owner = owner ? (ObjectObject *)Py_NewRef(owner) : NULL;
     self->fd = -1;
-    self->legacy_index = -1;
     self->name = cbpf_elf_name(name);
     if (self->name == NULL) {
         Py_DECREF(self);
@@ -119,68 +139,34 @@ static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *nam
     return self;
 }
 
-MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map)
+/* A map of an opened Object, as its backend describes it: usable once the object is loaded (cbpf_map_loaded). */
+MapObject *cbpf_map_new(cbpf_state *st, ObjectObject *owner, size_t index)
 {
-    MapObject *self = map_alloc(st, owner, bpf_map__name(map));
+    struct cbpf_map_def def;
+    MapObject *self = map_alloc(st, owner, owner->ops->map_name(owner->backend, index));
     if (self == NULL) {
         return NULL;
     }
-    self->map = map;
-    self->type = bpf_map__type(map);
-    self->key_size = bpf_map__key_size(map);
-    self->value_size = bpf_map__value_size(map);
-    self->max_entries = bpf_map__max_entries(map);
-    self->flags = bpf_map__map_flags(map);
-    self->btf_key_type_id = bpf_map__btf_key_type_id(map);
-    self->btf_value_type_id = bpf_map__btf_value_type_id(map);
-    set_layout(self);
-    return self; /* usable once its object is loaded (cbpf_map_refresh) */
-}
-
-/* A legacy object's map (legacy.c), before load: usable once cbpf_map_set_fd gives it the fd its object made. */
-MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struct cbpf_legacy_map_spec *spec)
-{
-    MapObject *self = map_alloc(st, owner, spec->name);
-    if (self == NULL) {
+    self->index = index;
+    int err = owner->ops->map_def(owner->backend, index, &def);
+    if (err != 0) {
+        cbpf_set_error(st, err, "reading the definition of map '%s'", cbpf_utf8(self->name));
+        Py_DECREF(self);
         return NULL;
     }
-    self->type = spec->type;
-    self->key_size = spec->key_size;
-    self->value_size = spec->value_size;
-    self->max_entries = spec->max_entries;
-    self->flags = spec->map_flags;
-    self->legacy_index = spec - owner->legacy_spec->maps;
-    set_layout(self);
+    apply_def(self, &def);
     return self;
 }
 
 /* A map over fd, as the kernel describes it. */
 static void apply_info(MapObject *self, int fd, bool owns_fd, const struct bpf_map_info *info)
 {
+    struct cbpf_map_def def;
+    cbpf_map_def_from_info(info, &def);
     self->fd = fd;
     self->owns_fd = owns_fd;
-    self->type = info->type;
-    self->key_size = info->key_size;
-    self->value_size = info->value_size;
-    self->max_entries = info->max_entries;
-    self->flags = info->map_flags;
     self->id = info->id;
-    self->btf_key_type_id = info->btf_key_type_id;
-    self->btf_value_type_id = info->btf_value_type_id;
-    set_layout(self);
-}
-
-/* Points a map at an fd its object owns (a legacy object's), reading back what the kernel made of it. */
-int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
-{
-    struct bpf_map_info info = {0};
-    __u32 len = sizeof(info);
-    if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
-        cbpf_set_error(st, errno, "reading the info of map '%s'", cbpf_utf8(self->name));
-        return -1;
-    }
-    apply_info(self, fd, false, &info);
-    return setup_mmap(st, self);
+    apply_def(self, &def);
 }
 
 /* A map the Map object owns, from an fd it now owns: Map.create(), Map.from_pinned(). */
@@ -221,7 +207,7 @@ static int check_open(MapObject *self)
     else if (self->owner != NULL && !self->owner->loaded) {
         PyErr_Format(PyExc_ValueError, "map '%U' is not loaded yet: call Object.load() first", self->name);
     }
-    else if (self->legacy_index >= 0 || !cbpf_map_autocreate(self)) { /* a loaded object's map without an fd */
+    else if (!cbpf_map_autocreate(self)) { /* a loaded object's map without an fd */
         PyErr_Format(PyExc_ValueError, "map '%U' was not created: its autocreate was False", self->name);
     }
     else {
@@ -1512,9 +1498,10 @@ static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
 {
     char what[160];
     snprintf(what, sizeof(what), "map '%s'", cbpf_utf8(self->name));
-    if (self->pin_path == NULL && self->map != NULL && bpf_map__is_pinned(self->map)) {
-        /* pinned by libbpf at load (pin_path, LIBBPF_PIN_BY_NAME) */
-        int err = bpf_map__unpin(self->map, NULL);
+    void *b = map_backend(self);
+    if (self->pin_path == NULL && b != NULL && map_ops(self)->map_is_pinned(b, self->index)) {
+        /* pinned by its object's backend at load (pin_path, LIBBPF_PIN_BY_NAME) */
+        int err = map_ops(self)->map_unpin(b, self->index);
         if (err != 0) {
             return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "unpinning %s", what);
         }
@@ -1609,9 +1596,12 @@ static PyObject *Map_initial_value(MapObject *self, PyObject *const *args, Py_ss
         goto done;
     }
     size_t total = 0;
-    void *base = self->map ? bpf_map__initial_value(self->map, &total) : NULL;
-    /* libbpf's fd as well as ours: once loaded, a frozen .rodata image is mapped read-only */
-    if (base == NULL || self->fd >= 0 || bpf_map__fd(self->map) >= 0 || (self->owner && self->owner->loaded)) {
+    void *b = map_backend(self);
+    void *base = b != NULL && map_ops(self)->map_initial_value != NULL
+                     ? map_ops(self)->map_initial_value(b, self->index, &total)
+                     : NULL;
+    /* once loaded, a frozen .rodata image is mapped read-only */
+    if (base == NULL || self->fd >= 0 || (self->owner && self->owner->loaded)) {
         PyErr_Format(PyExc_ValueError, "map '%U' has no initial value to edit (only before load)", self->name);
         goto done;
     }
@@ -1654,9 +1644,11 @@ static PyObject *Map_get_object(MapObject *self, void *Py_UNUSED(closure))
 
 static PyObject *Map_get_pin_path(MapObject *self, void *Py_UNUSED(closure))
 {
-    const char *libbpf_path = self->map != NULL && self->pin_path == NULL ? bpf_map__pin_path(self->map) : NULL;
-    if (libbpf_path != NULL) {
-        return PyUnicode_DecodeFSDefault(libbpf_path);
+    void *b = map_backend(self);
+    const char *backend_path = b != NULL && self->pin_path == NULL ? map_ops(self)->map_pin_path(b, self->index)
+                                                                   : NULL;
+    if (backend_path != NULL) {
+        return PyUnicode_DecodeFSDefault(backend_path);
     }
     return Py_NewRef(self->pin_path ? self->pin_path : Py_None);
 }
@@ -1681,7 +1673,7 @@ static PyObject *Map_get_value_stride(MapObject *self, void *Py_UNUSED(closure))
     return PyLong_FromUnsignedLong(self->value_stride);
 }
 
-/* ---- the definition before load: setters, as libbpf's bpf_map__set_* (legacy objects: their parsed spec) ---- */
+/* ---- the definition before load: setters, through the object's backend ---- */
 
 /* Which attribute a getter or setter of the definition serves (its closure). */
 enum map_attr {
@@ -1696,21 +1688,10 @@ enum map_attr {
 static const char *const attr_names[] = {"type", "key_size", "value_size", "max_entries", "flags", "numa_node",
                                          "map_extra"};
 
-static struct cbpf_legacy_map_spec *legacy_spec(MapObject *self)
-{
-    struct cbpf_legacy_spec *spec = self->owner != NULL ? self->owner->legacy_spec : NULL;
-    return spec != NULL && self->legacy_index >= 0 && (size_t)self->legacy_index < spec->nmaps
-               ? &spec->maps[self->legacy_index]
-               : NULL;
-}
-
 bool cbpf_map_autocreate(MapObject *self)
 {
-    if (self->map != NULL) {
-        return bpf_map__autocreate(self->map);
-    }
-    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
-    return spec == NULL || !spec->no_create;
+    void *b = map_backend(self);
+    return b == NULL || map_ops(self)->map_autocreate(b, self->index);
 }
 
 /* 0 when the definition may change now; else -1 with the exception that says why not. */
@@ -1736,11 +1717,11 @@ static int check_configurable(MapObject *self, const char *attr)
                                        "load=False))", attr, self->name);
         return -1;
     }
-    if (self->map == NULL && legacy_spec(self) == NULL) {
+    if (map_backend(self) == NULL) {
         PyErr_Format(PyExc_ValueError, "map '%U' has no definition to change", self->name);
         return -1;
     }
-    if (self->map != NULL && bpf_map__fd(self->map) >= 0 && strcmp(attr, "autocreate") != 0) {
+    if (map_ops(self)->map_reused(map_backend(self), self->index) && strcmp(attr, "autocreate") != 0) {
         PyErr_Format(PyExc_ValueError, "%s of map '%U' cannot change: it reuses an existing map (reuse())", attr,
                      self->name);
         return -1;
@@ -1821,84 +1802,32 @@ static int map_info(MapObject *self, struct bpf_map_info *info)
 static PyObject *Map_get_attr(MapObject *self, void *closure)
 {
     struct bpf_map_info info;
-    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
+    struct cbpf_map_def def;
+    void *b = map_backend(self);
+    bool has_def = b != NULL && map_ops(self)->map_def(b, self->index, &def) == 0;
     switch ((enum map_attr)(uintptr_t)closure) {
     case ATTR_TYPE: return PyLong_FromUnsignedLong(self->type);
     case ATTR_KEY_SIZE: return PyLong_FromUnsignedLong(self->key_size);
     case ATTR_VALUE_SIZE: return PyLong_FromUnsignedLong(self->value_size);
     case ATTR_MAX_ENTRIES: return PyLong_FromUnsignedLong(self->max_entries);
     case ATTR_FLAGS: return PyLong_FromUnsignedLong(self->flags);
-    case ATTR_NUMA_NODE:
-        if (self->map != NULL) {
-            return PyLong_FromUnsignedLong(bpf_map__numa_node(self->map));
-        }
-        return PyLong_FromUnsignedLong(spec != NULL ? spec->numa_node : 0); /* the kernel does not tell */
+    case ATTR_NUMA_NODE: return PyLong_FromUnsignedLong(has_def ? def.numa_node : 0); /* the kernel does not tell */
     case ATTR_MAP_EXTRA:
-        if (self->map != NULL) {
-            return PyLong_FromUnsignedLongLong(bpf_map__map_extra(self->map));
-        }
-        if (spec != NULL) {
-            return PyLong_FromUnsignedLongLong(spec->map_extra);
+        if (has_def) {
+            return PyLong_FromUnsignedLongLong(def.map_extra);
         }
         return PyLong_FromUnsignedLongLong(map_info(self, &info) == 0 ? info.map_extra : 0);
     }
     Py_RETURN_NONE;
 }
 
-/* What libbpf now holds for the map (a setter may change more than it was given: value_size of a .bss). */
+/* What the backend now holds for the map (a setter may change more than it was given: value_size of a .bss). */
 static void reread_definition(MapObject *self)
 {
-    struct bpf_map *m = self->map;
-    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
-    if (m != NULL) {
-        self->type = bpf_map__type(m);
-        self->key_size = bpf_map__key_size(m);
-        self->value_size = bpf_map__value_size(m);
-        self->max_entries = bpf_map__max_entries(m);
-        self->flags = bpf_map__map_flags(m);
-        self->btf_key_type_id = bpf_map__btf_key_type_id(m);
-        self->btf_value_type_id = bpf_map__btf_value_type_id(m);
+    struct cbpf_map_def def;
+    if (map_ops(self)->map_def(map_backend(self), self->index, &def) == 0) {
+        apply_def(self, &def);
     }
-    else if (spec != NULL) {
-        self->type = spec->type;
-        self->key_size = spec->key_size;
-        self->value_size = spec->value_size;
-        self->max_entries = spec->max_entries;
-        self->flags = spec->map_flags;
-    }
-    set_layout(self);
-}
-
-/* libbpf resizes a global section (.bss, .data, .data.*) only through its last variable, an array: any other new
- * size it takes all the same but drops the section's BTF, and with it Object.globals. Refused here instead. */
-static int check_section_resize(MapObject *self, unsigned long long size)
-{
-    const struct btf *btf = bpf_object__btf(self->owner->obj);
-    __u32 id = bpf_map__btf_value_type_id(self->map);
-    const struct btf_type *sec = btf != NULL && id ? btf__type_by_id(btf, id) : NULL;
-    if (sec == NULL || !btf_is_datasec(sec) || btf_vlen(sec) == 0) {
-        return 0; /* no BTF to lose */
-    }
-    const struct btf_var_secinfo *last = btf_var_secinfos(sec) + btf_vlen(sec) - 1;
-    const struct btf_type *var = btf__type_by_id(btf, last->type);
-    const struct btf_type *t = var != NULL ? btf__type_by_id(btf, var->type) : NULL;
-    while (t != NULL && (btf_is_mod(t) || btf_is_typedef(t))) {
-        t = btf__type_by_id(btf, t->type);
-    }
-    const char *name = var != NULL ? btf__name_by_offset(btf, var->name_off) : "?";
-    if (t == NULL || !btf_is_array(t)) {
-        PyErr_Format(PyExc_ValueError, "value_size of map '%U' cannot change: libbpf resizes a global section through "
-                                       "its last variable, an array, and '%s' is not one", self->name, name);
-        return -1;
-    }
-    __s64 elem = btf__resolve_size(btf, btf_array(t)->type);
-    if (elem <= 0 || size <= last->offset || (size - last->offset) % (unsigned long long)elem != 0) {
-        PyErr_Format(PyExc_ValueError, "value_size of map '%U' must be %u (where its last variable '%s' starts) plus "
-                                       "a whole number of its %lld-byte elements, not %llu",
-                     self->name, last->offset, name, (long long)elem, size);
-        return -1;
-    }
-    return 0;
 }
 
 /* The definition changed: the key and value types read from it before (BTF, sizes) are read again when next needed,
@@ -1933,33 +1862,11 @@ static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
                           : unsigned_arg(self, value, name, attr == ATTR_MAP_EXTRA ? UINT64_MAX : UINT32_MAX, &v) < 0) {
         return -1;
     }
-    struct bpf_map *m = self->map;
-    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
-    switch (attr) {
-    case ATTR_TYPE:
-        err = m ? bpf_map__set_type(m, (enum bpf_map_type)type) : (spec->type = type, 0);
-        break;
-    case ATTR_KEY_SIZE:
-        err = m ? bpf_map__set_key_size(m, (__u32)v) : (spec->key_size = (uint32_t)v, 0);
-        break;
-    case ATTR_VALUE_SIZE:
-        if (m != NULL && bpf_map__is_internal(m) && check_section_resize(self, v) < 0) {
-            return -1;
-        }
-        err = m ? bpf_map__set_value_size(m, (__u32)v) : (spec->value_size = (uint32_t)v, 0);
-        break;
-    case ATTR_MAX_ENTRIES:
-        err = m ? bpf_map__set_max_entries(m, (__u32)v) : (spec->max_entries = (uint32_t)v, 0);
-        break;
-    case ATTR_FLAGS:
-        err = m ? bpf_map__set_map_flags(m, (__u32)v) : (spec->map_flags = (uint32_t)v, 0);
-        break;
-    case ATTR_NUMA_NODE:
-        err = m ? bpf_map__set_numa_node(m, (__u32)v) : (spec->numa_node = (uint32_t)v, 0);
-        break;
-    case ATTR_MAP_EXTRA:
-        err = m ? bpf_map__set_map_extra(m, (__u64)v) : (spec->map_extra = (uint64_t)v, 0);
-        break;
+    /* enum map_attr lists the fields in cbpf_map_field's order */
+    err = map_ops(self)->map_set(map_backend(self), self->index, (cbpf_map_field)attr,
+                                 attr == ATTR_TYPE ? (uint64_t)type : (uint64_t)v, self->name);
+    if (err < 0) {
+        return -1;
     }
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting %s of map '%s'", name,
@@ -1985,16 +1892,12 @@ static int Map_set_autocreate(MapObject *self, PyObject *value, void *Py_UNUSED(
     if (check_configurable(self, "autocreate") < 0) {
         return -1;
     }
-    if (self->map != NULL) {
-        int err = bpf_map__set_autocreate(self->map, value == Py_True);
-        if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autocreate of map '%s'",
-                           cbpf_utf8(self->name));
-            return -1;
-        }
-        return 0;
+    int err = map_ops(self)->map_set_autocreate(map_backend(self), self->index, value == Py_True);
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autocreate of map '%s'",
+                       cbpf_utf8(self->name));
+        return -1;
     }
-    legacy_spec(self)->no_create = value == Py_False;
     return 0;
 }
 
@@ -2019,9 +1922,9 @@ static int Map_set_inner_map(MapObject *self, PyObject *value, void *Py_UNUSED(c
     if (check_configurable(self, "inner_map") < 0) {
         return -1;
     }
-    if (self->map == NULL) {
-        PyErr_Format(PyExc_TypeError, "map '%U' belongs to a legacy object, whose maps of maps name their inner "
-                                      "map by inner_map_idx", self->name);
+    if (map_ops(self)->map_set_inner_map_fd == NULL) {
+        PyErr_Format(PyExc_TypeError, "map '%U' belongs to %s, whose maps of maps name their inner map themselves",
+                     self->name, map_ops(self)->what);
         return -1;
     }
     if (!is_map_of_maps(self->type)) {
@@ -2037,7 +1940,7 @@ static int Map_set_inner_map(MapObject *self, PyObject *value, void *Py_UNUSED(c
         PyErr_Format(PyExc_ValueError, "inner_map of map '%U' is set already", self->name);
         return -1;
     }
-    int err = bpf_map__set_inner_map_fd(self->map, inner->fd);
+    int err = map_ops(self)->map_set_inner_map_fd(map_backend(self), self->index, inner->fd);
     if (err != 0) {
         cbpf_set_error(st, err, "setting inner_map of map '%s'", cbpf_utf8(self->name));
         return -1;
@@ -2061,55 +1964,18 @@ static int Map_set_pin_path(MapObject *self, PyObject *value, void *Py_UNUSED(cl
     if (check_configurable(self, "pin_path") < 0) {
         goto done;
     }
-    if (self->map != NULL) {
-        int err = bpf_map__set_pin_path(self->map, encoded ? PyBytes_AS_STRING(encoded) : NULL);
-        if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting pin_path of map '%s'",
-                           cbpf_utf8(self->name));
-            goto done;
-        }
-    }
-    else {
-        /* a legacy object's map: its loader (legacy_load.c) reuses the map pinned there, or pins the new one */
-        struct cbpf_legacy_map_spec *spec = legacy_spec(self);
-        char *copy = encoded ? strdup(PyBytes_AS_STRING(encoded)) : NULL;
-        if (encoded && copy == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        free(spec->pin_path);
-        spec->pin_path = copy;
-        Py_XSETREF(self->pin_path, encoded ? PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(encoded)) : NULL);
-        if (encoded && self->pin_path == NULL) {
-            goto done;
-        }
+    /* the backend reuses the map pinned there at load (if it matches), or pins the new one */
+    int err = map_ops(self)->map_set_pin_path(map_backend(self), self->index,
+                                               encoded ? PyBytes_AS_STRING(encoded) : NULL);
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting pin_path of map '%s'",
+                       cbpf_utf8(self->name));
+        goto done;
     }
     rc = 0;
 done:
     Py_XDECREF(encoded);
     return rc;
-}
-
-/* A dup of fd for a legacy map that stands in for the spec's definition, which now describes it. */
-static int legacy_reuse(cbpf_state *st, MapObject *self, int fd, const struct bpf_map_info *info)
-{
-    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) {
-        cbpf_set_error(st, errno, "reuse: duplicating the fd for map '%s'", cbpf_utf8(self->name));
-        return -1;
-    }
-    if (spec->has_reuse) {
-        close(spec->reuse_fd);
-    }
-    spec->has_reuse = 1;
-    spec->reuse_fd = dup;
-    spec->type = info->type;
-    spec->key_size = info->key_size;
-    spec->value_size = info->value_size;
-    spec->max_entries = info->max_entries;
-    spec->map_flags = info->map_flags;
-    return 0;
 }
 
 /* reuse(source): the map becomes an existing one (a Map, an fd, or a path pinned in bpffs), shared, not created. */
@@ -2162,14 +2028,9 @@ static PyObject *Map_reuse(MapObject *self, PyObject *source)
         cbpf_set_error(st, errno, "reuse() of map '%s': fd %d is not a BPF map", cbpf_utf8(self->name), fd);
         goto done;
     }
-    if (self->map != NULL) {
-        int err = bpf_map__reuse_fd(self->map, fd);
-        if (err != 0) {
-            cbpf_set_error(st, err, "reuse() of map '%s'", cbpf_utf8(self->name));
-            goto done;
-        }
-    }
-    else if (legacy_reuse(st, self, fd, &info) < 0) {
+    int err = map_ops(self)->map_reuse_fd(map_backend(self), self->index, fd, &info);
+    if (err != 0) {
+        cbpf_set_error(st, err, "reuse() of map '%s'", cbpf_utf8(self->name));
         goto done;
     }
     reread_definition(self);
@@ -2185,12 +2046,8 @@ done:
 /* What the kernel would refuse or libbpf would fail on obscurely: a size left 0 for user space to set. */
 int cbpf_map_check_before_load(MapObject *self)
 {
-    if (!cbpf_map_autocreate(self) || (self->map != NULL && bpf_map__fd(self->map) >= 0)) {
+    if (!cbpf_map_autocreate(self) || map_ops(self)->map_reused(map_backend(self), self->index)) {
         return 0; /* not created, or reused */
-    }
-    struct cbpf_legacy_map_spec *spec = legacy_spec(self);
-    if (spec != NULL && spec->has_reuse) {
-        return 0;
     }
     const char *attr = NULL;
     switch (self->type) {
@@ -2231,7 +2088,7 @@ int cbpf_map_check_before_load(MapObject *self)
         PyErr_Format(PyExc_ValueError, "map '%U' has %s 0: set Map.%s before Object.load()", self->name, attr, attr);
         return -1;
     }
-    if (self->map != NULL && is_map_of_maps(self->type) && bpf_map__inner_map(self->map) == NULL &&
+    if (is_map_of_maps(self->type) && !map_ops(self)->map_has_inner(map_backend(self), self->index) &&
         self->inner_map == NULL) {
         PyErr_Format(PyExc_ValueError, "map '%U' is a map of maps whose inner map's shape is unknown: set "
                                        "Map.inner_map (a Map shaped like its inner maps) before Object.load()",
@@ -2239,12 +2096,6 @@ int cbpf_map_check_before_load(MapObject *self)
         return -1;
     }
     return 0;
-}
-
-/* The object is loaded: the borrowed inner map is no longer needed. */
-void cbpf_map_loaded(MapObject *self)
-{
-    Py_CLEAR(self->inner_map);
 }
 
 static int Map_bool(MapObject *self)

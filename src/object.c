@@ -1,4 +1,4 @@
-/* cbpf.Object: a BPF ELF object opened, loaded and attached through libbpf. */
+/* cbpf.Object: a BPF ELF object opened, loaded and attached through its format's backend (backend.h). */
 #include "cbpf.h"
 
 #include <errno.h>
@@ -83,16 +83,8 @@ static PyObject *name_from_path(PyObject *path)
     return name;
 }
 
-/* The fds that Map.reuse() gave a legacy object's spec (legacy.c dups them at load). */
-static void close_reused(struct cbpf_legacy_spec *spec)
-{
-    for (size_t i = 0; spec != NULL && i < spec->nmaps; i++) {
-        if (spec->maps[i].has_reuse) {
-            close(spec->maps[i].reuse_fd);
-            spec->maps[i].has_reuse = 0;
-        }
-    }
-}
+/* The formats an Object can be in, asked in this order whether an image is theirs; libbpf takes any image. */
+static const cbpf_backend_ops *const backends[] = {&cbpf_backend_legacy, &cbpf_backend_libbpf};
 
 /* Detaching a tracepoint or perf event waits for an RCU grace period in the kernel (tens of ms here): the links and
  * the libbpf object are freed with the GIL released, once the Python side no longer points at them. */
@@ -113,21 +105,16 @@ static void close_object(ObjectObject *self)
     }
     cbpf_attachment *atts = NULL;
     Py_ssize_t natts = cbpf_links_take_all(self, &atts);
-    struct bpf_object *obj = self->obj;
-    struct cbpf_legacy_obj *legacy = self->legacy;
-    struct cbpf_legacy_spec *spec = self->legacy_spec;
-    self->obj = NULL;
-    self->legacy = NULL;
-    self->legacy_spec = NULL;
+    void *backend = self->backend;
+    self->backend = NULL;
     Py_CLEAR(self->elf);
-    close_reused(spec);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < natts; i++) {
         cbpf_attachment_release(&atts[i]);
     }
-    bpf_object__close(obj);
-    cbpf_legacy_close(legacy);
-    cbpf_legacy_spec_free(spec);
+    if (self->ops != NULL) {
+        self->ops->close(backend);
+    }
     Py_END_ALLOW_THREADS
     PyMem_Free(atts);
     Py_CLEAR(self->kept_links); /* detached now: dropping them runs no kernel work */
@@ -155,51 +142,6 @@ static const char *path_note(ObjectObject *self)
     return note;
 }
 
-/* The program libbpf names in its warnings when it fails to load one. */
-static bool libbpf_refused_program(const char *log, char *out, size_t size)
-{
-    static const char *const markers[] = {"': BPF program load failed", "': failed to load",
-                                          "': failed to find kernel BTF type ID", "': failed to find BPF program",
-                                          "': attach program FD is not set"};
-    for (size_t i = 0; log != NULL && i < sizeof(markers) / sizeof(markers[0]); i++) {
-        const char *m = strstr(log, markers[i]);
-        if (m == NULL) {
-            continue;
-        }
-        const char *start = m;
-        while (start > log && strncmp(start - 1, "prog '", 6) != 0) {
-            start--;
-        }
-        if (start > log) {
-            start += 5;
-            snprintf(out, size, "%.*s", (int)(m - start), start);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* legacy.c's message for a refused program: "program 'NAME' (section ...) was refused ...". */
-static bool legacy_refused_program(const char *err, char *out, size_t size)
-{
-    const char *p = strncmp(err, "program '", 9) == 0 ? err + 9 : NULL;
-    const char *end = p != NULL ? strchr(p, '\'') : NULL;
-    if (end == NULL || strstr(end, "was refused") == NULL) {
-        return false;
-    }
-    snprintf(out, size, "%.*s", (int)(end - p), p);
-    return true;
-}
-
-static uint32_t program_type(ObjectObject *self, const char *name)
-{
-    PyObject *key = PyUnicode_FromString(name);
-    PyObject *p = key != NULL ? PyDict_GetItemWithError(self->programs, key) : NULL;
-    Py_XDECREF(key);
-    PyErr_Clear();
-    return p != NULL ? ((ProgramObject *)p)->type : 0;
-}
-
 /* What the maps and programs were given before load is checked in one pass, before anything reaches the kernel. */
 static int check_before_load(cbpf_state *st, ObjectObject *self)
 {
@@ -210,8 +152,8 @@ static int check_before_load(cbpf_state *st, ObjectObject *self)
         if (cbpf_map_check_before_load(m) < 0) {
             return -1;
         }
-        /* LIBBPF_PIN_BY_NAME or a pin_path: libbpf pins in bpffs, which may not be mounted yet */
-        const char *pin = m->map != NULL ? bpf_map__pin_path(m->map) : NULL;
+        /* LIBBPF_PIN_BY_NAME or a pin_path: the backend pins in bpffs, which may not be mounted yet */
+        const char *pin = self->ops->map_pin_path(self->backend, m->index);
         if (pin != NULL && cbpf_ensure_bpffs(st, pin) < 0) {
             return -1;
         }
@@ -235,85 +177,8 @@ int cbpf_object_check_idle(ObjectObject *obj, const char *what)
     return 0;
 }
 
-/* A legacy object: maps created, programs relocated and loaded by legacy.c, without the GIL. */
-static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
-{
-    char err[512] = "", *log = NULL;
-    struct cbpf_legacy_obj *obj = NULL;
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    int rc;
-    while (PyDict_Next(self->programs, &pos, &key, &value)) {
-        ProgramObject *p = (ProgramObject *)value;
-        self->legacy_spec->progs[p->legacy_index].autoload = p->legacy_autoload;
-    }
-    const struct cbpf_legacy_spec *spec = self->legacy_spec;
-    for (size_t i = 0; i < spec->nmaps; i++) {
-        if (spec->maps[i].pin_path != NULL && cbpf_ensure_bpffs(st, spec->maps[i].pin_path) < 0) {
-            close_object(self);
-            return NULL;
-        }
-    }
-    /* busy until the maps point at their fds: what runs meanwhile (a collection, logging) may switch threads */
-    self->busy = true;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cbpf_legacy_load(spec, &obj, &log, err, sizeof(err));
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        self->busy = false;
-        char what[768], program[256];
-        const char *name = cbpf_utf8(self->name);
-        if (log != NULL && legacy_refused_program(err, program, sizeof(program))) {
-            /* the verifier's log, marked as libbpf marks it */
-            size_t len = strlen(log) + 64;
-            char *marked = malloc(len);
-            if (marked != NULL) {
-                snprintf(marked, len, "-- BEGIN PROG LOAD LOG --\n%s-- END PROG LOAD LOG --", log);
-            }
-            /* legacy.c's words stay: they carry hints of their own (a missing license section...) */
-            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
-            cbpf_set_program_load_error(st, rc, what, program, program_type(self, program), marked ? marked : log);
-            free(marked);
-        }
-        else {
-            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
-            cbpf_set_error(st, rc, "%s", what);
-        }
-        free(log);
-        close_object(self);
-        return NULL;
-    }
-    self->legacy = obj;
-    self->loaded = true;
-    Py_CLEAR(self->elf);
-    /* the maps dict was filled in the spec's order, which is the loaded object's (names are unique) */
-    pos = 0;
-    for (size_t i = 0; i < obj->nmaps && PyDict_Next(self->maps, &pos, &key, &value); i++) {
-        cbpf_map_loaded((MapObject *)value);
-        if (obj->maps[i].fd >= 0 && cbpf_map_set_fd(st, (MapObject *)value, obj->maps[i].fd) < 0) {
-            self->busy = false;
-            return NULL;
-        }
-        if (obj->maps[i].pin_path != NULL) {
-            Py_XSETREF(((MapObject *)value)->pin_path, PyUnicode_DecodeFSDefault(obj->maps[i].pin_path));
-            if (((MapObject *)value)->pin_path == NULL) {
-                self->busy = false;
-                return NULL;
-            }
-        }
-    }
-    close_reused(self->legacy_spec);
-    /* the instructions are in the kernel now */
-    cbpf_legacy_spec_free(self->legacy_spec);
-    self->legacy_spec = NULL;
-    self->busy = false;
-    return Py_NewRef(Py_None);
-}
-
 static PyObject *do_load(cbpf_state *st, ObjectObject *self)
 {
-    int err;
-    char *log;
     if (check_usable(self) < 0) {
         return NULL;
     }
@@ -324,41 +189,22 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     if (check_before_load(st, self) < 0) {
         return NULL;
     }
-    if (self->is_legacy) {
-        return legacy_load(st, self);
-    }
-    cbpf_log_begin();
     /* busy until the maps know their fds: logging libbpf's messages and making the maps' regions run Python code,
-     * which may switch threads while libbpf's state is loaded but the maps still look unloaded */
+     * which may switch threads while the backend's state is loaded but the maps still look unloaded */
     self->busy = true;
-    Py_BEGIN_ALLOW_THREADS
-    err = bpf_object__load(self->obj);
-    Py_END_ALLOW_THREADS
-    log = cbpf_log_end(st);
-    if (err != 0) {
-        char what[768], program[256];
-        snprintf(what, sizeof(what), "loading BPF object '%s'%s", cbpf_utf8(self->name), path_note(self));
-        if (libbpf_refused_program(log, program, sizeof(program))) {
-            cbpf_set_program_load_error(st, err, what, program, program_type(self, program), log);
-        }
-        else {
-            cbpf_set_load_error(st, err, what, log);
-        }
-        free(log);
-        /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
+    int rc = self->ops->load(st, self->backend, cbpf_utf8(self->name), path_note(self));
+    if (rc < 0) {
         self->busy = false;
-        close_object(self);
+        close_object(self); /* the backend unloaded what it loaded: the object can only be closed now */
         return NULL;
     }
-    free(log);
     self->loaded = true;
     Py_CLEAR(self->elf);
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     PyObject *result = Py_None;
     while (PyDict_Next(self->maps, &pos, &key, &value)) {
-        cbpf_map_loaded((MapObject *)value);
-        if (cbpf_map_refresh(st, (MapObject *)value) < 0) {
+        if (cbpf_map_loaded(st, (MapObject *)value) < 0) {
             result = NULL;
             break;
         }
@@ -418,29 +264,6 @@ error:
     return NULL;
 }
 
-/* The last non-empty line of libbpf's warnings, for a one-line message. */
-static void last_line(const char *log, char *out, size_t size)
-{
-    if (log == NULL) {
-        return;
-    }
-    const char *end = log + strlen(log);
-    while (end > log && end[-1] == '\n') {
-        end--;
-    }
-    const char *start = end;
-    while (start > log && start[-1] != '\n') {
-        start--;
-    }
-    /* libbpf starts its messages with "libbpf: ": the caller's text already says where it comes from */
-    if ((size_t)(end - start) > 8 && strncmp(start, "libbpf: ", 8) == 0) {
-        start += 8;
-    }
-    if (end > start) {
-        snprintf(out, size, "%.*s", (int)(end - start), start);
-    }
-}
-
 /* An ELF of the other byte order (-target bpfeb here): libbpf opens it, reads its globals byte-swapped and fails
  * at load with "Endian mismatch"; the legacy loader cannot read it. Refused up front, whichever format. */
 static int check_byte_order(cbpf_state *st, const char *cname, const unsigned char *elf, size_t size)
@@ -480,49 +303,6 @@ static int open_containers(ObjectObject *self)
     self->programs = PyDict_New();
     self->kept_links = PyList_New(0);
     return self->maps == NULL || self->programs == NULL || self->kept_links == NULL ? -1 : 0;
-}
-
-/* A legacy object (struct bpf_map_def records in "maps", which libbpf 1.x refuses): parsed by legacy.c without the
- * GIL, its maps and programs made from the spec. */
-static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
-{
-    char err[512] = "";
-    struct cbpf_legacy_spec *spec = NULL;
-    const void *data = PyBytes_AS_STRING(self->elf);
-    size_t size = (size_t)PyBytes_GET_SIZE(self->elf);
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cbpf_legacy_parse(data, size, &spec, err, sizeof(err));
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
-        return -1;
-    }
-    self->is_legacy = true;
-    self->legacy_spec = spec;
-    self->dialect = spec->dialect;
-    self->license = PyUnicode_FromString(spec->license);
-    if (self->license == NULL || open_containers(self) < 0) {
-        return -1;
-    }
-    for (size_t i = 0; i < spec->nmaps; i++) {
-        MapObject *m = cbpf_map_from_legacy(st, self, &spec->maps[i]);
-        if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
-            return -1;
-        }
-        /* where load() will look for it and pin it, known before */
-        if (spec->maps[i].pin_path != NULL &&
-            (m->pin_path = PyUnicode_DecodeFSDefault(spec->maps[i].pin_path)) == NULL) {
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < spec->nprogs; i++) {
-        ProgramObject *p = cbpf_program_from_legacy(st, self, (Py_ssize_t)i);
-        if (p == NULL || add_by_name(self->programs, p->name, (PyObject *)p) < 0) {
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* kconfig as libbpf takes it: "CONFIG_A=y\nCONFIG_B=42\n", from that str or a mapping {"CONFIG_A": True, ...}
@@ -568,37 +348,6 @@ static PyObject *kconfig_text(PyObject *kconfig)
 done:
     Py_DECREF(parts);
     return text;
-}
-
-/* An object whose code libbpf finds no program in (old LLVM's NOTYPE function symbols...) must not "load" with 0
- * programs: the sections it could not use are named. */
-static int check_code_used(cbpf_state *st, ObjectObject *self, const char *cname)
-{
-    struct bpf_program *prog;
-    size_t n = 0, i = 0;
-    bpf_object__for_each_program(prog, self->obj) {
-        n++;
-    }
-    const char **secs = PyMem_Calloc(n ? n : 1, sizeof(*secs));
-    if (secs == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    bpf_object__for_each_program(prog, self->obj) {
-        secs[i++] = bpf_program__section_name(prog);
-    }
-    char unused[400];
-    size_t nunused = cbpf_elf_unused_code_sections(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf),
-                                                   secs, n, unused, sizeof(unused));
-    PyMem_Free(secs);
-    if (nunused) {
-        cbpf_set_error(st, EINVAL,
-                       "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
-                       "symbol: compiled by an old LLVM?)",
-                       cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
-        return -1;
-    }
-    return 0;
 }
 
 /* The Object a program opened from a pin belongs to: loaded, with no ELF and no maps; closing it closes the program
@@ -683,27 +432,19 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                          (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
         goto error;
     }
-    /* detection asks libbpf about section names, which it answers with debug messages: dropped */
+    const void *elf = PyBytes_AS_STRING(self->elf);
+    size_t size = (size_t)PyBytes_GET_SIZE(self->elf);
+    /* the first backend that claims the image reads it; detection asks libbpf about section names, which it
+     * answers with debug messages: dropped */
     cbpf_log_begin();
-    int legacy = cbpf_legacy_is_legacy(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf));
-    cbpf_log_begin();
-    if (legacy) {
-        if (pin_root != Py_None || btf_path != Py_None || kconfig != Py_None) {
-            PyErr_Format(PyExc_TypeError, "opening BPF object '%s': a legacy object (struct bpf_map_def maps) takes "
-                         "no pin_root, btf_path or kconfig (it has no BTF): set Map.pin_path instead", cname);
-            goto error;
-        }
-        if (open_legacy(st, self, cname) < 0) {
-            goto error;
-        }
-        goto opened;
+    const cbpf_backend_ops *ops = NULL;
+    for (size_t i = 0; ops == NULL; i++) {
+        ops = backends[i]->claims(elf, size) ? backends[i] : NULL;
     }
-
-    char bad[200];
-    if (cbpf_elf_precheck(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad, sizeof(bad)) < 0 ||
-        cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
-                                 sizeof(bad)) < 0) {
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
+    cbpf_log_begin();
+    if (!ops->takes_open_options && (pin_root != Py_None || btf_path != Py_None || kconfig != Py_None)) {
+        PyErr_Format(PyExc_TypeError, "opening BPF object '%s': %s takes no pin_root, btf_path or kconfig (it has "
+                     "no BTF): set Map.pin_path instead", cname, ops->what);
         goto error;
     }
     if ((pin_root != Py_None && !PyUnicode_FSConverter(pin_root, &pin_root_b)) ||
@@ -715,53 +456,34 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, btf_path);
         goto error;
     }
-    LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname,
-                .pin_root_path = pin_root_b ? PyBytes_AS_STRING(pin_root_b) : NULL,
-                .btf_custom_path = btf_path_b ? PyBytes_AS_STRING(btf_path_b) : NULL,
-                .kconfig = kconfig_s ? PyUnicode_AsUTF8(kconfig_s) : NULL);
-    cbpf_log_begin();
-    self->obj = bpf_object__open_mem(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), &opts);
-    int err = self->obj == NULL ? errno : 0;
-    char *log = cbpf_log_end(st);
-    if (self->obj == NULL) {
-        /* The bytes are in memory: whatever libbpf says but ENOMEM is about them (ENOENT: "couldn't find symbol
-         * table", ESRCH, EOPNOTSUPP: "program is static"...), so the error is the documented EINVAL, with
-         * libbpf's own code and last message in the text. */
-        char reason[300] = "", code[160];
-        last_line(log, reason, sizeof(reason));
-        cbpf_strerror(err, code, sizeof(code));
-        if (err == ENOMEM) {
-            cbpf_set_error(st, err, "opening BPF object '%s'", cname);
-        }
-        else {
-            cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)", cname,
-                           reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
-        }
-        free(log);
+    cbpf_open_args open_args = {.name = cname,
+                                .pin_root = pin_root_b ? PyBytes_AS_STRING(pin_root_b) : NULL,
+                                .btf_path = btf_path_b ? PyBytes_AS_STRING(btf_path_b) : NULL,
+                                .kconfig = kconfig_s ? PyUnicode_AsUTF8(kconfig_s) : NULL};
+    if ((kconfig_s != NULL && open_args.kconfig == NULL) || ops->open(st, elf, size, &open_args, &self->backend) < 0) {
         goto error;
     }
-    free(log);
-    char license[128];
-    cbpf_elf_license(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), license, sizeof(license));
-    self->license = PyUnicode_FromString(license);
-    if (self->license == NULL || open_containers(self) < 0 || check_code_used(st, self, cname) < 0) {
+    self->ops = ops;
+    if (open_containers(self) < 0) {
         goto error;
     }
-    struct bpf_map *map;
-    bpf_object__for_each_map(map, self->obj) {
-        MapObject *m = cbpf_map_from_libbpf(st, self, map);
+    self->dialect = ops->dialect(self->backend);
+    self->license = PyUnicode_FromString(ops->license(self->backend));
+    if (self->license == NULL) {
+        goto error;
+    }
+    for (size_t i = 0; i < ops->map_count(self->backend); i++) {
+        MapObject *m = cbpf_map_new(st, self, i);
         if (m == NULL || add_by_name(self->maps, m->name, (PyObject *)m) < 0) {
             goto error;
         }
     }
-    struct bpf_program *prog;
-    bpf_object__for_each_program(prog, self->obj) {
-        ProgramObject *p = cbpf_program_new(st, self, prog);
+    for (size_t i = 0; i < ops->prog_count(self->backend); i++) {
+        ProgramObject *p = cbpf_program_new(st, self, i);
         if (p == NULL || add_by_name(self->programs, p->name, (PyObject *)p) < 0) {
             goto error;
         }
     }
-opened:
     Py_CLEAR(pin_root_b);
     Py_CLEAR(btf_path_b);
     Py_CLEAR(kconfig_s);
@@ -935,7 +657,7 @@ static PyObject *Object_btf_describe(ObjectObject *self, PyObject *arg)
     if (check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }
-    const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL; /* legacy objects: no BTF */
+    const struct btf *btf = self->backend != NULL ? self->ops->btf(self->backend) : NULL;
     if (btf == NULL || id == 0) {
         Py_RETURN_NONE;
     }
@@ -953,7 +675,7 @@ static PyObject *Object_btf_find(ObjectObject *self, PyObject *name)
     if (cname == NULL || check_usable(self) < 0 || cbpf_object_check_idle(self, "reading its BTF") < 0) {
         return NULL;
     }
-    const struct btf *btf = self->obj != NULL ? bpf_object__btf(self->obj) : NULL;
+    const struct btf *btf = self->backend != NULL ? self->ops->btf(self->backend) : NULL;
     if (btf == NULL) {
         Py_RETURN_NONE;
     }
@@ -992,7 +714,7 @@ static PyObject *Object_get_loaded(ObjectObject *self, void *Py_UNUSED(closure))
 
 static PyObject *Object_get_legacy(ObjectObject *self, void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(self->is_legacy);
+    return PyBool_FromLong(self->dialect != NULL); /* only the legacy formats have dialects */
 }
 
 static PyObject *Object_get_license(ObjectObject *self, void *Py_UNUSED(closure))

@@ -58,18 +58,18 @@ static bool has_prefix(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_program *prog)
+/* A program of an opened Object: its index in the object's backend. */
+ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, size_t index)
 {
     ProgramObject *self = (ProgramObject *)st->Program_type->tp_alloc(st->Program_type, 0);
     if (self == NULL) {
         return NULL;
     }
     self->owner = (ObjectObject *)Py_NewRef(owner);
-    self->prog = prog;
-    self->legacy_index = -1;
-    self->type = (uint32_t)bpf_program__type(prog);
-    self->name = cbpf_elf_name(bpf_program__name(prog));
-    self->section = cbpf_elf_name(bpf_program__section_name(prog));
+    self->index = index;
+    self->type = owner->ops->prog_type(owner->backend, index);
+    self->name = cbpf_elf_name(owner->ops->prog_name(owner->backend, index));
+    self->section = cbpf_elf_name(owner->ops->prog_section(owner->backend, index));
     if (self->name == NULL || self->section == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -77,32 +77,15 @@ ProgramObject *cbpf_program_new(cbpf_state *st, ObjectObject *owner, struct bpf_
     return self;
 }
 
-/* A program of a legacy object (before load: from its spec). Its flags live here, not in libbpf. */
-ProgramObject *cbpf_program_from_legacy(cbpf_state *st, ObjectObject *owner, Py_ssize_t index)
+/* What a program's backend does for it (backend.h): ops(self)->op(backend(self), self->index). */
+static const cbpf_backend_ops *ops(ProgramObject *self)
 {
-    const struct cbpf_legacy_prog_spec *spec = &owner->legacy_spec->progs[index];
-    ProgramObject *self = (ProgramObject *)st->Program_type->tp_alloc(st->Program_type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->owner = (ObjectObject *)Py_NewRef(owner);
-    self->legacy_index = index;
-    self->type = spec->prog_type;
-    self->legacy_expected_attach_type = spec->expected_attach_type;
-    self->legacy_autoload = true;
-    self->legacy_autoattach = true;
-    self->name = cbpf_elf_name(spec->name);
-    self->section = cbpf_elf_name(spec->section);
-    if (self->name == NULL || self->section == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    return self;
+    return self->owner->ops;
 }
 
-static bool is_legacy(ProgramObject *self)
+static void *backend(ProgramObject *self)
 {
-    return self->legacy_index >= 0;
+    return self->owner->backend;
 }
 
 /* A program in the kernel, from an fd it takes over (closed on failure): Program.from_pinned(), and the program of
@@ -126,7 +109,6 @@ ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path)
         return NULL;
     }
     self->owner = owner; /* takes the reference */
-    self->legacy_index = -1;
     self->pinned = true;
     self->pinned_fd = fd;
     self->type = info.type;
@@ -140,10 +122,9 @@ ProgramObject *cbpf_program_from_fd(cbpf_state *st, int fd, PyObject *path)
     return self;
 }
 
-/* Its Object is closing: the libbpf program goes with it; a pinned program's fd is closed. */
+/* Its Object is closing (its backend goes with it); a pinned program's fd is closed. */
 void cbpf_program_invalidate(ProgramObject *self)
 {
-    self->prog = NULL;
     if (self->pinned && self->pinned_fd >= 0) {
         close(self->pinned_fd);
         self->pinned_fd = -1;
@@ -164,12 +145,9 @@ static int refuse_pinned(ProgramObject *self, const char *method)
     return 0;
 }
 
-/* The loaded legacy program, or NULL (object not loaded yet, or closed). */
-static struct cbpf_legacy_prog *legacy_prog(ProgramObject *self)
+static bool is_closed(ProgramObject *self)
 {
-    struct cbpf_legacy_obj *obj = self->owner->legacy;
-    bool loaded = is_legacy(self) && obj != NULL && (size_t)self->legacy_index < obj->nprogs;
-    return loaded ? &obj->progs[self->legacy_index] : NULL;
+    return self->pinned ? self->pinned_fd < 0 : backend(self) == NULL;
 }
 
 static int program_fd(ProgramObject *self)
@@ -177,33 +155,31 @@ static int program_fd(ProgramObject *self)
     if (self->pinned) {
         return self->pinned_fd;
     }
-    if (is_legacy(self)) {
-        struct cbpf_legacy_prog *p = legacy_prog(self);
-        return p != NULL ? p->fd : -1;
-    }
-    int fd = self->prog != NULL ? bpf_program__fd(self->prog) : -1;
-    return fd < 0 ? -1 : fd; /* libbpf says -ENOENT for a program not loaded */
+    return is_closed(self) ? -1 : ops(self)->prog_fd(backend(self), self->index);
 }
 
 static enum bpf_attach_type expected_attach_type(ProgramObject *self)
 {
-    return is_legacy(self) ? (enum bpf_attach_type)self->legacy_expected_attach_type
-                           : bpf_program__expected_attach_type(self->prog);
+    return (enum bpf_attach_type)ops(self)->prog_expected_attach_type(backend(self), self->index);
 }
 
 bool cbpf_program_autoload(ProgramObject *self)
 {
-    return self->pinned ? false : is_legacy(self) ? self->legacy_autoload : bpf_program__autoload(self->prog);
+    return self->pinned || is_closed(self) ? false : ops(self)->prog_autoload(backend(self), self->index);
 }
 
 bool cbpf_program_autoattach(ProgramObject *self)
 {
-    return self->pinned ? false : is_legacy(self) ? self->legacy_autoattach : bpf_program__autoattach(self->prog);
+    return self->pinned || is_closed(self) ? false : ops(self)->prog_autoattach(backend(self), self->index);
 }
 
-static bool is_closed(ProgramObject *self)
+/* libbpf's program, for what only libbpf does; NULL when the object's format has none (quiet) or closed. */
+static struct bpf_program *libbpf_program_quiet(ProgramObject *self)
 {
-    return self->pinned ? self->pinned_fd < 0 : is_legacy(self) ? self->owner->closed : self->prog == NULL;
+    if (self->pinned || is_closed(self) || ops(self)->libbpf_program == NULL) {
+        return NULL;
+    }
+    return ops(self)->libbpf_program(backend(self), self->index);
 }
 
 static int check_open(ProgramObject *self)
@@ -361,51 +337,86 @@ static PyObject *fd_result(cbpf_state *st, ProgramObject *self, int fd, int err,
     return cbpf_link_new(st, self, &att, target);
 }
 
-/* A legacy object's program attached through legacy.c (steals target, which may be NULL: out of memory). */
-static PyObject *legacy_attach(cbpf_state *st, ProgramObject *self, enum cbpf_legacy_attach_kind kind,
-                               const char *where, uint64_t offset, PyObject *target)
+/* /proc/kallsyms lists every kernel function; read only to explain a failure. */
+static bool kernel_has_symbol(const char *name)
 {
-    char err[512];
-    int link_fd, perf_fd;
+    FILE *f = fopen("/proc/kallsyms", "r");
+    if (f == NULL) {
+        return true; /* cannot tell: let the kernel's errno speak */
+    }
+    char line[512];
+    bool found = false;
+    size_t n = strlen(name);
+    while (!found && fgets(line, sizeof(line), f)) {
+        /* "ffffffff81000000 T name\t[module]" */
+        char *sym = strchr(line, ' ');
+        sym = sym ? strchr(sym + 1, ' ') : NULL;
+        if (sym != NULL && strncmp(sym + 1, name, n) == 0 && strchr("\n\t", sym[1 + n]) != NULL) {
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Attaches through the object's backend (steals target, which may be NULL: out of memory); missing says what
+ * ENOENT means for this kind of target. With untargeted not NULL, a section that names no target gives None and
+ * sets *untargeted. */
+static PyObject *backend_attach(cbpf_state *st, ProgramObject *self, cbpf_attach_how how, const char *where,
+                                uint64_t offset, PyObject *target, const char *missing, bool *untargeted)
+{
+    char msg[512];
+    cbpf_attachment att;
     if (target == NULL) {
         return NULL;
     }
-    int rc = cbpf_legacy_attach_fd(program_fd(self), kind, where, offset, &link_fd, &perf_fd, err, sizeof(err));
-    if (rc < 0) {
-        cbpf_set_error(st, rc, "cannot attach program '%s': %s", cbpf_utf8(self->name), err);
-        Py_DECREF(target);
-        return NULL;
+    int rc = ops(self)->attach(st, backend(self), self->index, how, where, offset, &att, msg, sizeof(msg));
+    if (rc == 0) {
+        return cbpf_link_new(st, self, &att, target);
     }
-    cbpf_attachment att = {.kind = CBPF_ATTACHMENT_PERF, .fd = link_fd, .perf_fd = perf_fd, .tc_netns_fd = -1};
-    if (perf_fd < 0) { /* a raw tracepoint's BPF link, or a perf event without one (kernels before 5.15) */
-        att.kind = CBPF_ATTACHMENT_FD;
+    int err = -rc;
+    if (PyErr_Occurred()) {
+        /* raised by the backend */
     }
-    return cbpf_link_new(st, self, &att, target);
+    else if (msg[0] != '\0') { /* the backend's own words */
+        cbpf_set_error(st, err, "cannot attach program '%s': %s", cbpf_utf8(self->name), msg);
+    }
+    else if (untargeted != NULL && err == EOPNOTSUPP) {
+        *untargeted = true;
+    }
+    else {
+        if ((how == CBPF_ATTACH_KPROBE || how == CBPF_ATTACH_KRETPROBE) && (err == ENOENT || err == EINVAL) &&
+            !kernel_has_symbol(where)) {
+            err = ENOENT;
+        }
+        attach_error(st, self, err, target, missing);
+    }
+    Py_DECREF(target);
+    return NULL;
 }
 
-/* Attach calls that need libbpf's bpf_program, which a legacy object's programs do not have. */
-static int require_libbpf(ProgramObject *self, const char *method)
+/* libbpf's program for the attach calls only libbpf does; NULL with TypeError when the object's format has none
+ * (or the program was opened from a pin). */
+static struct bpf_program *require_libbpf(ProgramObject *self, const char *method)
 {
     if (refuse_pinned(self, method) < 0) {
-        return -1;
+        return NULL;
     }
-    if (is_legacy(self)) {
-        PyErr_Format(PyExc_TypeError,
-                     "program '%U' belongs to a legacy object (struct bpf_map_def maps): %s() is not available for "
-                     "it (kprobes, tracepoints, raw tracepoints, xdp, tc, sockets and cgroups are)",
-                     self->name, method);
-        return -1;
+    struct bpf_program *prog = libbpf_program_quiet(self);
+    if (prog == NULL) {
+        PyErr_Format(PyExc_TypeError, "program '%U' belongs to %s: %s() is not available for it (%s are)",
+                     self->name, ops(self)->what, method, ops(self)->attach_kinds);
     }
-    return 0;
+    return prog;
 }
 
 static const char *attach_hint(ProgramObject *self)
 {
     const char *sec = cbpf_utf8(self->section);
-    if (is_legacy(self) &&
+    if (ops(self)->libbpf_program == NULL &&
         (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe") || self->type == BPF_PROG_TYPE_PERF_EVENT)) {
         return "its fd with perf_event_open(2) and PERF_EVENT_IOC_SET_BPF yourself (attach_uprobe and "
-               "attach_perf_event need libbpf's programs, which a legacy object does not have)";
+               "attach_perf_event need libbpf's programs, which this object's format does not have)";
     }
     if (has_prefix(sec, "uprobe") || has_prefix(sec, "uretprobe")) {
         return "attach_uprobe(binary, symbol)";
@@ -457,61 +468,25 @@ PyObject *cbpf_program_attach_section(cbpf_state *st, ProgramObject *self, bool 
         return NULL;
     }
     const char *sec = cbpf_utf8(self->section);
-    if (is_legacy(self)) {
-        struct cbpf_legacy_prog *p = legacy_prog(self);
-        if (p->attach_kind == CBPF_LEGACY_ATTACH_NONE) {
-            if (skip_untargeted) {
-                Py_RETURN_NONE;
-            }
-            return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
-                                self->name, sec, attach_hint(self));
-        }
-        if (section_prerequisites(st, self, sec) < 0) {
-            return NULL;
-        }
-        return legacy_attach(st, self, p->attach_kind, p->attach_target, 0, cbpf_elf_name(sec));
-    }
     if (section_prerequisites(st, self, sec) < 0) {
         return NULL;
     }
-    cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach(self->prog);
-    int err = log_done(st, link == NULL ? errno : 0);
-    if (link == NULL && err == EOPNOTSUPP) {
+    bool untargeted = false;
+    PyObject *link = backend_attach(st, self, CBPF_ATTACH_SECTION, sec, 0, section_target(self, sec),
+                                    "no such attach point", &untargeted);
+    if (untargeted) {
         if (skip_untargeted) {
             Py_RETURN_NONE;
         }
         return PyErr_Format(PyExc_ValueError, "program '%U' (section '%s') does not say where to attach: use %s",
                             self->name, sec, attach_hint(self));
     }
-    return libbpf_result(st, self, link, err, section_target(self, sec), "no such attach point");
+    return link;
 }
 
 static PyObject *Program_attach(ProgramObject *self, PyObject *Py_UNUSED(ignored))
 {
     return cbpf_program_attach_section(cbpf_state_from_type(Py_TYPE(self)), self, false);
-}
-
-/* /proc/kallsyms lists every kernel function; read only to explain a failure. */
-static bool kernel_has_symbol(const char *name)
-{
-    FILE *f = fopen("/proc/kallsyms", "r");
-    if (f == NULL) {
-        return true; /* cannot tell: let the kernel's errno speak */
-    }
-    char line[512];
-    bool found = false;
-    size_t n = strlen(name);
-    while (!found && fgets(line, sizeof(line), f)) {
-        /* "ffffffff81000000 T name\t[module]" */
-        char *sym = strchr(line, ' ');
-        sym = sym ? strchr(sym + 1, ' ') : NULL;
-        if (sym != NULL && strncmp(sym + 1, name, n) == 0 && strchr("\n\t", sym[1 + n]) != NULL) {
-            found = true;
-        }
-    }
-    fclose(f);
-    return found;
 }
 
 static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyObject *kwargs)
@@ -538,18 +513,8 @@ static PyObject *Program_attach_kprobe(ProgramObject *self, PyObject *args, PyOb
         Py_DECREF(target);
         return NULL;
     }
-    if (is_legacy(self)) {
-        return legacy_attach(st, self, retprobe ? CBPF_LEGACY_ATTACH_KRETPROBE : CBPF_LEGACY_ATTACH_KPROBE, func,
-                             offset, target);
-    }
-    LIBBPF_OPTS(bpf_kprobe_opts, opts, .offset = offset, .retprobe = retprobe);
-    cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach_kprobe_opts(self->prog, func, &opts);
-    int err = log_done(st, link == NULL ? errno : 0);
-    if (link == NULL && (err == ENOENT || err == EINVAL) && !kernel_has_symbol(func)) {
-        err = ENOENT;
-    }
-    return libbpf_result(st, self, link, err, target, "no such kernel function (see /proc/kallsyms)");
+    return backend_attach(st, self, retprobe ? CBPF_ATTACH_KRETPROBE : CBPF_ATTACH_KPROBE, func, offset, target,
+                          "no such kernel function (see /proc/kallsyms)", NULL);
 }
 
 static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, PyObject *kwargs)
@@ -561,19 +526,11 @@ static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, 
         check_attachable(self) < 0 || refuse_pinned(self, "attach_tracepoint") < 0 || ensure_tracefs(st) < 0) {
         return NULL;
     }
-    if (is_legacy(self)) {
-        PyObject *where = PyUnicode_FromFormat("%s/%s", category, name);
-        PyObject *link = where ? legacy_attach(st, self, CBPF_LEGACY_ATTACH_TRACEPOINT, cbpf_utf8(where), 0,
-                                               PyUnicode_FromFormat("tracepoint %s/%s", category, name))
-                               : NULL;
-        Py_XDECREF(where);
-        return link;
-    }
-    cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach_tracepoint(self->prog, category, name);
-    int err = log_done(st, link == NULL ? errno : 0);
-    return libbpf_result(st, self, link, err, PyUnicode_FromFormat("tracepoint %s/%s", category, name),
-                         "no such tracepoint (see /sys/kernel/tracing/events)");
+    char where[512];
+    snprintf(where, sizeof(where), "%s/%s", category, name);
+    return backend_attach(st, self, CBPF_ATTACH_TRACEPOINT, where, 0,
+                          PyUnicode_FromFormat("tracepoint %s/%s", category, name),
+                          "no such tracepoint (see /sys/kernel/tracing/events)", NULL);
 }
 
 static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *args, PyObject *kwargs)
@@ -585,15 +542,8 @@ static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *ar
         check_attachable(self) < 0 || refuse_pinned(self, "attach_raw_tracepoint") < 0) {
         return NULL;
     }
-    if (is_legacy(self)) {
-        return legacy_attach(st, self, CBPF_LEGACY_ATTACH_RAW_TP, name, 0,
-                             PyUnicode_FromFormat("raw_tracepoint %s", name));
-    }
-    cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach_raw_tracepoint(self->prog, name);
-    int err = log_done(st, link == NULL ? errno : 0);
-    return libbpf_result(st, self, link, err, PyUnicode_FromFormat("raw_tracepoint %s", name),
-                         "no such raw tracepoint");
+    return backend_attach(st, self, CBPF_ATTACH_RAW_TRACEPOINT, name, 0, PyUnicode_FromFormat("raw_tracepoint %s", name),
+                          "no such raw tracepoint", NULL);
 }
 
 /* ---- binaries and libraries by name ---- */
@@ -724,10 +674,11 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     uint64_t offset = 0;
     int pid = -1, retprobe = 0;
     char path[PATH_MAX], missing[PATH_MAX + 300];
+    struct bpf_program *prog;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|zO&ip:attach_uprobe", kwlist, &binary, &symbol,
                                      cbpf_u64_converter, &offset, &pid, &retprobe) ||
-        check_attachable(self) < 0 || require_libbpf(self, "attach_uprobe") < 0) {
+        check_attachable(self) < 0 || (prog = require_libbpf(self, "attach_uprobe")) == NULL) {
         return NULL;
     }
     if (symbol == NULL && offset == 0) {
@@ -739,7 +690,7 @@ static PyObject *Program_attach_uprobe(ProgramObject *self, PyObject *args, PyOb
     snprintf(missing, sizeof(missing), "no symbol '%s' in %s", symbol ? symbol : "", path);
     LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = symbol, .retprobe = retprobe);
     cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach_uprobe_opts(self->prog, pid, path, offset, &opts);
+    struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, path, offset, &opts);
     int err = log_done(st, link == NULL ? errno : 0);
     char where[64] = "";
     if (offset || symbol == NULL) {
@@ -757,15 +708,16 @@ static PyObject *Program_attach_usdt(ProgramObject *self, PyObject *args, PyObje
     const char *provider, *name;
     int pid = -1;
     char path[PATH_MAX], missing[PATH_MAX + 300];
+    struct bpf_program *prog;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oss|i:attach_usdt", kwlist, &binary, &provider, &name, &pid) ||
-        check_attachable(self) < 0 || require_libbpf(self, "attach_usdt") < 0 ||
+        check_attachable(self) < 0 || (prog = require_libbpf(self, "attach_usdt")) == NULL ||
         binary_path(st, self, binary, path, sizeof(path)) < 0 || ensure_probe_support(st, "uprobe") < 0) {
         return NULL;
     }
     snprintf(missing, sizeof(missing), "no USDT probe %s:%s in %s", provider, name, path);
     cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach_usdt(self->prog, pid, path, provider, name, NULL);
+    struct bpf_link *link = bpf_program__attach_usdt(prog, pid, path, provider, name, NULL);
     int err = log_done(st, link == NULL ? errno : 0);
     return libbpf_result(st, self, link, err, PyUnicode_FromFormat("usdt %s:%s:%s", path, provider, name), missing);
 }
@@ -830,11 +782,12 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
     PyObject *period_obj = Py_None, *freq_obj = Py_None, *cpu_obj = Py_None, *target = NULL;
     int pid = -1, ncpus = 0, *cpus = NULL;
     cbpf_attachment att = {.kind = CBPF_ATTACHMENT_LIBBPF, .fd = -1, .tc_netns_fd = -1};
+    struct bpf_program *prog;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&|$OOOi:attach_perf_event", kwlist, cbpf_u32_converter, &type,
                                      cbpf_u64_converter, &config, &period_obj, &freq_obj, &cpu_obj, &pid) ||
         check_attachable(self) < 0 || require_type(self, BPF_PROG_TYPE_PERF_EVENT, "attach_perf_event") < 0 ||
-        require_libbpf(self, "attach_perf_event") < 0) {
+        (prog = require_libbpf(self, "attach_perf_event")) == NULL) {
         return NULL;
     }
     int has_period = optional_u64(period_obj, "sample_period", &period);
@@ -904,7 +857,7 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
             goto error;
         }
         cbpf_log_begin();
-        struct bpf_link *link = bpf_program__attach_perf_event(self->prog, pfd);
+        struct bpf_link *link = bpf_program__attach_perf_event(prog, pfd);
         int err = log_done(st, link == NULL ? errno : 0);
         if (link == NULL) {
             close(pfd);
@@ -1170,12 +1123,13 @@ static PyObject *Program_attach_iter(ProgramObject *self, PyObject *Py_UNUSED(ig
     if (check_attachable(self) < 0 || refuse_pinned(self, "attach_iter") < 0) {
         return NULL;
     }
-    if (is_legacy(self) || expected_attach_type(self) != BPF_TRACE_ITER) {
+    struct bpf_program *prog = libbpf_program_quiet(self);
+    if (prog == NULL || expected_attach_type(self) != BPF_TRACE_ITER) {
         return PyErr_Format(PyExc_TypeError, "program '%U' (section '%U') is not an iterator: attach_iter() "
                             "attaches iter/... programs", self->name, self->section);
     }
     cbpf_log_begin();
-    struct bpf_link *link = bpf_program__attach_iter(self->prog, NULL);
+    struct bpf_link *link = bpf_program__attach_iter(prog, NULL);
     int err = log_done(st, link == NULL ? errno : 0);
     return libbpf_result(st, self, link, err, Py_NewRef(self->section), NULL);
 }
@@ -1207,12 +1161,7 @@ static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(clo
         }
         return PyLong_FromSize_t(info.xlated_prog_len / 8);
     }
-    if (is_legacy(self)) {
-        struct cbpf_legacy_prog *p = legacy_prog(self);
-        struct cbpf_legacy_spec *spec = self->owner->legacy_spec;
-        return PyLong_FromSize_t(p != NULL ? p->insn_cnt : spec != NULL ? spec->progs[self->legacy_index].insn_cnt : 0);
-    }
-    return PyLong_FromSize_t(bpf_program__insn_cnt(self->prog));
+    return PyLong_FromSize_t(ops(self)->prog_insn_count(backend(self), self->index));
 }
 
 static PyObject *Program_get_autoload(ProgramObject *self, void *Py_UNUSED(closure))
@@ -1258,11 +1207,7 @@ static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_U
     if (on < 0 || refuse_pinned(self, "setting autoload") < 0) {
         return -1;
     }
-    if (is_legacy(self)) {
-        self->legacy_autoload = on;
-        return 0;
-    }
-    int err = bpf_program__set_autoload(self->prog, on);
+    int err = ops(self)->prog_set_autoload(backend(self), self->index, on);
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autoload of program '%s'",
                        cbpf_utf8(self->name));
@@ -1277,11 +1222,7 @@ static int Program_set_autoattach(ProgramObject *self, PyObject *value, void *Py
     if (on < 0 || refuse_pinned(self, "setting autoattach") < 0) {
         return -1;
     }
-    if (is_legacy(self)) {
-        self->legacy_autoattach = on;
-        return 0;
-    }
-    bpf_program__set_autoattach(self->prog, on);
+    ops(self)->prog_set_autoattach(backend(self), self->index, on);
     return 0;
 }
 
@@ -1305,15 +1246,15 @@ static int check_configurable(ProgramObject *self, const char *attr)
     return 0;
 }
 
-static int libbpf_only(ProgramObject *self, const char *attr)
+/* libbpf's program for the attributes only libbpf applies; NULL with TypeError when the object's format has none. */
+static struct bpf_program *libbpf_only(ProgramObject *self, const char *attr)
 {
-    if (is_legacy(self)) {
-        PyErr_Format(PyExc_TypeError, "%s of program '%U' cannot be set: it belongs to a legacy object (struct "
-                                      "bpf_map_def maps), whose programs take only type and expected_attach_type",
-                     attr, self->name);
-        return -1;
+    struct bpf_program *prog = libbpf_program_quiet(self);
+    if (prog == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s of program '%U' cannot be set: it belongs to %s, whose programs take only "
+                                      "%s", attr, self->name, ops(self)->what, ops(self)->prog_settable);
     }
-    return 0;
+    return prog;
 }
 
 /* A program type from a ProgramType, its number or its name ("socket_filter", "XDP"). */
@@ -1363,16 +1304,11 @@ static int Program_set_type(ProgramObject *self, PyObject *value, void *Py_UNUSE
     if (check_configurable(self, "type") < 0 || prog_type_arg(self, value, &t) < 0) {
         return -1;
     }
-    if (is_legacy(self)) {
-        self->owner->legacy_spec->progs[self->legacy_index].prog_type = t;
-    }
-    else {
-        int err = bpf_program__set_type(self->prog, (enum bpf_prog_type)t);
-        if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'",
-                           cbpf_utf8(self->name));
-            return -1;
-        }
+    int err = ops(self)->prog_set_type(backend(self), self->index, t);
+    if (err != 0) {
+        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'",
+                       cbpf_utf8(self->name));
+        return -1;
     }
     self->type = t;
     return 0;
@@ -1408,12 +1344,7 @@ static int Program_set_expected_attach_type(ProgramObject *self, PyObject *value
         }
         return -1;
     }
-    if (is_legacy(self)) {
-        self->owner->legacy_spec->progs[self->legacy_index].expected_attach_type = (uint32_t)t;
-        self->legacy_expected_attach_type = (uint32_t)t;
-        return 0;
-    }
-    int err = bpf_program__set_expected_attach_type(self->prog, t);
+    int err = ops(self)->prog_set_expected_attach_type(backend(self), self->index, (uint32_t)t);
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting expected_attach_type of program '%s'",
                        cbpf_utf8(self->name));
@@ -1433,11 +1364,12 @@ static int Program_set_attach_target(ProgramObject *self, PyObject *value, void 
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     PyObject *target = value, *func = NULL;
+    struct bpf_program *prog;
     if (value == NULL) {
         PyErr_Format(PyExc_AttributeError, "cannot delete attach_target of program '%U'", self->name);
         return -1;
     }
-    if (check_configurable(self, "attach_target") < 0 || libbpf_only(self, "attach_target") < 0) {
+    if (check_configurable(self, "attach_target") < 0 || (prog = libbpf_only(self, "attach_target")) == NULL) {
         return -1;
     }
     if (PyTuple_Check(value) && PyTuple_GET_SIZE(value) == 2) {
@@ -1469,7 +1401,7 @@ static int Program_set_attach_target(ProgramObject *self, PyObject *value, void 
         return -1;
     }
     cbpf_log_begin();
-    int err = log_done(st, bpf_program__set_attach_target(self->prog, fd, name));
+    int err = log_done(st, bpf_program__set_attach_target(prog, fd, name));
     if (err == -ESRCH || err == -ENOENT) {
         cbpf_set_error(st, ENOENT, "attach_target of program '%s': '%s' is not %s", cbpf_utf8(self->name), name,
                        fd ? "a function of the target program (in its BTF)"
@@ -1489,41 +1421,45 @@ static PyObject *Program_get_flags(ProgramObject *self, void *Py_UNUSED(closure)
     if (check_open(self) < 0) {
         return NULL;
     }
-    return PyLong_FromUnsignedLong(is_legacy(self) || self->pinned ? 0 : bpf_program__flags(self->prog));
+    struct bpf_program *prog = libbpf_program_quiet(self);
+    return PyLong_FromUnsignedLong(prog != NULL ? bpf_program__flags(prog) : 0);
 }
 
-static int u32_setting(ProgramObject *self, PyObject *value, const char *attr, uint32_t *out)
+/* A u32 attribute only libbpf applies: libbpf's program, or NULL with the exception set. */
+static struct bpf_program *u32_setting(ProgramObject *self, PyObject *value, const char *attr, uint32_t *out)
 {
+    struct bpf_program *prog;
     if (value == NULL) {
         PyErr_Format(PyExc_AttributeError, "cannot delete %s of program '%U'", attr, self->name);
-        return -1;
+        return NULL;
     }
-    if (check_configurable(self, attr) < 0 || libbpf_only(self, attr) < 0) {
-        return -1;
+    if (check_configurable(self, attr) < 0 || (prog = libbpf_only(self, attr)) == NULL) {
+        return NULL;
     }
     if (!PyLong_Check(value) || PyBool_Check(value)) {
         PyErr_Format(PyExc_TypeError, "%s of program '%U' must be an int, not %.100s", attr, self->name,
                      Py_TYPE(value)->tp_name);
-        return -1;
+        return NULL;
     }
     unsigned long v = PyLong_AsUnsignedLong(value);
     if ((v == (unsigned long)-1 && PyErr_Occurred()) || v > UINT32_MAX) {
         PyErr_Clear();
         PyErr_Format(PyExc_ValueError, "%s of program '%U' must be within 0..%u, not %R", attr, self->name,
                      UINT32_MAX, value);
-        return -1;
+        return NULL;
     }
     *out = (uint32_t)v;
-    return 0;
+    return prog;
 }
 
 static int Program_set_flags(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     uint32_t v;
-    if (u32_setting(self, value, "flags", &v) < 0) {
+    struct bpf_program *prog = u32_setting(self, value, "flags", &v);
+    if (prog == NULL) {
         return -1;
     }
-    int err = bpf_program__set_flags(self->prog, v);
+    int err = bpf_program__set_flags(prog, v);
     if (err != 0) {
         cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting flags of program '%s'",
                        cbpf_utf8(self->name));
@@ -1537,7 +1473,8 @@ static PyObject *Program_get_log_level(ProgramObject *self, void *Py_UNUSED(clos
     if (check_open(self) < 0) {
         return NULL;
     }
-    return PyLong_FromUnsignedLong(is_legacy(self) || self->pinned ? 0 : bpf_program__log_level(self->prog));
+    struct bpf_program *prog = libbpf_program_quiet(self);
+    return PyLong_FromUnsignedLong(prog != NULL ? bpf_program__log_level(prog) : 0);
 }
 
 #define LOG_BUF_SIZE (16u << 20) /* the kernel's limit for a log buffer is far larger; a log past this is cut */
@@ -1547,7 +1484,8 @@ static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_
 {
     uint32_t level;
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (u32_setting(self, value, "log_level", &level) < 0) {
+    struct bpf_program *prog = u32_setting(self, value, "log_level", &level);
+    if (prog == NULL) {
         return -1;
     }
     char *buf = level ? self->log_buf : NULL;
@@ -1558,9 +1496,9 @@ static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_
             return -1;
         }
     }
-    int err = bpf_program__set_log_level(self->prog, level);
+    int err = bpf_program__set_log_level(prog, level);
     if (err == 0) {
-        err = bpf_program__set_log_buf(self->prog, buf, buf ? LOG_BUF_SIZE : 0);
+        err = bpf_program__set_log_buf(prog, buf, buf ? LOG_BUF_SIZE : 0);
     }
     if (err != 0) {
         if (buf != self->log_buf) {
@@ -1579,7 +1517,7 @@ static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_
 
 static PyObject *Program_get_log(ProgramObject *self, void *Py_UNUSED(closure))
 {
-    if (self->log_buf == NULL || !self->owner->loaded || (self->prog == NULL && !is_legacy(self))) {
+    if (self->log_buf == NULL || !self->owner->loaded || is_closed(self)) {
         Py_RETURN_NONE;
     }
     return PyUnicode_DecodeUTF8(self->log_buf, (Py_ssize_t)strnlen(self->log_buf, self->log_size), "replace");
