@@ -936,148 +936,165 @@ static int add_map(struct parse *p, struct cbpf_legacy_spec *spec, const char *n
     return 0;
 }
 
+/* The first five fields every dialect's map record starts with: { type, key_size, value_size, max_entries,
+ * map_flags }. */
+static void def_from_words(struct cbpf_map_def *def, const uint32_t w[5])
+{
+    def->type = w[0];
+    def->key_size = w[1];
+    def->value_size = w[2];
+    def->max_entries = w[3];
+    def->map_flags = w[4];
+}
+
+/* The map symbols of the "maps" section into *out (n of them, malloc'd), each with its record's size: its symbol's,
+ * or, from an old toolchain without symbol sizes, an equal share of the section (as iproute2 reads them). */
+static int map_symbols(struct parse *p, size_t len, struct mapsym **out, size_t *count)
+{
+    struct elf *e = &p->e;
+    size_t n = 0, k = 0, unsized = 0;
+    for (size_t i = 1; i < e->nsyms; i++)
+        n += is_map_symbol(&e->syms[i], p->maps_idx);
+    *out = NULL;
+    *count = n;
+    if (n == 0)
+        return len ? fail(p->err, p->errlen, -EINVAL, "maps section holds %zu bytes but no map symbol", len) : 0;
+    struct mapsym *ms = calloc(n, sizeof(*ms));
+    if (!ms)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory for %zu maps", n);
+    *out = ms;
+    for (size_t i = 1; i < e->nsyms; i++) {
+        const Elf64_Sym *s = &e->syms[i];
+        if (!is_map_symbol(s, p->maps_idx))
+            continue;
+        ms[k++] = (struct mapsym){s->st_value, s->st_size, i};
+        unsized += s->st_size == 0;
+    }
+    for (size_t i = 0; unsized && unsized != n && i < n; i++) {
+        if (ms[i].size == 0)
+            return fail(p->err, p->errlen, -EINVAL,
+                        "map '%s' is 0 bytes (its symbol's size): a struct bpf_map_def has at least 5 4-byte fields",
+                        sym_name(p, ms[i].sym));
+    }
+    if (unsized) {
+        if (len % n != 0)
+            return fail(p->err, p->errlen, -EINVAL,
+                        "map symbols have no size and the maps section (%zu bytes) is not a whole number of %zu "
+                        "records",
+                        len, n);
+        for (size_t i = 0; i < n; i++)
+            ms[i].size = len / n;
+    }
+    return 0;
+}
+
+/* The records, sorted by offset, must tile the section exactly, each a whole number of 4-byte fields, five at
+ * least. *elf_sized: how many are 36 bytes (iproute2's size). */
+static int check_map_records(struct parse *p, struct mapsym *ms, size_t n, size_t len, size_t *elf_sized)
+{
+    uint64_t end = 0;
+    sort(ms, n, sizeof(*ms), cmp_mapsym);
+    *elf_sized = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = sym_name(p, ms[i].sym);
+        if (ms[i].off > len || ms[i].size > len - ms[i].off)
+            return fail(p->err, p->errlen, -EINVAL,
+                        "map '%s': its record (%llu bytes at offset %llu) lies outside the maps section (%zu bytes)",
+                        name, (unsigned long long)ms[i].size, (unsigned long long)ms[i].off, len);
+        if (ms[i].off < end)
+            return fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' overlap in the maps section",
+                        sym_name(p, ms[i - 1].sym), name);
+        if (ms[i].off > end)
+            return fail(p->err, p->errlen, -EINVAL,
+                        "maps section: bytes %llu to %llu belong to no map symbol (not a whole number of records)",
+                        (unsigned long long)end, (unsigned long long)ms[i].off);
+        if (ms[i].size < MAP_DEF_MIN || ms[i].size % 4 != 0)
+            return fail(p->err, p->errlen, -EINVAL,
+                        "map '%s': a %llu-byte record is not a struct bpf_map_def (5 or more 4-byte fields)", name,
+                        (unsigned long long)ms[i].size);
+        *elf_sized += ms[i].size == ELF_MAP_SIZE;
+        end = ms[i].off + ms[i].size;
+    }
+    if (end != len)
+        return fail(p->err, p->errlen, -EINVAL,
+                    "maps section is %zu bytes but its map records end at %llu (not a whole number of records)", len,
+                    (unsigned long long)end);
+    return 0;
+}
+
+/* Which struct the records are: the BTF says it when there is one (-g); else 36-byte records are iproute2's 9
+ * fields. */
+static int map_record_format(struct parse *p, const struct mapsym *ms, size_t n, size_t elf_sized, int *format)
+{
+    const struct btf *btf = object_btf(p);
+    const struct btf_type *st = btf ? var_struct(btf, sym_name(p, ms[0].sym)) : NULL;
+    const char *sname = st ? btf__name_by_offset(btf, st->name_off) : NULL;
+    *format = elf_sized == n ? CBPF_LEGACY_MAP_ELF : CBPF_LEGACY_MAP_DEF;
+    if (sname && *sname)
+        *format = strcmp(sname, "bpf_elf_map") == 0 ? CBPF_LEGACY_MAP_ELF : CBPF_LEGACY_MAP_DEF;
+    if (*format == CBPF_LEGACY_MAP_ELF && elf_sized && elf_sized != n)
+        return fail(p->err, p->errlen, -EINVAL,
+                    "maps section: records of different sizes (iproute2's struct bpf_elf_map is 36 bytes for all)");
+    return 0;
+}
+
+/* One record of the "maps" section (rec, ms->size bytes) into a new map of spec; bytes past the fields the format
+ * knows must be 0. */
+static int read_map_record(struct parse *p, struct cbpf_legacy_spec *spec, const struct mapsym *ms,
+                           const unsigned char *rec, int format)
+{
+    const struct elf *e = &p->e;
+    size_t known = format == CBPF_LEGACY_MAP_ELF ? ELF_MAP_SIZE : MAP_DEF_KNOWN, words = ms->size / 4;
+    uint32_t w[9] = {0};
+    struct cbpf_legacy_map_spec *m;
+    int ret = add_map(p, spec, tab_str(e->str, e->str_size, e->syms[ms->sym].st_name), p->maps_idx, ms->off,
+                      ms->size, format, &m);
+    if (ret < 0)
+        return ret;
+    for (size_t j = known; j < ms->size; j++) {
+        if (rec[j] != 0)
+            return fail(p->err, p->errlen, -EINVAL,
+                        format == CBPF_LEGACY_MAP_ELF
+                            ? "map '%s': byte %zu of its %llu-byte struct bpf_elf_map is set, but only type, "
+                              "size_key, size_value, max_elem, flags, id, pinning, inner_id and inner_idx are known"
+                            : "map '%s': byte %zu of its %llu-byte record is set, but only type, key_size, "
+                              "value_size, max_entries, map_flags, inner_map_idx and numa_node are known",
+                        m->name, j, (unsigned long long)ms->size);
+    }
+    memcpy(w, rec, (words < 9 ? words : 9) * 4);
+    def_from_words(&m->def, w);
+    if (format == CBPF_LEGACY_MAP_ELF) {
+        m->id = w[5];
+        m->pinning = w[6];
+        m->inner_id = w[7];
+        m->inner_idx = words > 8 ? w[8] : 0; /* iproute2 zero-fills a shorter record */
+    } else {
+        m->inner_map_idx = w[5];
+        m->def.numa_node = w[6];
+    }
+    return 0;
+}
+
 /* The records of the "maps" section: struct bpf_map_def (samples/bpf) or struct bpf_elf_map (iproute2). */
 static int parse_maps_section(struct parse *p, struct cbpf_legacy_spec *spec)
 {
     struct elf *e = &p->e;
     struct mapsym *ms = NULL;
     const unsigned char *b;
-    size_t len, n = 0;
-    int ret = 0;
+    size_t len, n = 0, elf_sized = 0;
+    int format = 0;
 
     if (sec_bytes(e, &e->sh[p->maps_idx], &b, &len) < 0)
         return fail(p->err, p->errlen, -EINVAL, "maps section is not inside the file");
     if (len > UINT32_MAX)
         return fail(p->err, p->errlen, -EINVAL, "maps section is too large (%zu bytes)", len);
-    for (size_t i = 1; i < e->nsyms; i++)
-        n += is_map_symbol(&e->syms[i], p->maps_idx);
-    if (n == 0) {
-        if (len)
-            return fail(p->err, p->errlen, -EINVAL, "maps section holds %zu bytes but no map symbol", len);
-        return 0;
-    }
-    ms = calloc(n, sizeof(*ms));
-    if (!ms)
-        return fail(p->err, p->errlen, -ENOMEM, "out of memory for %zu maps", n);
-    size_t k = 0, unsized = 0;
-    for (size_t i = 1; i < e->nsyms; i++) {
-        const Elf64_Sym *s = &e->syms[i];
-        if (!is_map_symbol(s, p->maps_idx))
-            continue;
-        ms[k] = (struct mapsym){s->st_value, s->st_size, i};
-        unsized += s->st_size == 0;
-        k++;
-    }
-    if (unsized && unsized != n) {
-        for (size_t i = 0; i < n; i++) {
-            if (ms[i].size == 0) {
-                ret = fail(p->err, p->errlen, -EINVAL,
-                           "map '%s' is 0 bytes (its symbol's size): a struct bpf_map_def has at least 5 4-byte fields",
-                           sym_name(p, ms[i].sym));
-                goto done;
-            }
-        }
-    }
-    if (unsized) {
-        /* an old toolchain without symbol sizes: equal records filling the section (as iproute2 reads them) */
-        if (len % n != 0) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "map symbols have no size and the maps section (%zu bytes) is not a whole number of %zu "
-                       "records",
-                       len, n);
-            goto done;
-        }
-        for (size_t i = 0; i < n; i++)
-            ms[i].size = len / n;
-    }
-    sort(ms, n, sizeof(*ms), cmp_mapsym);
-    uint64_t end = 0;
-    size_t elf_sized = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *name = sym_name(p, ms[i].sym);
-        if (ms[i].off > len || ms[i].size > len - ms[i].off) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "map '%s': its record (%llu bytes at offset %llu) lies outside the maps section (%zu bytes)",
-                       name, (unsigned long long)ms[i].size, (unsigned long long)ms[i].off, len);
-            goto done;
-        }
-        if (ms[i].off < end) {
-            ret = fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' overlap in the maps section",
-                       sym_name(p, ms[i - 1].sym), name);
-            goto done;
-        }
-        if (ms[i].off > end) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "maps section: bytes %llu to %llu belong to no map symbol (not a whole number of records)",
-                       (unsigned long long)end, (unsigned long long)ms[i].off);
-            goto done;
-        }
-        if (ms[i].size < MAP_DEF_MIN || ms[i].size % 4 != 0) {
-            ret = fail(p->err, p->errlen, -EINVAL,
-                       "map '%s': a %llu-byte record is not a struct bpf_map_def (5 or more 4-byte fields)", name,
-                       (unsigned long long)ms[i].size);
-            goto done;
-        }
-        elf_sized += ms[i].size == ELF_MAP_SIZE;
-        end = ms[i].off + ms[i].size;
-    }
-    if (end != len) {
-        ret = fail(p->err, p->errlen, -EINVAL,
-                   "maps section is %zu bytes but its map records end at %llu (not a whole number of records)", len,
-                   (unsigned long long)end);
-        goto done;
-    }
-
-    /* Which struct: the BTF says it when there is one (-g); else 36-byte records are iproute2's 9 fields. */
-    int format = elf_sized == n ? CBPF_LEGACY_MAP_ELF : CBPF_LEGACY_MAP_DEF;
-    const struct btf *btf = object_btf(p);
-    const struct btf_type *st = btf ? var_struct(btf, sym_name(p, ms[0].sym)) : NULL;
-    const char *sname = st ? btf__name_by_offset(btf, st->name_off) : NULL;
-    if (sname && *sname)
-        format = strcmp(sname, "bpf_elf_map") == 0 ? CBPF_LEGACY_MAP_ELF : CBPF_LEGACY_MAP_DEF;
-    if (format == CBPF_LEGACY_MAP_ELF && elf_sized && elf_sized != n) {
-        ret = fail(p->err, p->errlen, -EINVAL,
-                   "maps section: records of different sizes (iproute2's struct bpf_elf_map is 36 bytes for all)");
-        goto done;
-    }
-    size_t known = format == CBPF_LEGACY_MAP_ELF ? ELF_MAP_SIZE : MAP_DEF_KNOWN;
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *rec = b + ms[i].off;
-        uint32_t w[9] = {0};
-        size_t words = ms[i].size / 4;
-        struct cbpf_legacy_map_spec *m;
-        if ((ret = add_map(p, spec, tab_str(e->str, e->str_size, e->syms[ms[i].sym].st_name), p->maps_idx, ms[i].off,
-                           ms[i].size, format, &m)) < 0)
-            goto done;
-        memcpy(w, rec, (words < 9 ? words : 9) * 4);
-        for (size_t j = known; j < ms[i].size; j++) {
-            if (rec[j] != 0) {
-                ret = fail(p->err, p->errlen, -EINVAL,
-                           format == CBPF_LEGACY_MAP_ELF
-                               ? "map '%s': byte %zu of its %llu-byte struct bpf_elf_map is set, but only type, "
-                                 "size_key, size_value, max_elem, flags, id, pinning, inner_id and inner_idx are known"
-                               : "map '%s': byte %zu of its %llu-byte record is set, but only type, key_size, "
-                                 "value_size, max_entries, map_flags, inner_map_idx and numa_node are known",
-                           m->name, j, (unsigned long long)ms[i].size);
-                goto done;
-            }
-        }
-        m->def.type = w[0];
-        m->def.key_size = w[1];
-        m->def.value_size = w[2];
-        m->def.max_entries = w[3];
-        m->def.map_flags = w[4];
-        if (format == CBPF_LEGACY_MAP_ELF) {
-            m->id = w[5];
-            m->pinning = w[6];
-            m->inner_id = w[7];
-            m->inner_idx = words > 8 ? w[8] : 0; /* iproute2 zero-fills a shorter record */
-        } else {
-            m->inner_map_idx = w[5];
-            m->def.numa_node = w[6];
-        }
-    }
-done:
+    int ret = map_symbols(p, len, &ms, &n);
+    if (ret == 0 && n > 0)
+        ret = check_map_records(p, ms, n, len, &elf_sized);
+    if (ret == 0 && n > 0)
+        ret = map_record_format(p, ms, n, elf_sized, &format);
+    for (size_t i = 0; ret == 0 && i < n; i++)
+        ret = read_map_record(p, spec, &ms[i], b + ms[i].off, format);
     free(ms);
     return ret;
 }
@@ -1119,11 +1136,7 @@ static int parse_gobpf_map(struct parse *p, struct cbpf_legacy_spec *spec, size_
         return ret;
     uint32_t w[6];
     memcpy(w, b, sizeof(w));
-    m->def.type = w[0];
-    m->def.key_size = w[1];
-    m->def.value_size = w[2];
-    m->def.max_entries = w[3];
-    m->def.map_flags = w[4];
+    def_from_words(&m->def, w);
     m->pinning = w[5];
     if (m->pinning == CBPF_LEGACY_PIN_NONE)
         return 0;
