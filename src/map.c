@@ -1804,8 +1804,11 @@ static PyObject *Map_get_attr(MapObject *self, void *closure)
     struct bpf_map_info info;
     struct cbpf_map_def def;
     void *b = map_backend(self);
-    bool has_def = b != NULL && map_ops(self)->map_def(b, self->index, &def) == 0;
-    switch ((enum map_attr)(uintptr_t)closure) {
+    enum map_attr attr = (enum map_attr)(uintptr_t)closure;
+    /* the fields a Map does not keep: from its object's backend while it has one */
+    bool has_def = (attr == ATTR_NUMA_NODE || attr == ATTR_MAP_EXTRA) && b != NULL &&
+                   map_ops(self)->map_def(b, self->index, &def) == 0;
+    switch (attr) {
     case ATTR_TYPE: return PyLong_FromUnsignedLong(self->type);
     case ATTR_KEY_SIZE: return PyLong_FromUnsignedLong(self->key_size);
     case ATTR_VALUE_SIZE: return PyLong_FromUnsignedLong(self->value_size);

@@ -160,7 +160,10 @@ static int program_fd(ProgramObject *self)
 
 static enum bpf_attach_type expected_attach_type(ProgramObject *self)
 {
-    return (enum bpf_attach_type)ops(self)->prog_expected_attach_type(backend(self), self->index);
+    /* a pinned program's is not known (the kernel does not say): 0 */
+    return self->pinned || is_closed(self)
+               ? (enum bpf_attach_type)0
+               : (enum bpf_attach_type)ops(self)->prog_expected_attach_type(backend(self), self->index);
 }
 
 bool cbpf_program_autoload(ProgramObject *self)
