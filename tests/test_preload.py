@@ -448,6 +448,34 @@ def test_legacy_maps_and_programs_configured_before_load(legacy_objects, pin_roo
     assert open_fds() == before
 
 
+def test_legacy_maps_read_back_as_libbpf_maps_do_after_load(legacy_objects, pin_root):
+    """The pre-load state a legacy object's maps report after load, as a libbpf object's do: autocreate as set, a
+    reused map's definition closed to change, the pin its object made removed by unpin()."""
+    before = open_fds()
+    other = cbpf.Map.create("array", 4, 8, 1)
+    obj = cbpf.Object(legacy_objects["sized"], load=False)
+    sized, shared, unused = obj.maps["sized"], obj.maps["shared"], obj.maps["unused"]
+    unused.autocreate = False
+    shared.reuse(other)
+    with pytest.raises(ValueError, match="key_size of map 'shared' cannot change: it reuses an existing map"):
+        shared.key_size = 8
+    pin_root.mkdir()
+    pin = pin_root / "sized"
+    sized.pin_path = str(pin)
+    assert sized.pin_path == str(pin) and not pin.exists()  # where load() will pin it, known before
+    obj.load()
+    assert (sized.autocreate, shared.autocreate, unused.autocreate) == (True, True, False)
+    assert shared.id == other.id and unused.fd == -1
+    assert sized.pin_path == str(pin) and pin.exists()
+    sized.unpin()
+    assert sized.pin_path is None and not pin.exists()
+    with pytest.raises(ValueError, match="map 'sized' is not pinned"):
+        sized.unpin()
+    obj.close()
+    other.close()
+    assert open_fds() == before
+
+
 # -- truthful errors -------------------------------------------------------------------------------------------------
 
 
