@@ -14,7 +14,7 @@
  * "socket", "xdp", ...); a section naming no program type gives a program of type BPF_PROG_TYPE_UNSPEC, which loads
  * once its type is set. An object without a "license" section is loaded with an empty license, as old loaders did.
  *
- * Pure C (no Python.h): the extension wraps it. Two stages, kept apart:
+ * Pure C (no Python.h): backend_legacy.c makes it one of an Object's backends (backend.h). Two stages, kept apart:
  *   - the spec (cbpf_legacy_parse, legacy.c): what the ELF says, validated, no syscall, no global state. Every input is
  *     treated as hostile: any offset, size or index is checked before use, and nothing is read outside the buffer.
  *   - the object (cbpf_legacy_load, legacy_load.c): maps created or reused from their pins, programs relocated
@@ -34,7 +34,7 @@
 
 #include "mapdef.h"
 
-/* How a program is attached by cbpf_legacy_attach, from its section name. */
+/* How a program attaches (cbpf_legacy_attach_fd), from its section name. */
 enum cbpf_legacy_attach_kind {
     CBPF_LEGACY_ATTACH_NONE = 0,   /* needs a target cbpf cannot guess (socket, xdp, cgroup, perf_event, ...) */
     CBPF_LEGACY_ATTACH_KPROBE,     /* kprobe/<fn> */
@@ -166,8 +166,6 @@ struct cbpf_legacy_prog {
     size_t insn_cnt;
     long tail_map; /* see struct cbpf_legacy_prog_spec */
     uint32_t tail_key;
-    int link_fd; /* -1 until attached: a BPF link, or the perf event fd when the kernel lacks perf links */
-    int perf_fd; /* the perf event behind a kprobe/tracepoint attachment, -1 otherwise */
 };
 
 struct cbpf_legacy_obj {
@@ -202,12 +200,7 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
 int cbpf_legacy_attach_fd(int prog_fd, enum cbpf_legacy_attach_kind kind, const char *target, uint64_t offset,
                           int *link_fd, int *perf_fd, char *err, size_t errlen);
 
-/* Attaches program prog_index as its section says (see enum cbpf_legacy_attach_kind) and sets its link_fd.
- * -EOPNOTSUPP for a section that cannot be attached without a target (socket, xdp, cgroup, perf_event...) and for a
- * kprobe on a kernel without kprobes, -ENOENT for a missing function/tracepoint or tracefs, -EBUSY if attached. */
-int cbpf_legacy_attach(struct cbpf_legacy_obj *obj, size_t prog_index, char *err, size_t errlen);
-void cbpf_legacy_detach(struct cbpf_legacy_obj *obj, size_t prog_index);
-/* Detaches and closes everything, frees obj. NULL is accepted. */
+/* Closes everything, frees obj. NULL is accepted. (Attachments are the caller's: cbpf_legacy_attach_fd's fds.) */
 void cbpf_legacy_close(struct cbpf_legacy_obj *obj);
 
 #endif /* CBPF_LEGACY_H */

@@ -402,7 +402,7 @@ int cbpf_legacy_load(const struct cbpf_legacy_spec *spec, struct cbpf_legacy_obj
     for (size_t i = 0; i < spec->nmaps; i++)
         obj->maps[i].fd = -1;
     for (size_t i = 0; i < spec->nprogs; i++)
-        obj->progs[i].fd = obj->progs[i].link_fd = obj->progs[i].perf_fd = -1;
+        obj->progs[i].fd = -1;
     obj->nmaps = spec->nmaps;
     obj->nprogs = spec->nprogs;
     obj->kern_version = running_kernel_version();
@@ -672,44 +672,11 @@ int cbpf_legacy_attach_fd(int prog_fd, enum cbpf_legacy_attach_kind kind, const 
     }
 }
 
-int cbpf_legacy_attach(struct cbpf_legacy_obj *obj, size_t prog_index, char *err, size_t errlen)
-{
-    if (err && errlen)
-        err[0] = '\0';
-    if (!obj || prog_index >= obj->nprogs)
-        return fail(err, errlen, -EINVAL, "no program %zu (the object has %zu)", prog_index, obj ? obj->nprogs : 0);
-    struct cbpf_legacy_prog *pr = &obj->progs[prog_index];
-    if (pr->fd < 0)
-        return fail(err, errlen, -EBADF, "program '%s' is not loaded", pr->name);
-    if (pr->link_fd >= 0)
-        return fail(err, errlen, -EBUSY, "program '%s' is already attached", pr->name);
-    if (pr->attach_kind == CBPF_LEGACY_ATTACH_NONE || !pr->attach_target)
-        return fail(err, errlen, -EOPNOTSUPP,
-                    "program '%s' (section %s) cannot be attached without a target: attach its fd (socket, xdp, tc, "
-                    "cgroup, perf_event, ...)",
-                    pr->name, pr->section);
-    return cbpf_legacy_attach_fd(pr->fd, pr->attach_kind, pr->attach_target, 0, &pr->link_fd, &pr->perf_fd, err,
-                                 errlen);
-}
-
-void cbpf_legacy_detach(struct cbpf_legacy_obj *obj, size_t prog_index)
-{
-    if (!obj || prog_index >= obj->nprogs)
-        return;
-    struct cbpf_legacy_prog *pr = &obj->progs[prog_index];
-    if (pr->link_fd >= 0)
-        close(pr->link_fd);
-    if (pr->perf_fd >= 0)
-        close(pr->perf_fd);
-    pr->link_fd = pr->perf_fd = -1;
-}
-
 void cbpf_legacy_close(struct cbpf_legacy_obj *obj)
 {
     if (!obj)
         return;
     for (size_t i = 0; obj->progs && i < obj->nprogs; i++) {
-        cbpf_legacy_detach(obj, i);
         if (obj->progs[i].fd >= 0)
             close(obj->progs[i].fd);
         free(obj->progs[i].name);

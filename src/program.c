@@ -545,8 +545,8 @@ static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *ar
         check_attachable(self) < 0 || refuse_pinned(self, "attach_raw_tracepoint") < 0) {
         return NULL;
     }
-    return backend_attach(st, self, CBPF_ATTACH_RAW_TRACEPOINT, name, 0, PyUnicode_FromFormat("raw_tracepoint %s", name),
-                          "no such raw tracepoint", NULL);
+    return backend_attach(st, self, CBPF_ATTACH_RAW_TRACEPOINT, name, 0,
+                          PyUnicode_FromFormat("raw_tracepoint %s", name), "no such raw tracepoint", NULL);
 }
 
 /* ---- binaries and libraries by name ---- */
