@@ -461,16 +461,17 @@ static int libbpf_attach(cbpf_state *st, void *b, size_t i, cbpf_attach_how how,
         break;
     }
     case CBPF_ATTACH_TRACEPOINT: {
-        char category[256];
-        const char *slash = strchr(target, '/');
-        size_t n = slash != NULL ? (size_t)(slash - target) : 0;
-        if (slash == NULL || n >= sizeof(category)) {
+        /* "<category>/<name>": a tracepoint's name has no slash */
+        const char *slash = strrchr(target, '/');
+        char *category = slash != NULL ? strndup(target, (size_t)(slash - target)) : NULL;
+        if (category == NULL) {
             free(cbpf_log_end(st));
-            return -EINVAL;
+            return slash != NULL ? -ENOMEM : -EINVAL;
         }
-        memcpy(category, target, n);
-        category[n] = '\0';
         link = bpf_program__attach_tracepoint(prog, category, slash + 1);
+        int saved = errno;
+        free(category);
+        errno = saved;
         break;
     }
     case CBPF_ATTACH_RAW_TRACEPOINT: link = bpf_program__attach_raw_tracepoint(prog, target); break;

@@ -529,11 +529,13 @@ static PyObject *Program_attach_tracepoint(ProgramObject *self, PyObject *args, 
         check_attachable(self) < 0 || refuse_pinned(self, "attach_tracepoint") < 0 || ensure_tracefs(st) < 0) {
         return NULL;
     }
-    char where[512];
-    snprintf(where, sizeof(where), "%s/%s", category, name);
-    return backend_attach(st, self, CBPF_ATTACH_TRACEPOINT, where, 0,
-                          PyUnicode_FromFormat("tracepoint %s/%s", category, name),
-                          "no such tracepoint (see /sys/kernel/tracing/events)", NULL);
+    PyObject *where = PyUnicode_FromFormat("%s/%s", category, name);
+    PyObject *link = where != NULL ? backend_attach(st, self, CBPF_ATTACH_TRACEPOINT, cbpf_utf8(where), 0,
+                                                    PyUnicode_FromFormat("tracepoint %s/%s", category, name),
+                                                    "no such tracepoint (see /sys/kernel/tracing/events)", NULL)
+                                   : NULL;
+    Py_XDECREF(where);
+    return link;
 }
 
 static PyObject *Program_attach_raw_tracepoint(ProgramObject *self, PyObject *args, PyObject *kwargs)
