@@ -378,10 +378,11 @@ static PyObject *backend_attach(cbpf_state *st, ProgramObject *self, cbpf_attach
         return cbpf_link_new(st, self, &att, target);
     }
     int err = -rc;
-    if (PyErr_Occurred()) {
-        /* raised by the backend */
+    if (PyErr_Occurred()) { /* the backend raised it (out of memory) */
+        Py_DECREF(target);
+        return NULL;
     }
-    else if (msg[0] != '\0') { /* the backend's own words */
+    if (msg[0] != '\0') { /* the backend's own words */
         cbpf_set_error(st, err, "cannot attach program '%s': %s", cbpf_utf8(self->name), msg);
     }
     else if (untargeted != NULL && err == EOPNOTSUPP) {
