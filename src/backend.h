@@ -9,7 +9,8 @@
  * Conventions: `b` is the backend's state, `i` a map's or a program's index (0..count). Operations that return an
  * int return 0 on success; a positive errno the caller reports ("setting ... of map 'x'"); or -1 with a Python
  * exception already set. They run with the GIL held unless said otherwise. An operation that is NULL is a feature
- * the format does not have: the caller says so, naming the format with `what`.
+ * the format does not have: the caller says so, naming the format with `what`. The setters (`*_set*`, `map_reuse_fd`)
+ * are called only before load, on an object not closed: map.c and program.c check that first.
  */
 #ifndef CBPF_BACKEND_H
 #define CBPF_BACKEND_H
@@ -59,7 +60,8 @@ struct cbpf_backend_ops {
      * an OSError set, after which the state is only fit to be closed. name and path_note ("" or " (from PATH)")
      * name the object in messages. */
     int (*load)(cbpf_state *st, void *b, const char *name, const char *path_note);
-    /* Frees everything, links of its own and fds given to it included. Runs without the GIL. NULL is accepted. */
+    /* Frees everything: maps, programs, the fds reuse() gave it (the Links are object.c's, released first). Runs
+     * without the GIL. NULL is accepted. */
     void (*close)(void *b);
     const char *(*license)(void *b);   /* the license the programs are loaded with ("" when none) */
     const char *(*dialect)(void *b);   /* a static name of the format's variant ("iproute2"...), NULL when none */
@@ -72,7 +74,7 @@ struct cbpf_backend_ops {
      * cannot be read (from the kernel). */
     int (*map_def)(void *b, size_t i, struct cbpf_map_def *def);
     int (*map_fd)(void *b, size_t i); /* once loaded; -1 when not created */
-    int (*map_set)(void *b, size_t i, cbpf_map_field field, uint64_t value, PyObject *name);
+    int (*map_set)(void *b, size_t i, cbpf_map_field field, uint64_t value, PyObject *name); /* name: for messages */
     bool (*map_autocreate)(void *b, size_t i);
     int (*map_set_autocreate)(void *b, size_t i, bool on);
     /* reuse(): the map becomes fd (described by info), not created; the backend keeps what it needs until close */
