@@ -1186,13 +1186,89 @@ static int btf_pointee_size(const struct btf *btf, uint32_t type_id, uint32_t *s
     return 0;
 }
 
+/* One member of a BTF map definition (__uint(name, N), __type(key, T)...) into m's definition; another member that
+ * gave the same field must agree. */
+static int btf_map_field(struct parse *p, const struct btf *btf, struct cbpf_legacy_map_spec *m,
+                         const struct btf_member *mem)
+{
+    const char *field = btf__name_by_offset(btf, mem->name_off);
+    uint32_t v = 0, *dst = NULL;
+    int bad = 0;
+    if (!field)
+        field = "?";
+    if (strcmp(field, "type") == 0)
+        dst = &m->def.type;
+    else if (strcmp(field, "max_entries") == 0)
+        dst = &m->def.max_entries;
+    else if (strcmp(field, "map_flags") == 0)
+        dst = &m->def.map_flags;
+    else if (strcmp(field, "numa_node") == 0)
+        dst = &m->def.numa_node;
+    else if (strcmp(field, "key_size") == 0)
+        dst = &m->def.key_size;
+    else if (strcmp(field, "value_size") == 0)
+        dst = &m->def.value_size;
+    else if (strcmp(field, "pinning") == 0)
+        dst = &m->pinning;
+    if (dst) {
+        bad = btf_uint(btf, mem->type, &v);
+    } else if (strcmp(field, "key") == 0 || strcmp(field, "value") == 0) {
+        dst = field[0] == 'k' ? &m->def.key_size : &m->def.value_size;
+        bad = btf_pointee_size(btf, mem->type, &v);
+    } else {
+        return fail(p->err, p->errlen, -EOPNOTSUPP,
+                    "map '%s' (.maps): field '%s' is not supported beside legacy maps (type, key, value, "
+                    "key_size, value_size, max_entries, map_flags, numa_node and pinning are)",
+                    m->name, field);
+    }
+    if (bad)
+        return fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): field '%s' is not of the __uint/__type form",
+                    m->name, field);
+    if (*dst && *dst != v)
+        return fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): field '%s' says %u, another field %u", m->name,
+                    field, v, *dst);
+    *dst = v;
+    return 0;
+}
+
+/* The BTF-defined map at ms into a new map of spec: its struct variable's members, and its pin by name. */
+static int read_btf_map(struct parse *p, struct cbpf_legacy_spec *spec, const struct btf *btf,
+                        const struct mapsym *ms)
+{
+    const char *name = sym_name(p, ms->sym);
+    const struct btf_type *st = var_struct(btf, name);
+    if (!st)
+        return fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): the BTF has no struct variable of that name", name);
+    struct cbpf_legacy_map_spec *m;
+    int ret = add_map(p, spec, name, p->dotmaps_idx, ms->off, ms->size, CBPF_LEGACY_MAP_BTF, &m);
+    const struct btf_member *mem = btf_members(st);
+    for (uint16_t j = 0; ret == 0 && j < btf_vlen(st); j++, mem++)
+        ret = btf_map_field(p, btf, m, mem);
+    if (ret < 0)
+        return ret;
+    if (m->pinning > 1)
+        return fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): pinning %u (0: none, 1: LIBBPF_PIN_BY_NAME)",
+                    name, m->pinning);
+    if (!m->pinning)
+        return 0;
+    if (!cbpf_legacy_name_ok(name, strlen(name)))
+        return fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): a pinned map's name is letters, digits, _ - .",
+                    name);
+    size_t plen = strlen(CBPF_LEGACY_BPFFS) + strlen(name) + 2;
+    m->pin_path = malloc(plen);
+    if (!m->pin_path)
+        return fail(p->err, p->errlen, -ENOMEM, "out of memory");
+    snprintf(m->pin_path, plen, CBPF_LEGACY_BPFFS "/%s", name);
+    return 0;
+}
+
 /* The BTF-defined maps of ".maps", in an object that also has legacy ones (libbpf's layout: a struct of __uint and
  * __type fields per map). */
 static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
 {
     struct elf *e = &p->e;
     struct mapsym *ms = NULL;
-    size_t n = 0;
+    size_t n = 0, k = 0;
     int ret = 0;
     const struct btf *btf = object_btf(p);
     for (size_t i = 1; i < e->nsyms; i++)
@@ -1207,95 +1283,19 @@ static int parse_btf_maps(struct parse *p, struct cbpf_legacy_spec *spec)
     ms = calloc(n, sizeof(*ms));
     if (!ms)
         return fail(p->err, p->errlen, -ENOMEM, "out of memory");
-    size_t k = 0;
     for (size_t i = 1; i < e->nsyms; i++) {
         const Elf64_Sym *s = &e->syms[i];
         if (is_map_symbol(s, p->dotmaps_idx) && ELF64_ST_TYPE(s->st_info) == STT_OBJECT)
             ms[k++] = (struct mapsym){s->st_value, s->st_size, i};
     }
     sort(ms, n, sizeof(*ms), cmp_mapsym);
-    for (size_t i = 0; i < n; i++) {
-        const char *name = sym_name(p, ms[i].sym);
-        if (i > 0 && ms[i].off == ms[i - 1].off) {
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        if (i > 0 && ms[i].off == ms[i - 1].off)
             ret = fail(p->err, p->errlen, -EINVAL, "maps '%s' and '%s' start at the same offset of .maps",
-                       sym_name(p, ms[i - 1].sym), name);
-            goto done;
-        }
-        const struct btf_type *st = var_struct(btf, name);
-        if (!st) {
-            ret =
-                fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): the BTF has no struct variable of that name", name);
-            goto done;
-        }
-        struct cbpf_legacy_map_spec *m;
-        if ((ret = add_map(p, spec, name, p->dotmaps_idx, ms[i].off, ms[i].size, CBPF_LEGACY_MAP_BTF, &m)) < 0)
-            goto done;
-        const struct btf_member *mem = btf_members(st);
-        for (uint16_t j = 0; j < btf_vlen(st); j++, mem++) {
-            const char *field = btf__name_by_offset(btf, mem->name_off);
-            uint32_t v = 0, *dst = NULL;
-            int bad = 0;
-            if (!field)
-                field = "?";
-            if (strcmp(field, "type") == 0)
-                dst = &m->def.type;
-            else if (strcmp(field, "max_entries") == 0)
-                dst = &m->def.max_entries;
-            else if (strcmp(field, "map_flags") == 0)
-                dst = &m->def.map_flags;
-            else if (strcmp(field, "numa_node") == 0)
-                dst = &m->def.numa_node;
-            else if (strcmp(field, "key_size") == 0)
-                dst = &m->def.key_size;
-            else if (strcmp(field, "value_size") == 0)
-                dst = &m->def.value_size;
-            else if (strcmp(field, "pinning") == 0)
-                dst = &m->pinning;
-            if (dst) {
-                bad = btf_uint(btf, mem->type, &v);
-            } else if (strcmp(field, "key") == 0 || strcmp(field, "value") == 0) {
-                dst = field[0] == 'k' ? &m->def.key_size : &m->def.value_size;
-                bad = btf_pointee_size(btf, mem->type, &v);
-            } else {
-                ret = fail(p->err, p->errlen, -EOPNOTSUPP,
-                           "map '%s' (.maps): field '%s' is not supported beside legacy maps (type, key, value, "
-                           "key_size, value_size, max_entries, map_flags, numa_node and pinning are)",
-                           name, field);
-                goto done;
-            }
-            if (bad) {
-                ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): field '%s' is not of the __uint/__type form",
-                           name, field);
-                goto done;
-            }
-            if (*dst && *dst != v) {
-                ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): field '%s' says %u, another field %u", name,
-                           field, v, *dst);
-                goto done;
-            }
-            *dst = v;
-        }
-        if (m->pinning > 1) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): pinning %u (0: none, 1: LIBBPF_PIN_BY_NAME)",
-                       name, m->pinning);
-            goto done;
-        }
-        if (m->pinning && !cbpf_legacy_name_ok(name, strlen(name))) {
-            ret = fail(p->err, p->errlen, -EINVAL, "map '%s' (.maps): a pinned map's name is letters, digits, _ - .",
-                       name);
-            goto done;
-        }
-        if (m->pinning) {
-            size_t plen = strlen(CBPF_LEGACY_BPFFS) + strlen(name) + 2;
-            m->pin_path = malloc(plen);
-            if (!m->pin_path) {
-                ret = fail(p->err, p->errlen, -ENOMEM, "out of memory");
-                goto done;
-            }
-            snprintf(m->pin_path, plen, CBPF_LEGACY_BPFFS "/%s", name);
-        }
+                       sym_name(p, ms[i - 1].sym), sym_name(p, ms[i].sym));
+        else
+            ret = read_btf_map(p, spec, btf, &ms[i]);
     }
-done:
     free(ms);
     return ret;
 }
