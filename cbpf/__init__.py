@@ -11,8 +11,10 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Union
 
-from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
-from cbpf._cbpf import _booted_maps, num_possible_cpus
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, libbpf_version
+from cbpf._cbpf import fetch as _fetch
+from cbpf._cbpf import num_possible_cpus
+from cbpf._boot import Registry as _Registry
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct, Type
 from cbpf._symbols import ksym, usym
@@ -59,7 +61,7 @@ __version__ = "0.1.0"
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
-_booted: list[Object] = []
+_registry = _Registry()
 
 
 def boot(source: Source, *, name: str | None = None) -> Object:
@@ -72,30 +74,27 @@ def boot(source: Source, *, name: str | None = None) -> Object:
     name through fetch(); a name that several booted objects share must be read through Object.maps instead.
     """
     obj = Object(source, name=name)
-    _booted.append(obj)
-    for map_name, m in obj.maps.items():
-        seen = _booted_maps.get(map_name)
-        if seen is None:
-            _booted_maps[map_name] = m
-        elif isinstance(seen, tuple):
-            _booted_maps[map_name] = seen + (obj.name,)
-        else:
-            owner = seen.object
-            assert owner is not None  # a booted map belongs to its object until shutdown()
-            _booted_maps[map_name] = (owner.name, obj.name)
+    _registry.add(obj)
     return obj
+
+
+def fetch(target: Map | str, key: Any, /) -> int | None:
+    """The value of key in target (a Map, or the name of a map of a booted object) as an int, or None when the key
+    is absent. Keys are ints (packed to the map's key size) or buffers of exactly key_size bytes; values must be 1,
+    2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."""
+    if isinstance(target, str):  # the name's decisions (unknown, ambiguous) are the registry's; the read is C's
+        target = _registry.find(target)
+    return _fetch(target, key)
 
 
 def booted() -> tuple[Object, ...]:
     """The objects boot() has loaded, oldest first."""
-    return tuple(_booted)
+    return tuple(_registry.objects)
 
 
 def shutdown() -> None:
     """Closes every object boot() loaded (detaching their programs) and forgets their map names."""
-    while _booted:
-        _booted.pop().close()
-    _booted_maps.clear()
+    _registry.close_all()
 
 
 def include_dir() -> str:

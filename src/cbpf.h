@@ -56,9 +56,7 @@ typedef struct {
     PyTypeObject *Decoder_type;
     PyTypeObject *Program_type;
     PyTypeObject *Link_type;
-    PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
-    PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
     PyObject *logger;        /* logging.getLogger("cbpf.libbpf"), imported on first use */
     PyObject *str_log;       /* interned "log" */
 } cbpf_state;
@@ -315,6 +313,7 @@ typedef struct {
     Py_buffer view;
     void *heap;
 } cbpf_keybuf;
+PyObject *cbpf_map_resolve_no_types(PyObject *self, PyObject *ignored);
 int cbpf_map_types(MapObject *self);
 PyObject *cbpf_map_decode_key(MapObject *self, const unsigned char *key);
 PyObject *cbpf_map_decode_value(MapObject *self, const unsigned char *value);

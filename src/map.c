@@ -101,9 +101,10 @@ void cbpf_map_invalidate(MapObject *self)
     Py_CLEAR(self->region);
 }
 
-static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *name)
+/* A Map of type tp: the C type for an object's maps (the Python layer gives them its class as it hands them out),
+ * the class a classmethod was called on for Map.create() and Map.from_pinned(). */
+static MapObject *map_alloc(PyTypeObject *tp, ObjectObject *owner, const char *name)
 {
-    PyTypeObject *tp = st->map_class ? st->map_class : st->Map_type;
     MapObject *self = (MapObject *)tp->tp_alloc(tp, 0);
     if (self == NULL) {
         return NULL;
@@ -121,7 +122,7 @@ static MapObject *map_alloc(cbpf_state *st, ObjectObject *owner, const char *nam
 
 MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_map *map)
 {
-    MapObject *self = map_alloc(st, owner, bpf_map__name(map));
+    MapObject *self = map_alloc(st->Map_type, owner, bpf_map__name(map));
     if (self == NULL) {
         return NULL;
     }
@@ -140,7 +141,7 @@ MapObject *cbpf_map_from_libbpf(cbpf_state *st, ObjectObject *owner, struct bpf_
 /* A legacy object's map (legacy.c), before load: usable once cbpf_map_set_fd gives it the fd its object made. */
 MapObject *cbpf_map_from_legacy(cbpf_state *st, ObjectObject *owner, const struct cbpf_legacy_map_spec *spec)
 {
-    MapObject *self = map_alloc(st, owner, spec->name);
+    MapObject *self = map_alloc(st->Map_type, owner, spec->name);
     if (self == NULL) {
         return NULL;
     }
@@ -184,7 +185,7 @@ int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
 }
 
 /* A map the Map object owns, from an fd it now owns: Map.create(), Map.from_pinned(). */
-static PyObject *map_from_owned_fd(cbpf_state *st, int fd)
+static PyObject *map_from_owned_fd(cbpf_state *st, PyTypeObject *cls, int fd)
 {
     struct bpf_map_info info = {0};
     __u32 len = sizeof(info);
@@ -193,7 +194,7 @@ static PyObject *map_from_owned_fd(cbpf_state *st, int fd)
         close(fd);
         return cbpf_set_error(st, err, "reading the map's info");
     }
-    MapObject *self = map_alloc(st, NULL, info.name);
+    MapObject *self = map_alloc(cls, NULL, info.name);
     if (self == NULL) {
         close(fd);
         return NULL;
@@ -1530,7 +1531,7 @@ static PyObject *Map_from_pinned(PyTypeObject *cls, PyObject *path)
 {
     cbpf_state *st = cbpf_state_from_type(cls);
     int fd = cbpf_open_pinned(st, path, "map", NULL);
-    return fd < 0 ? NULL : map_from_owned_fd(st, fd);
+    return fd < 0 ? NULL : map_from_owned_fd(st, cls, fd);
 }
 
 /* create(type, key_size, value_size, max_entries, flags=0, name=None, inner_map=None): a map of its own. */
@@ -1561,7 +1562,7 @@ static PyObject *Map_create(PyTypeObject *cls, PyObject *args, PyObject *kwargs)
         return cbpf_set_error(st, errno, "creating a map of type %u (key %u, value %u bytes, %u entries)", type,
                               key_size, value_size, max_entries);
     }
-    return map_from_owned_fd(st, fd);
+    return map_from_owned_fd(st, cls, fd);
 }
 
 static PyObject *Map_close(MapObject *self, PyObject *Py_UNUSED(ignored))
@@ -2341,6 +2342,9 @@ static PyMethodDef Map_methods[] = {
      "_read_decoded($self, cursor, n, what, /)\n--\n\nOne chunk of keys, values or items, decoded."},
     {"get", FASTCALL(cbpf_map_get), METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nThe value at key, decoded by the map's types, or default."},
+    {"_resolve_types", cbpf_map_resolve_no_types, METH_NOARGS,
+     "_resolve_types($self, /)\n--\n\nCalled on the first typed use to set the key and value types: none here (bytes); "
+     "cbpf.Map reads them from the BTF."},
     {"_set_codecs", FASTCALL(cbpf_map_set_codecs), METH_FASTCALL,
      "_set_codecs($self, key, value, /)\n--\n\nThe key and value codecs (None: bytes); see Map.set_types()."},
     {"pin", (PyCFunction)Map_pin, METH_O,

@@ -75,21 +75,7 @@ const char *cbpf_c_string(PyObject *s, const char *what)
     return p;
 }
 
-static PyObject *booted_names(cbpf_state *st)
-{
-    PyObject *keys = PyDict_Keys(st->booted_maps);
-    if (keys == NULL || PyList_Sort(keys) < 0) {
-        Py_XDECREF(keys);
-        return NULL;
-    }
-    PyObject *sep = PyUnicode_FromString(", ");
-    PyObject *joined = sep ? PyUnicode_Join(sep, keys) : NULL;
-    Py_XDECREF(sep);
-    Py_DECREF(keys);
-    return joined;
-}
-
-/* fetch(map, key): map is a Map or the name of a map of a booted object. */
+/* fetch(map, key): the module-level read of one int value. cbpf.fetch resolves a booted map's name first. */
 static PyObject *module_fetch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     cbpf_state *st = cbpf_get_state(module);
@@ -97,43 +83,6 @@ static PyObject *module_fetch(PyObject *module, PyObject *const *args, Py_ssize_
         return PyErr_Format(PyExc_TypeError, "fetch() takes exactly 2 arguments (%zd given)", nargs);
     }
     PyObject *target = args[0];
-    if (PyUnicode_Check(target)) {
-        PyObject *found = PyDict_GetItemWithError(st->booted_maps, target);
-        if (found == NULL) {
-            if (PyErr_Occurred()) {
-                return NULL;
-            }
-            PyObject *names = booted_names(st);
-            if (names == NULL) {
-                return NULL;
-            }
-            PyObject *msg = PyUnicode_FromFormat("no booted object has a map named %R; booted maps: %s%U", target,
-                                                 PyUnicode_GET_LENGTH(names) ? "" : "(none)", names);
-            Py_DECREF(names);
-            if (msg != NULL) {
-                PyErr_SetObject(PyExc_KeyError, msg);
-                Py_DECREF(msg);
-            }
-            return NULL;
-        }
-        if (PyTuple_Check(found)) {
-            PyObject *sep = PyUnicode_FromString(", ");
-            PyObject *where = sep ? PyUnicode_Join(sep, found) : NULL;
-            Py_XDECREF(sep);
-            if (where == NULL) {
-                return NULL;
-            }
-            PyObject *msg = PyUnicode_FromFormat(
-                "map name %R is ambiguous: booted objects %U all have it; use Object.maps[name]", target, where);
-            Py_DECREF(where);
-            if (msg != NULL) {
-                PyErr_SetObject(PyExc_KeyError, msg);
-                Py_DECREF(msg);
-            }
-            return NULL;
-        }
-        target = found;
-    }
     if (!PyObject_TypeCheck(target, st->Map_type)) {
         return PyErr_Format(PyExc_TypeError, "fetch() takes a Map or a map name, not %.100s",
                             Py_TYPE(target)->tp_name);
@@ -154,17 +103,6 @@ static PyObject *module_num_possible_cpus(PyObject *module, PyObject *Py_UNUSED(
         return cbpf_set_error(cbpf_get_state(module), n, "reading /sys/devices/system/cpu/possible");
     }
     return PyLong_FromLong(n);
-}
-
-/* The Python package subclasses Map to add its conveniences; C then creates Maps of that class. */
-static PyObject *module_register_map_class(PyObject *module, PyObject *cls)
-{
-    cbpf_state *st = cbpf_get_state(module);
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, st->Map_type)) {
-        return PyErr_Format(PyExc_TypeError, "expected a subclass of Map");
-    }
-    Py_XSETREF(st->map_class, (PyTypeObject *)Py_NewRef(cls));
-    Py_RETURN_NONE;
 }
 
 static const char *map_type_str(int t)
@@ -253,15 +191,12 @@ static PyMethodDef module_methods[] = {
      "_attach_types()\n--\n\n{name: number} of the BPF attach types libbpf knows."},
     {"_perf_constants", module_perf_constants, METH_NOARGS,
      "_perf_constants()\n--\n\nperf_event_open(2) numbers: {'type': {...}, 'hardware': {...}, 'software': {...}}."},
-    {"_register_map_class", module_register_map_class, METH_O,
-     "_register_map_class(cls, /)\n--\n\nMaps are created as instances of cls from now on."},
     {"_btf_c_header", cbpf_btf_c_header, METH_O,
      "_btf_c_header(path, /)\n--\n\nEvery type of the BTF in path (raw BTF such as /sys/kernel/btf/vmlinux, or an "
      "ELF with a .BTF section) as C declarations: the text of a vmlinux.h, as bytes."},
     {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
-     "fetch(map, key, /)\n--\n\nThe value of key in map (a Map, or the name of a map of a booted object) as an "
-     "int, or None when the key is absent. Keys are ints (packed to the map's key size) or buffers of exactly "
-     "key_size bytes; values must be 1, 2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."},
+     "fetch(map, key, /)\n--\n\nThe value of key in map (a Map) as an int, or None when the key is absent. Keys "
+     "are ints (packed to the map's key size) or buffers of exactly key_size bytes; values must be 1, 2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."},
     {"libbpf_version", module_libbpf_version, METH_NOARGS,
      "libbpf_version()\n--\n\nThe version of the libbpf linked into cbpf."},
     {"num_possible_cpus", module_num_possible_cpus, METH_NOARGS,
@@ -322,10 +257,6 @@ static int module_exec(PyObject *module)
     if (PyModule_AddFunctions(module, cbpf_probe_methods) < 0) {
         return -1;
     }
-    st->booted_maps = PyDict_New();
-    if (st->booted_maps == NULL || PyModule_AddObjectRef(module, "_booted_maps", st->booted_maps) < 0) {
-        return -1;
-    }
     st->str_log = PyUnicode_InternFromString("log");
     if (st->str_log == NULL) {
         return -1;
@@ -357,9 +288,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Decoder_type);
     Py_VISIT(st->Program_type);
     Py_VISIT(st->Link_type);
-    Py_VISIT(st->map_class);
     Py_VISIT(st->LoadError);
-    Py_VISIT(st->booted_maps);
     Py_VISIT(st->logger);
     return 0;
 }
@@ -376,9 +305,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->Decoder_type);
     Py_CLEAR(st->Program_type);
     Py_CLEAR(st->Link_type);
-    Py_CLEAR(st->map_class);
     Py_CLEAR(st->LoadError);
-    Py_CLEAR(st->booted_maps);
     Py_CLEAR(st->logger);
     Py_CLEAR(st->str_log);
     return 0;
