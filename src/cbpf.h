@@ -58,6 +58,7 @@ typedef struct {
     PyTypeObject *Link_type;
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
     PyObject *logger;        /* logging.getLogger("cbpf.libbpf"), imported on first use */
+    PyObject *find_binary;   /* cbpf._binaries.find: a uprobe's binary by name, imported on first use */
     PyObject *str_log;       /* interned "log" */
 } cbpf_state;
 

@@ -290,6 +290,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Link_type);
     Py_VISIT(st->LoadError);
     Py_VISIT(st->logger);
+    Py_VISIT(st->find_binary);
     return 0;
 }
 
@@ -307,6 +308,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->Link_type);
     Py_CLEAR(st->LoadError);
     Py_CLEAR(st->logger);
+    Py_CLEAR(st->find_binary);
     Py_CLEAR(st->str_log);
     return 0;
 }

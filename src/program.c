@@ -1,7 +1,6 @@
 /* cbpf.Program: a program of an Object, and the ways to attach it. Each attach_* call returns a cbpf.Link. */
 #include "cbpf.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,16 +23,6 @@
 #define CBPF_XDP_FLAGS_SKB_MODE (1U << 1)
 #define CBPF_XDP_FLAGS_DRV_MODE (1U << 2)
 #define CBPF_XDP_FLAGS_HW_MODE (1U << 3)
-
-#if defined(__x86_64__)
-#define MULTIARCH "x86_64-linux-gnu"
-#elif defined(__aarch64__)
-#define MULTIARCH "aarch64-linux-gnu"
-#else
-#define MULTIARCH "unknown"
-#endif
-#define LIBRARY_DIRS "/lib/" MULTIARCH ":/usr/lib/" MULTIARCH ":/lib64:/usr/lib64:/lib:/usr/lib:/usr/local/lib"
-
 
 /* An int argument (PyLong_AsInt is 3.13+). */
 static int int_arg(PyObject *o, const char *what, int *out)
@@ -610,109 +599,54 @@ static bool is_elf(const char *path)
     return elf;
 }
 
-/* dir/name[suffix] into out; false when it does not fit. */
-static bool join_path(char *out, size_t size, const char *dir, const char *name, const char *suffix)
+/* The path of a binary given as a path or a name: the Python layer's cbpf._binaries.find() looks names up as the
+ * dynamic loader and the shell would (LD_LIBRARY_PATH, the loader's cache, PATH). None when there is none. */
+static PyObject *find_binary(cbpf_state *st, PyObject *name)
 {
-    int n = snprintf(out, size, "%s/%s%s", dir, name, suffix);
-    return n > 0 && (size_t)n < size;
-}
-
-/* In dir: base.so, else the shortest base.so.N... that is an ELF file (libc -> libc.so.6). */
-static bool library_in(const char *dir, const char *base, char *out, size_t size)
-{
-    if (join_path(out, size, dir, base, ".so") && is_elf(out)) {
-        return true;
-    }
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return false;
-    }
-    char prefix[NAME_MAX + 8], best[NAME_MAX + 1] = "";
-    snprintf(prefix, sizeof(prefix), "%s.so.", base);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!has_prefix(e->d_name, prefix) || (best[0] && strlen(e->d_name) >= strlen(best))) {
-            continue;
-        }
-        if (join_path(out, size, dir, e->d_name, "") && is_elf(out)) {
-            memcpy(best, e->d_name, strlen(e->d_name) + 1);
+    if (st->find_binary == NULL) {
+        PyObject *module = PyImport_ImportModule("cbpf._binaries");
+        st->find_binary = module ? PyObject_GetAttrString(module, "find") : NULL;
+        Py_XDECREF(module);
+        if (st->find_binary == NULL) {
+            return NULL;
         }
     }
-    closedir(d);
-    return best[0] != '\0' && join_path(out, size, dir, best, "");
-}
-
-enum find_kind { FIND_EXECUTABLE, FIND_ELF, FIND_LIBRARY };
-
-/* Looks for name in each directory of a colon-separated list. */
-static bool find_in(const char *dirs, const char *name, enum find_kind kind, char *out, size_t size)
-{
-    for (const char *s = dirs; s != NULL && *s;) {
-        const char *colon = strchr(s, ':');
-        size_t len = colon ? (size_t)(colon - s) : strlen(s);
-        char dir[PATH_MAX];
-        if (len > 0 && len < sizeof(dir)) {
-            memcpy(dir, s, len);
-            dir[len] = '\0';
-            struct stat sb;
-            bool fits = join_path(out, size, dir, name, "");
-            if ((kind == FIND_EXECUTABLE && fits && stat(out, &sb) == 0 && S_ISREG(sb.st_mode) &&
-                 access(out, X_OK) == 0) ||
-                (kind == FIND_ELF && fits && is_elf(out)) || (kind == FIND_LIBRARY && library_in(dir, name, out, size))) {
-                return true;
-            }
-        }
-        s = colon ? colon + 1 : NULL;
-    }
-    return false;
-}
-
-/* A path, a library's file name ("libc.so.6"), a library's name ("libc", "c") or an executable in PATH. */
-static bool resolve_binary(const char *name, char *out, size_t size)
-{
-    if (strchr(name, '/') != NULL) {
-        snprintf(out, size, "%s", name);
-        return access(name, R_OK) == 0;
-    }
-    if (strstr(name, ".so") != NULL) {
-        return find_in(getenv("LD_LIBRARY_PATH"), name, FIND_ELF, out, size) ||
-               find_in(LIBRARY_DIRS, name, FIND_ELF, out, size);
-    }
-    if (find_in(getenv("PATH"), name, FIND_EXECUTABLE, out, size)) {
-        return true;
-    }
-    char base[NAME_MAX + 1];
-    snprintf(base, sizeof(base), "%s%s", has_prefix(name, "lib") ? "" : "lib", name);
-    return find_in(getenv("LD_LIBRARY_PATH"), base, FIND_LIBRARY, out, size) ||
-           find_in(LIBRARY_DIRS, base, FIND_LIBRARY, out, size);
+    return PyObject_CallOneArg(st->find_binary, name);
 }
 
 static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, char *out, size_t size)
 {
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(binary, &encoded)) {
-        return -1;
-    }
-    const char *name = PyBytes_AS_STRING(encoded);
-    int rc = 0;
+    PyObject *name = NULL, *found = NULL, *encoded = NULL;
+    int rc = -1;
     struct stat sb;
-    if (!resolve_binary(name, out, size)) {
-        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
-                                   "LD_LIBRARY_PATH and the library directories)",
-                       cbpf_utf8(self->name), name);
-        rc = -1;
+    if (!PyUnicode_FSDecoder(binary, &name) || (found = find_binary(st, name)) == NULL) {
+        goto done;
     }
-    else if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    if (found == Py_None) {
+        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
+                                   "LD_LIBRARY_PATH and the dynamic loader's cache)",
+                       cbpf_utf8(self->name), cbpf_utf8(name));
+        goto done;
+    }
+    if (!PyUnicode_FSConverter(found, &encoded)) {
+        goto done;
+    }
+    snprintf(out, size, "%s", PyBytes_AS_STRING(encoded));
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         cbpf_set_error(st, EISDIR, "cannot attach program '%s' to %s: a directory, not an ELF file (an executable "
                        "or a shared library)", cbpf_utf8(self->name), out);
-        rc = -1;
     }
     else if (!is_elf(out)) {
         cbpf_set_error(st, ENOEXEC, "cannot attach program '%s' to %s: not an ELF file (an executable or a shared "
                        "library)", cbpf_utf8(self->name), out);
-        rc = -1;
     }
-    Py_DECREF(encoded);
+    else {
+        rc = 0;
+    }
+done:
+    Py_XDECREF(name);
+    Py_XDECREF(found);
+    Py_XDECREF(encoded);
     return rc;
 }
 
