@@ -175,7 +175,7 @@ int cbpf_map_set_fd(cbpf_state *st, MapObject *self, int fd)
     struct bpf_map_info info = {0};
     __u32 len = sizeof(info);
     if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
-        cbpf_set_error(st, errno, "reading the info of map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "reading its info");
         return -1;
     }
     apply_info(self, fd, false, &info);
@@ -491,8 +491,7 @@ static PyObject *fetch_slow(cbpf_state *st, MapObject *self, const void *k)
         result = Py_NewRef(Py_None);
     }
     else {
-        cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), errno, "lookup in map '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "lookup");
     }
     PyMem_Free(value);
     return result;
@@ -551,8 +550,7 @@ PyObject *cbpf_map_fetch(cbpf_state *st, MapObject *self, PyObject *key)
         result = Py_NewRef(Py_None);
     }
     else {
-        cbpf_set_error(st ? st : cbpf_state_from_type(Py_TYPE(self)), errno, "lookup in map '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "lookup");
     }
     if (view.obj != NULL) {
         PyBuffer_Release(&view);
@@ -592,7 +590,6 @@ static PyObject *value_to_python(MapObject *self, const unsigned char *value)
 
 static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0};
     const void *k = NULL;
     unsigned char *value = NULL;
@@ -617,7 +614,7 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
             result = Py_NewRef(Py_None);
         }
         else {
-            cbpf_set_error(st, err, "lookup in map '%s'", cbpf_utf8(self->name));
+            cbpf_map_error(self, err, "lookup");
         }
         goto done;
     }
@@ -630,7 +627,6 @@ done:
 
 static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0}, vb = {0};
     const void *k = NULL, *v = NULL;
     PyObject *result = NULL;
@@ -654,7 +650,7 @@ static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t n
         goto done;
     }
     if (bpf_map_update_elem(self->fd, k, v, flags) != 0) {
-        cbpf_set_error(st, errno, "update of map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "update");
         goto done;
     }
     result = Py_NewRef(Py_None);
@@ -666,7 +662,6 @@ done:
 
 static PyObject *Map_delete(MapObject *self, PyObject *key)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0};
     const void *k = NULL;
     PyObject *result = NULL;
@@ -685,7 +680,7 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
         result = Py_NewRef(Py_False);
     }
     else {
-        cbpf_set_error(st, errno, "delete from map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "delete");
     }
     cbpf_keybuf_release(&kb);
     return result;
@@ -723,7 +718,6 @@ static Py_ssize_t records(MapObject *self, Py_buffer *view, size_t size, size_t 
 
 static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer kv = {0}, vv = {0};
     PyObject *result = NULL;
     unsigned long long flags;
@@ -755,7 +749,7 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
         LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
         int fd = dup(self->fd); /* the GIL is released: a close elsewhere must not hand the number on */
         if (fd < 0) {
-            cbpf_set_error(st, errno, "update_batch of map '%s'", cbpf_utf8(self->name));
+            cbpf_map_error(self, errno, "update_batch");
             goto done;
         }
         Py_BEGIN_ALLOW_THREADS
@@ -764,8 +758,7 @@ static PyObject *Map_update_batch(MapObject *self, PyObject *const *args, Py_ssi
         Py_END_ALLOW_THREADS
     }
     if (err) {
-        cbpf_set_error(st, err, "update_batch of map '%s' (%u of %zd entries written)",
-                       cbpf_utf8(self->name), count, nk);
+        cbpf_map_error(self, err, "update_batch (%u of %zd entries written)", count, nk);
         goto done;
     }
     result = PyLong_FromSsize_t(nk);
@@ -782,7 +775,6 @@ done:
 /* Deletes the keys; keys that are absent are passed over. Returns how many were deleted. */
 static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer kv = {0};
     PyObject *result = NULL;
     if (cbpf_map_check_keyed(self, "delete_batch()") < 0 ||
@@ -797,7 +789,7 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     int err = 0;
     int fd = dup(self->fd); /* the GIL is released: a close elsewhere must not hand the number on */
     if (fd < 0) {
-        cbpf_set_error(st, errno, "delete_batch of map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "delete_batch");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -821,7 +813,7 @@ static PyObject *Map_delete_batch(MapObject *self, PyObject *keys)
     close(fd);
     Py_END_ALLOW_THREADS
     if (err) {
-        cbpf_set_error(st, err, "delete_batch of map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, err, "delete_batch");
         goto done;
     }
     result = PyLong_FromSsize_t(deleted);
@@ -832,7 +824,6 @@ done:
 
 static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0};
     Py_buffer out = {0};
     const void *k = NULL;
@@ -861,7 +852,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
         result = Py_NewRef(Py_False);
     }
     else {
-        cbpf_set_error(st, errno, "lookup in map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "lookup");
     }
 done:
     cbpf_keybuf_release(&kb);
@@ -895,7 +886,6 @@ static int check_keyless(MapObject *self, const char *op, bool bloom_too)
 /* pop() and peek() give None when empty (the kernel's ENOENT). */
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0 || cbpf_map_types(self) < 0) {
         return NULL;
     }
@@ -917,7 +907,7 @@ static PyObject *keyless_read(MapObject *self, bool remove)
     if (errno == ENOENT) {
         Py_RETURN_NONE;
     }
-    return cbpf_set_error(st, errno, "%s of map '%s'", remove ? "pop" : "peek", cbpf_utf8(self->name));
+    return cbpf_map_error(self, errno, "%s", remove ? "pop" : "peek");
 }
 
 static PyObject *Map_pop(MapObject *self, PyObject *Py_UNUSED(ignored))
@@ -933,7 +923,6 @@ static PyObject *Map_peek(MapObject *self, PyObject *Py_UNUSED(ignored))
 /* push(value, flags=0): onto a queue or stack (BPF_EXIST overwrites the oldest when full), or into a bloom filter. */
 static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf vb = {0};
     const void *v = NULL;
     unsigned long long flags;
@@ -949,11 +938,11 @@ static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nar
     int err = errno;
     cbpf_keybuf_release(&vb);
     if (rc != 0 && err == E2BIG && self->type != BPF_MAP_TYPE_BLOOM_FILTER) {
-        return cbpf_set_error(st, err, "push to map '%s': it is full (%u values; push(value, flags=BPF_EXIST) "
-                              "drops the oldest to make room)", cbpf_utf8(self->name), self->max_entries);
+        return cbpf_map_error(self, err, "push: it is full (%u values; push(value, flags=BPF_EXIST) drops the "
+                              "oldest to make room)", self->max_entries);
     }
     if (rc != 0) {
-        return cbpf_set_error(st, err, "push to map '%s'", cbpf_utf8(self->name));
+        return cbpf_map_error(self, err, "push");
     }
     Py_RETURN_NONE;
 }
@@ -996,8 +985,7 @@ static int Map_contains(MapObject *self, PyObject *key)
         if (rc == 0 || err == ENOENT) {
             return rc == 0;
         }
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "lookup in bloom filter '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_map_error(self, err, "lookup in the bloom filter");
         return -1;
     }
     PyObject *value = Map_lookup(self, &key, 1, NULL);
@@ -1032,7 +1020,7 @@ static PyObject *Map_unpin(MapObject *self, PyObject *Py_UNUSED(ignored))
         /* pinned by libbpf at load (pin_path, LIBBPF_PIN_BY_NAME) */
         int err = bpf_map__unpin(self->map, NULL);
         if (err != 0) {
-            return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "unpinning %s", what);
+            return cbpf_map_error(self, err, "unpinning");
         }
         Py_RETURN_NONE;
     }
@@ -1478,8 +1466,7 @@ static int Map_set_attr(MapObject *self, PyObject *value, void *closure)
         break;
     }
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting %s of map '%s'", name,
-                       cbpf_utf8(self->name));
+        cbpf_map_error(self, err, "setting %s", name);
         return -1;
     }
     reread_definition(self);
@@ -1504,8 +1491,7 @@ static int Map_set_autocreate(MapObject *self, PyObject *value, void *Py_UNUSED(
     if (self->map != NULL) {
         int err = bpf_map__set_autocreate(self->map, value == Py_True);
         if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autocreate of map '%s'",
-                           cbpf_utf8(self->name));
+            cbpf_map_error(self, err, "setting autocreate");
             return -1;
         }
         return 0;
@@ -1555,7 +1541,7 @@ static int Map_set_inner_map(MapObject *self, PyObject *value, void *Py_UNUSED(c
     }
     int err = bpf_map__set_inner_map_fd(self->map, inner->fd);
     if (err != 0) {
-        cbpf_set_error(st, err, "setting inner_map of map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, err, "setting inner_map");
         return -1;
     }
     self->inner_map = Py_NewRef(value);
@@ -1580,8 +1566,7 @@ static int Map_set_pin_path(MapObject *self, PyObject *value, void *Py_UNUSED(cl
     if (self->map != NULL) {
         int err = bpf_map__set_pin_path(self->map, encoded ? PyBytes_AS_STRING(encoded) : NULL);
         if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting pin_path of map '%s'",
-                           cbpf_utf8(self->name));
+            cbpf_map_error(self, err, "setting pin_path");
             goto done;
         }
     }
@@ -1612,7 +1597,7 @@ static int legacy_reuse(cbpf_state *st, MapObject *self, int fd, const struct bp
     struct cbpf_legacy_map_spec *spec = legacy_spec(self);
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) {
-        cbpf_set_error(st, errno, "reuse: duplicating the fd for map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "reuse: duplicating the fd");
         return -1;
     }
     if (spec->has_reuse) {
@@ -1663,8 +1648,7 @@ static PyObject *Map_reuse(MapObject *self, PyObject *source)
         }
         fd = opened = bpf_obj_get(PyBytes_AS_STRING(encoded));
         if (fd < 0) {
-            cbpf_set_error(st, errno, "reuse() of map '%s': opening the pinned map %s", cbpf_utf8(self->name),
-                           PyBytes_AS_STRING(encoded));
+            cbpf_map_error(self, errno, "reuse(): opening the pinned map %s", PyBytes_AS_STRING(encoded));
             goto done;
         }
     }
@@ -1675,13 +1659,13 @@ static PyObject *Map_reuse(MapObject *self, PyObject *source)
     struct bpf_map_info info = {0};
     __u32 len = sizeof(info);
     if (bpf_map_get_info_by_fd(fd, &info, &len) != 0) {
-        cbpf_set_error(st, errno, "reuse() of map '%s': fd %d is not a BPF map", cbpf_utf8(self->name), fd);
+        cbpf_map_error(self, errno, "reuse(): fd %d is not a BPF map", fd);
         goto done;
     }
     if (self->map != NULL) {
         int err = bpf_map__reuse_fd(self->map, fd);
         if (err != 0) {
-            cbpf_set_error(st, err, "reuse() of map '%s'", cbpf_utf8(self->name));
+            cbpf_map_error(self, err, "reuse()");
             goto done;
         }
     }

@@ -202,7 +202,6 @@ PyObject *cbpf_map_get_value_type(MapObject *self, void *Py_UNUSED(closure))
 /* The value at key, decoded; NULL with *found false when absent (no exception), NULL with an exception on error. */
 static PyObject *typed_lookup(MapObject *self, PyObject *key, bool *found)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0};
     const void *k = NULL;
     PyObject *result = NULL;
@@ -225,7 +224,7 @@ static PyObject *typed_lookup(MapObject *self, PyObject *key, bool *found)
     }
     if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
         if (errno != ENOENT) {
-            cbpf_set_error(st, errno, "lookup in map '%s'", cbpf_utf8(self->name));
+            cbpf_map_error(self, errno, "lookup");
         }
         goto done;
     }

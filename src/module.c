@@ -241,14 +241,15 @@ static int module_exec(PyObject *module)
         add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0) {
         return -1;
     }
-    PyObject *attrs = Py_BuildValue("{sssO}", "log", "", "program", Py_None);
+    PyObject *attrs = Py_BuildValue("{sssOsOsO}", "log", "", "program", Py_None, "object", Py_None, "map", Py_None);
     if (attrs == NULL) {
         return -1;
     }
     st->LoadError = PyErr_NewExceptionWithDoc(
         "cbpf.LoadError",
-        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log and "
-        ".program the name of the program refused (None when no one program was).",
+        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log, "
+        ".object the name of the object loaded and .program the name of the program refused (None when no one "
+        "program was).",
         PyExc_OSError, attrs);
     Py_DECREF(attrs);
     if (st->LoadError == NULL || PyModule_AddObjectRef(module, "LoadError", st->LoadError) < 0) {
@@ -258,7 +259,10 @@ static int module_exec(PyObject *module)
         return -1;
     }
     st->str_log = PyUnicode_InternFromString("log");
-    if (st->str_log == NULL) {
+    st->str_object = PyUnicode_InternFromString("object");
+    st->str_program = PyUnicode_InternFromString("program");
+    st->str_map = PyUnicode_InternFromString("map");
+    if (st->str_log == NULL || st->str_object == NULL || st->str_program == NULL || st->str_map == NULL) {
         return -1;
     }
     if (PyModule_AddIntConstant(module, "BPF_F_NO_PREALLOC", BPF_F_NO_PREALLOC) < 0 ||
@@ -310,6 +314,9 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->logger);
     Py_CLEAR(st->find_binary);
     Py_CLEAR(st->str_log);
+    Py_CLEAR(st->str_object);
+    Py_CLEAR(st->str_program);
+    Py_CLEAR(st->str_map);
     return 0;
 }
 

@@ -20,12 +20,11 @@ static PyObject *read_file(PyObject *path)
     fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) < 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        cbpf_set_file_error(NULL, errno, path);
         goto done;
     }
     if (S_ISDIR(sb.st_mode)) {
-        errno = EISDIR;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        cbpf_set_file_error(NULL, EISDIR, path);
         goto done;
     }
     if (!S_ISREG(sb.st_mode)) {
@@ -47,7 +46,7 @@ static PyObject *read_file(PyObject *path)
             if (n == 0) {
                 errno = EIO; /* the file shrank under us */
             }
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+            cbpf_set_file_error(NULL, errno, path);
             Py_CLEAR(data);
             goto done;
         }
@@ -166,11 +165,13 @@ static bool libbpf_refused_program(const char *log, char *out, size_t size)
         if (m == NULL) {
             continue;
         }
+        /* "prog 'NAME" on the marker's own line: a walk past its start would take other messages (and their
+         * "libbpf: " prefixes) into the name */
         const char *start = m;
-        while (start > log && strncmp(start - 1, "prog '", 6) != 0) {
+        while (start > log && start[-1] != '\n' && strncmp(start - 1, "prog '", 6) != 0) {
             start--;
         }
-        if (start > log) {
+        if (start > log && start[-1] != '\n') {
             start += 5;
             snprintf(out, size, "%.*s", (int)(m - start), start);
             return true;
@@ -272,12 +273,11 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
             }
             /* legacy.c's words stay: they carry hints of their own (a missing license section...) */
             snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
-            cbpf_set_program_load_error(st, rc, what, program, program_type(self, program), marked ? marked : log);
+            cbpf_set_program_load_error(self, rc, what, program, program_type(self, program), marked ? marked : log);
             free(marked);
         }
         else {
-            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
-            cbpf_set_error(st, rc, "%s", what);
+            cbpf_object_error(self, rc, "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
         }
         free(log);
         close_object(self);
@@ -339,10 +339,10 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         char what[768], program[256];
         snprintf(what, sizeof(what), "loading BPF object '%s'%s", cbpf_utf8(self->name), path_note(self));
         if (libbpf_refused_program(log, program, sizeof(program))) {
-            cbpf_set_program_load_error(st, err, what, program, program_type(self, program), log);
+            cbpf_set_program_load_error(self, err, what, program, program_type(self, program), log);
         }
         else {
-            cbpf_set_load_error(st, err, what, log);
+            cbpf_set_load_error(self, err, what, log);
         }
         free(log);
         /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
@@ -432,10 +432,7 @@ static void last_line(const char *log, char *out, size_t size)
     while (start > log && start[-1] != '\n') {
         start--;
     }
-    /* libbpf starts its messages with "libbpf: ": the caller's text already says where it comes from */
-    if ((size_t)(end - start) > 8 && strncmp(start, "libbpf: ", 8) == 0) {
-        start += 8;
-    }
+    start = cbpf_libbpf_text(start); /* the caller's text says "libbpf: " once */
     if (end > start) {
         snprintf(out, size, "%.*s", (int)(end - start), start);
     }
@@ -712,7 +709,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         goto error;
     }
     if (btf_path_b != NULL && access(PyBytes_AS_STRING(btf_path_b), R_OK) != 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, btf_path);
+        cbpf_set_file_error(st, errno, btf_path);
         goto error;
     }
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname,

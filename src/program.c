@@ -270,9 +270,8 @@ static int check_kprobes(cbpf_state *st, ProgramObject *self, const char *target
         access("/sys/kernel/debug/tracing/kprobe_events", F_OK) == 0) {
         return ensure_probe_support(st, "kprobe");
     }
-    cbpf_set_error(st, EOPNOTSUPP,
-                   "cannot attach program '%s' to %s: this kernel has no kprobes (built without CONFIG_KPROBES)",
-                   cbpf_utf8(self->name), target);
+    cbpf_program_error(self, EOPNOTSUPP,
+                       "cannot attach to %s: this kernel has no kprobes (built without CONFIG_KPROBES)", target);
     return -1;
 }
 
@@ -295,10 +294,9 @@ static int section_prerequisites(cbpf_state *st, ProgramObject *self, const char
 static PyObject *attach_error(cbpf_state *st, ProgramObject *self, int err, PyObject *target, const char *missing)
 {
     if (err == ENOENT && missing != NULL) {
-        return cbpf_set_error(st, err, "cannot attach program '%s' to %s: %s", cbpf_utf8(self->name), cbpf_utf8(target),
-                              missing);
+        return cbpf_program_error(self, err, "cannot attach to %s: %s", cbpf_utf8(target), missing);
     }
-    return cbpf_set_error(st, err, "cannot attach program '%s' to %s", cbpf_utf8(self->name), cbpf_utf8(target));
+    return cbpf_program_error(self, err, "cannot attach to %s", cbpf_utf8(target));
 }
 
 /* libbpf's messages go to logging; the errno of the call that failed survives that. */
@@ -361,7 +359,7 @@ static PyObject *legacy_attach(cbpf_state *st, ProgramObject *self, enum cbpf_le
     }
     int rc = cbpf_legacy_attach_fd(program_fd(self), kind, where, offset, &link_fd, &perf_fd, err, sizeof(err));
     if (rc < 0) {
-        cbpf_set_error(st, rc, "cannot attach program '%s': %s", cbpf_utf8(self->name), err);
+        cbpf_program_error(self, rc, "cannot attach: %s", err);
         Py_DECREF(target);
         return NULL;
     }
@@ -623,9 +621,8 @@ static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, ch
         goto done;
     }
     if (found == Py_None) {
-        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
-                                   "LD_LIBRARY_PATH and the dynamic loader's cache)",
-                       cbpf_utf8(self->name), cbpf_utf8(name));
+        cbpf_program_error(self, ENOENT, "cannot attach: no binary or library '%s' (looked in PATH, "
+                           "LD_LIBRARY_PATH and the dynamic loader's cache)", cbpf_utf8(name));
         goto done;
     }
     if (!PyUnicode_FSConverter(found, &encoded)) {
@@ -633,12 +630,12 @@ static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, ch
     }
     snprintf(out, size, "%s", PyBytes_AS_STRING(encoded));
     if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        cbpf_set_error(st, EISDIR, "cannot attach program '%s' to %s: a directory, not an ELF file (an executable "
-                       "or a shared library)", cbpf_utf8(self->name), out);
+        cbpf_program_error(self, EISDIR, "cannot attach to %s: a directory, not an ELF file (an executable or a "
+                           "shared library)", out);
     }
     else if (!is_elf(out)) {
-        cbpf_set_error(st, ENOEXEC, "cannot attach program '%s' to %s: not an ELF file (an executable or a shared "
-                       "library)", cbpf_utf8(self->name), out);
+        cbpf_program_error(self, ENOEXEC, "cannot attach to %s: not an ELF file (an executable or a shared "
+                           "library)", out);
     }
     else {
         rc = 0;
@@ -831,9 +828,8 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
         int pfd = (int)syscall(__NR_perf_event_open, &attr, pid, cpus[i], -1, PERF_FLAG_FD_CLOEXEC);
         if (pfd < 0) {
             int err = errno;
-            cbpf_set_error(st, err, "cannot attach program '%s' to %s: perf_event_open on CPU %d%s",
-                           cbpf_utf8(self->name),
-                           cbpf_utf8(target), cpus[i],
+            cbpf_program_error(self, err, "cannot attach to %s: perf_event_open on CPU %d%s", cbpf_utf8(target),
+                               cpus[i],
                            err == ENOENT || err == EOPNOTSUPP ? " (no such event on this machine)" : "");
             goto error;
         }
@@ -868,9 +864,8 @@ static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface,
         }
         unsigned int index = strlen(s) < IF_NAMESIZE ? if_nametoindex(s) : 0;
         if (index == 0) {
-            cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface '%s' (in this network "
-                                       "namespace)",
-                           cbpf_utf8(self->name), s);
+            cbpf_program_error(self, ENOENT, "cannot attach: no network interface '%s' (in this network namespace)",
+                               s);
             return -1;
         }
         snprintf(name, IF_NAMESIZE, "%s", s);
@@ -881,9 +876,8 @@ static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface,
         return -1;
     }
     if (index <= 0 || if_indextoname((unsigned int)index, name) == NULL) {
-        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface with index %d (in this "
-                                   "network namespace)",
-                       cbpf_utf8(self->name), index);
+        cbpf_program_error(self, ENOENT, "cannot attach: no network interface with index %d (in this network "
+                           "namespace)", index);
         return -1;
     }
     return index;
@@ -1008,10 +1002,10 @@ static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        return cbpf_set_error(st, errno, "cannot attach program '%s' to fd %d", cbpf_utf8(self->name), fd);
+        return cbpf_program_error(self, errno, "cannot attach to fd %d", fd);
     }
     if (!S_ISSOCK(sb.st_mode)) {
-        return cbpf_set_error(st, ENOTSOCK, "cannot attach program '%s' to fd %d", cbpf_utf8(self->name), fd);
+        return cbpf_program_error(self, ENOTSOCK, "cannot attach to fd %d", fd);
     }
     PyObject *target = PyUnicode_FromFormat("socket fd %d", fd);
     if (target == NULL) {
@@ -1085,8 +1079,8 @@ static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyOb
     int cgroup_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cgroup_fd < 0) {
         int err = errno;
-        cbpf_set_error(st, err, "cannot attach program '%s': %s %s", cbpf_utf8(self->name),
-                       err == ENOENT ? "no cgroup at" : "cannot open the cgroup", p);
+        cbpf_program_error(self, err, "cannot attach: %s %s", err == ENOENT ? "no cgroup at" : "cannot open the cgroup",
+                           p);
         goto done;
     }
     int fd = bpf_link_create(program_fd(self), cgroup_fd, type, NULL);
@@ -1136,8 +1130,7 @@ static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(clo
         __u32 len = sizeof(info);
         memset(&info, 0, sizeof(info));
         if (bpf_prog_get_info_by_fd(self->pinned_fd, &info, &len) != 0) {
-            return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), errno, "reading the info of program '%s'",
-                                  cbpf_utf8(self->name));
+            return cbpf_program_error(self, errno, "reading its info");
         }
         return PyLong_FromSize_t(info.xlated_prog_len / 8);
     }
@@ -1198,8 +1191,7 @@ static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_U
     }
     int err = bpf_program__set_autoload(self->prog, on);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autoload of program '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting autoload");
         return -1;
     }
     return 0;
@@ -1303,8 +1295,7 @@ static int Program_set_type(ProgramObject *self, PyObject *value, void *Py_UNUSE
     else {
         int err = bpf_program__set_type(self->prog, (enum bpf_prog_type)t);
         if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'",
-                           cbpf_utf8(self->name));
+            cbpf_program_error(self, err, "setting type");
             return -1;
         }
     }
@@ -1349,8 +1340,7 @@ static int Program_set_expected_attach_type(ProgramObject *self, PyObject *value
     }
     int err = bpf_program__set_expected_attach_type(self->prog, t);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting expected_attach_type of program '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting expected_attach_type");
         return -1;
     }
     return 0;
@@ -1405,13 +1395,13 @@ static int Program_set_attach_target(ProgramObject *self, PyObject *value, void 
     cbpf_log_begin();
     int err = log_done(st, bpf_program__set_attach_target(self->prog, fd, name));
     if (err == -ESRCH || err == -ENOENT) {
-        cbpf_set_error(st, ENOENT, "attach_target of program '%s': '%s' is not %s", cbpf_utf8(self->name), name,
-                       fd ? "a function of the target program (in its BTF)"
-                          : "in the running kernel's BTF (no such kernel function or type, or it cannot be traced)");
+        cbpf_program_error(self, ENOENT, "attach_target: '%s' is not %s", name,
+                           fd ? "a function of the target program (in its BTF)"
+                               : "in the running kernel's BTF (no such kernel function or type, or it cannot be traced)");
         return -1;
     }
     if (err != 0) {
-        cbpf_set_error(st, err, "setting attach_target of program '%s' to '%s'", cbpf_utf8(self->name), name);
+        cbpf_program_error(self, err, "setting attach_target to '%s'", name);
         return -1;
     }
     Py_XSETREF(self->attach_target, Py_NewRef(value));
@@ -1459,8 +1449,7 @@ static int Program_set_flags(ProgramObject *self, PyObject *value, void *Py_UNUS
     }
     int err = bpf_program__set_flags(self->prog, v);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting flags of program '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting flags");
         return -1;
     }
     return 0;
@@ -1480,7 +1469,6 @@ static PyObject *Program_get_log_level(ProgramObject *self, void *Py_UNUSED(clos
 static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     uint32_t level;
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (u32_setting(self, value, "log_level", &level) < 0) {
         return -1;
     }
@@ -1500,7 +1488,7 @@ static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_
         if (buf != self->log_buf) {
             PyMem_RawFree(buf);
         }
-        cbpf_set_error(st, err, "setting log_level of program '%s'", cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting log_level");
         return -1;
     }
     if (buf != self->log_buf) {
@@ -1574,7 +1562,6 @@ static bool test_runs(uint32_t type)
 static PyObject *Program_test_run(ProgramObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"data", "ctx", "repeat", "data_size_out", "flags", "cpu", NULL};
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer data = {0}, ctx = {0};
     PyObject *ctx_obj = Py_None, *size_obj = Py_None, *cpu_obj = Py_None, *result = NULL;
     unsigned int repeat = 1, flags = 0;
@@ -1665,9 +1652,8 @@ static PyObject *Program_test_run(ProgramObject *self, PyObject *args, PyObject 
                          type_name(self->type));
         }
         else {
-            cbpf_set_error(st, err, "test_run of program '%s' (%s, %zd bytes of data, %zd of ctx)",
-                           cbpf_utf8(self->name),
-                           type_name(self->type), data.len, ctx.len);
+            cbpf_program_error(self, err, "test_run (%s, %zd bytes of data, %zd of ctx)", type_name(self->type),
+                               data.len, ctx.len);
         }
         goto done;
     }

@@ -36,8 +36,10 @@ def test_bad_arguments():
         cbpf.Object(42)
     with pytest.raises(TypeError, match="name must be a str"):
         cbpf.Object(b"x", name=3)
-    with pytest.raises(TypeError, match="exactly 2 arguments"):
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'key'"):
         cbpf.fetch("x")
+    with pytest.raises(TypeError, match="fetch.. takes a Map or a map name, not int"):
+        cbpf.fetch(3, 1)
     with pytest.raises(IsADirectoryError):
         cbpf.Object("/")
 
