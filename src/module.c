@@ -196,7 +196,8 @@ static PyMethodDef module_methods[] = {
      "ELF with a .BTF section) as C declarations: the text of a vmlinux.h, as bytes."},
     {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
      "fetch(map, key, /)\n--\n\nThe value of key in map (a Map) as an int, or None when the key is absent. Keys "
-     "are ints (packed to the map's key size) or buffers of exactly key_size bytes; values must be 1, 2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."},
+     "are ints (packed to the map's key size) or buffers of exactly key_size bytes; values must be 1, 2, 4 or 8 "
+     "bytes (per-CPU maps give the sum over CPUs)."},
     {"libbpf_version", module_libbpf_version, METH_NOARGS,
      "libbpf_version()\n--\n\nThe version of the libbpf linked into cbpf."},
     {"num_possible_cpus", module_num_possible_cpus, METH_NOARGS,

@@ -440,7 +440,7 @@ static void last_line(const char *log, char *out, size_t size)
 
 /* An ELF of the other byte order (-target bpfeb here): libbpf opens it, reads its globals byte-swapped and fails
  * at load with "Endian mismatch"; the legacy loader cannot read it. Refused up front, whichever format. */
-static int check_byte_order(cbpf_state *st, const char *cname, const unsigned char *elf, size_t size)
+static int check_byte_order(ObjectObject *self, const char *cname, const unsigned char *elf, size_t size)
 {
     static const unsigned char magic[4] = {0x7f, 'E', 'L', 'F'};
     if (size < 6 || memcmp(elf, magic, 4) != 0) {
@@ -453,9 +453,9 @@ static int check_byte_order(cbpf_state *st, const char *cname, const unsigned ch
 #endif
     if (elf[5] != native) {
         const char *order = elf[5] == 1 ? "little-endian" : elf[5] == 2 ? "big-endian" : "of no known byte order";
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
-                       "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
-                       native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
+        cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
+                          "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
+                          native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
         return -1;
     }
     return 0;
@@ -492,7 +492,7 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
     rc = cbpf_legacy_parse(data, size, &spec, err, sizeof(err));
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
+        cbpf_object_error(self, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
         return -1;
     }
     self->is_legacy = true;
@@ -589,10 +589,10 @@ static int check_code_used(cbpf_state *st, ObjectObject *self, const char *cname
                                                    secs, n, unused, sizeof(unused));
     PyMem_Free(secs);
     if (nunused) {
-        cbpf_set_error(st, EINVAL,
-                       "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
-                       "symbol: compiled by an old LLVM?)",
-                       cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
+        cbpf_object_error(self, EINVAL,
+                          "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
+                          "symbol: compiled by an old LLVM?)",
+                          cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
         return -1;
     }
     return 0;
@@ -676,7 +676,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cname == NULL) {
         goto error;
     }
-    if (check_byte_order(st, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
+    if (check_byte_order(self, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
                          (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
         goto error;
     }
@@ -700,7 +700,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cbpf_elf_precheck(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad, sizeof(bad)) < 0 ||
         cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
                                  sizeof(bad)) < 0) {
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
+        cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
         goto error;
     }
     if ((pin_root != Py_None && !PyUnicode_FSConverter(pin_root, &pin_root_b)) ||
@@ -728,11 +728,11 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         last_line(log, reason, sizeof(reason));
         cbpf_strerror(err, code, sizeof(code));
         if (err == ENOMEM) {
-            cbpf_set_error(st, err, "opening BPF object '%s'", cname);
+            cbpf_object_error(self, err, "opening BPF object '%s'", cname);
         }
         else {
-            cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)", cname,
-                           reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
+            cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)",
+                              cname, reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
         }
         free(log);
         goto error;

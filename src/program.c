@@ -1397,7 +1397,8 @@ static int Program_set_attach_target(ProgramObject *self, PyObject *value, void 
     if (err == -ESRCH || err == -ENOENT) {
         cbpf_program_error(self, ENOENT, "attach_target: '%s' is not %s", name,
                            fd ? "a function of the target program (in its BTF)"
-                               : "in the running kernel's BTF (no such kernel function or type, or it cannot be traced)");
+                              : "in the running kernel's BTF (no such kernel function or type, or it cannot be "
+                                "traced)");
         return -1;
     }
     if (err != 0) {

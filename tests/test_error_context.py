@@ -56,8 +56,8 @@ def test_a_failing_attach_names_its_program_and_object(bpf_objects):
             obj.programs["tp_getpid"].attach_tracepoint("syscalls", "sys_enter_cbpf_no_such_call")
     e = info.value
     assert str(e) == ("[Errno 2] program 'tp_getpid' of object 'tracing': cannot attach to tracepoint "
-                      "syscalls/sys_enter_cbpf_no_such_call: no such tracepoint (see /sys/kernel/tracing/events): No such file "
-                      "or directory")
+                      "syscalls/sys_enter_cbpf_no_such_call: no such tracepoint (see /sys/kernel/tracing/events): "
+                      "No such file or directory")
     assert (e.errno, e.object, e.program, e.map) == (errno.ENOENT, "tracing", "tp_getpid", None)
 
 
@@ -84,3 +84,4 @@ def test_libbpf_is_named_once_in_an_open_error():
         cbpf.Object(b"\x7fELF\x02\x01\x01garbage", name=name)
     assert str(info.value) == (f"[Errno 22] opening BPF object '{name}': not a valid BPF ELF object (libbpf: elf: "
                                f"'{name}' is not a proper ELF object: BPF object format invalid): Invalid argument")
+    assert (info.value.object, info.value.program, info.value.map) == (name, None, None)
