@@ -11,10 +11,9 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any, Union
 
-from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, libbpf_version
-from cbpf._cbpf import fetch as _fetch
+from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
 from cbpf._cbpf import num_possible_cpus
-from cbpf._boot import Registry as _Registry
+from cbpf._boot import registry as _registry
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct, Type
 from cbpf._symbols import ksym, usym
@@ -61,8 +60,6 @@ __version__ = "0.1.0"
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
-_registry = _Registry()
-
 
 def boot(source: Source, *, name: str | None = None) -> Object:
     """Loads every map and program of a BPF ELF object and attaches every program by its section name.
@@ -76,15 +73,6 @@ def boot(source: Source, *, name: str | None = None) -> Object:
     obj = Object(source, name=name)
     _registry.add(obj)
     return obj
-
-
-def fetch(target: Map | str, key: Any, /) -> int | None:
-    """The value of key in target (a Map, or the name of a map of a booted object) as an int, or None when the key
-    is absent. Keys are ints (packed to the map's key size) or buffers of exactly key_size bytes; values must be 1,
-    2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."""
-    if isinstance(target, str):  # the name's decisions (unknown, ambiguous) are the registry's; the read is C's
-        target = _registry.find(target)
-    return _fetch(target, key)
 
 
 def booted() -> tuple[Object, ...]:

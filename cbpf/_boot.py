@@ -1,4 +1,4 @@
-"""boot()'s registry: the objects it loaded and their maps by name, which fetch(name, key) reads."""
+"""boot()'s registry: the objects it loaded and their maps by name. fetch(name, key), in C, asks find() for the map."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ class Registry:
         while self.objects:
             self.objects.pop().close()
         self._by_name.clear()
+
+
+registry = Registry()
+
+
+def find(name: str) -> Map:
+    """The booted map called name (what cbpf.fetch(name, key) reads): KeyError when there is none, or several."""
+    return registry.find(name)

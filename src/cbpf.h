@@ -59,6 +59,7 @@ typedef struct {
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
     PyObject *logger;        /* logging.getLogger("cbpf.libbpf"), imported on first use */
     PyObject *find_binary;   /* cbpf._binaries.find: a uprobe's binary by name, imported on first use */
+    PyObject *find_map;      /* cbpf._boot.find: a booted map by name, imported on first use */
     PyObject *str_log;       /* interned "log" */
     PyObject *str_object;    /* interned "object", "program", "map": the error context's attributes */
     PyObject *str_program;

@@ -75,7 +75,22 @@ const char *cbpf_c_string(PyObject *s, const char *what)
     return p;
 }
 
-/* fetch(map, key): the module-level read of one int value. cbpf.fetch resolves a booted map's name first. */
+/* A booted map by name: the registry is the Python layer's (cbpf/_boot.py, which raises the KeyError of a name no
+ * booted object has, or several have); C asks it, as it asks cbpf._binaries for a path. A new reference. */
+static PyObject *booted_map(cbpf_state *st, PyObject *name)
+{
+    if (st->find_map == NULL) {
+        PyObject *module = PyImport_ImportModule("cbpf._boot");
+        st->find_map = module ? PyObject_GetAttrString(module, "find") : NULL;
+        Py_XDECREF(module);
+        if (st->find_map == NULL) {
+            return NULL;
+        }
+    }
+    return PyObject_CallOneArg(st->find_map, name);
+}
+
+/* fetch(map, key): map is a Map or the name of a map of a booted object. */
 static PyObject *module_fetch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     cbpf_state *st = cbpf_get_state(module);
@@ -83,11 +98,21 @@ static PyObject *module_fetch(PyObject *module, PyObject *const *args, Py_ssize_
         return PyErr_Format(PyExc_TypeError, "fetch() takes exactly 2 arguments (%zd given)", nargs);
     }
     PyObject *target = args[0];
-    if (!PyObject_TypeCheck(target, st->Map_type)) {
+    if (PyObject_TypeCheck(target, st->Map_type)) {
+        return cbpf_map_fetch(st, (MapObject *)target, args[1]);
+    }
+    if (!PyUnicode_Check(target)) {
         return PyErr_Format(PyExc_TypeError, "fetch() takes a Map or a map name, not %.100s",
                             Py_TYPE(target)->tp_name);
     }
-    return cbpf_map_fetch(st, (MapObject *)target, args[1]);
+    PyObject *found = booted_map(st, target);
+    if (found == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_TypeCheck(found, st->Map_type) ? cbpf_map_fetch(st, (MapObject *)found, args[1])
+                                                              : PyErr_Format(PyExc_TypeError, "not a Map: %R", found);
+    Py_DECREF(found);
+    return value;
 }
 
 static PyObject *module_libbpf_version(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -195,9 +220,9 @@ static PyMethodDef module_methods[] = {
      "_btf_c_header(path, /)\n--\n\nEvery type of the BTF in path (raw BTF such as /sys/kernel/btf/vmlinux, or an "
      "ELF with a .BTF section) as C declarations: the text of a vmlinux.h, as bytes."},
     {"fetch", (PyCFunction)(void (*)(void))module_fetch, METH_FASTCALL,
-     "fetch(map, key, /)\n--\n\nThe value of key in map (a Map) as an int, or None when the key is absent. Keys "
-     "are ints (packed to the map's key size) or buffers of exactly key_size bytes; values must be 1, 2, 4 or 8 "
-     "bytes (per-CPU maps give the sum over CPUs)."},
+     "fetch(map, key, /)\n--\n\nThe value of key in map (a Map, or the name of a map of a booted object) as an "
+     "int, or None when the key is absent. Keys are ints (packed to the map's key size) or buffers of exactly "
+     "key_size bytes; values must be 1, 2, 4 or 8 bytes (per-CPU maps give the sum over CPUs)."},
     {"libbpf_version", module_libbpf_version, METH_NOARGS,
      "libbpf_version()\n--\n\nThe version of the libbpf linked into cbpf."},
     {"num_possible_cpus", module_num_possible_cpus, METH_NOARGS,
@@ -296,6 +321,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->LoadError);
     Py_VISIT(st->logger);
     Py_VISIT(st->find_binary);
+    Py_VISIT(st->find_map);
     return 0;
 }
 
@@ -314,6 +340,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->LoadError);
     Py_CLEAR(st->logger);
     Py_CLEAR(st->find_binary);
+    Py_CLEAR(st->find_map);
     Py_CLEAR(st->str_log);
     Py_CLEAR(st->str_object);
     Py_CLEAR(st->str_program);
