@@ -27,7 +27,9 @@ BPF_F_LOCK: int
 
 class LoadError(OSError):
     log: str
+    object: Optional[str]
     program: Optional[str]
+    map: Optional[str]
 
 @disjoint_base
 class Map:
