@@ -45,7 +45,8 @@ def _fits(path: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _loader_cache() -> tuple[tuple[str, str], ...]:
-    """(file name, path) of every library the dynamic loader's cache lists, as `ldconfig -p` prints them."""
+    """(file name, path) of every library the dynamic loader's cache lists, as `ldconfig -p` prints them: read once
+    per process (a library installed later is found through LD_LIBRARY_PATH or by its path)."""
     ldconfig = shutil.which("ldconfig") or shutil.which("ldconfig", path="/sbin:/usr/sbin")
     if ldconfig is None:
         return ()
