@@ -54,12 +54,13 @@ struct cbpf_backend_ops {
     bool takes_open_options;
 
     /* ---- the object ---- */
-    /* Opens the image (kept alive by the caller until load): 0 with *out set, or -1 with an exception set. */
-    int (*open)(cbpf_state *st, const void *elf, size_t size, const cbpf_open_args *args, void **out);
+    /* Opens the image (kept alive by the caller until load) for obj (its errors name it): 0 with *out set, or -1
+     * with an exception set. */
+    int (*open)(ObjectObject *obj, const void *elf, size_t size, const cbpf_open_args *args, void **out);
     /* Creates the maps and loads the programs (the kernel's work without the GIL): 0, or -1 with cbpf.LoadError or
      * an OSError set, after which the state is only fit to be closed. name and path_note ("" or " (from PATH)")
      * name the object in messages. */
-    int (*load)(cbpf_state *st, void *b, const char *name, const char *path_note);
+    int (*load)(ObjectObject *obj, void *b, const char *name, const char *path_note);
     /* Frees everything: maps, programs, the fds reuse() gave it (the Links are object.c's, released first). Runs
      * without the GIL. NULL is accepted. */
     void (*close)(void *b);

@@ -52,7 +52,7 @@ static void legacy_close(void *b)
     PyMem_RawFree(b);
 }
 
-static int legacy_open(cbpf_state *st, const void *elf, size_t size, const cbpf_open_args *args, void **out)
+static int legacy_open(ObjectObject *obj, const void *elf, size_t size, const cbpf_open_args *args, void **out)
 {
     char err[512] = "";
     struct cbpf_legacy_spec *spec = NULL;
@@ -61,7 +61,7 @@ static int legacy_open(cbpf_state *st, const void *elf, size_t size, const cbpf_
     rc = cbpf_legacy_parse(elf, size, &spec, err, sizeof(err));
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s", args->name, err);
+        cbpf_object_error(obj, rc, "opening BPF object '%s' (legacy format): %s", args->name, err);
         return -1;
     }
     legacy_backend *b = PyMem_RawCalloc(1, sizeof(*b));
@@ -111,7 +111,7 @@ static uint32_t spec_prog_type(const struct cbpf_legacy_spec *spec, const char *
     return 0;
 }
 
-static int legacy_load(cbpf_state *st, void *b, const char *name, const char *path_note)
+static int legacy_load(ObjectObject *o, void *b, const char *name, const char *path_note)
 {
     char err[512] = "", *log = NULL;
     struct cbpf_legacy_obj *obj = NULL;
@@ -134,11 +134,11 @@ static int legacy_load(cbpf_state *st, void *b, const char *name, const char *pa
             if (marked != NULL) {
                 snprintf(marked, len, "-- BEGIN PROG LOAD LOG --\n%s-- END PROG LOAD LOG --", log);
             }
-            cbpf_set_program_load_error(st, rc, what, program, spec_prog_type(spec, program), marked ? marked : log);
+            cbpf_set_program_load_error(o, rc, what, program, spec_prog_type(spec, program), marked ? marked : log);
             free(marked);
         }
         else {
-            cbpf_set_error(st, rc, "%s", what);
+            cbpf_object_error(o, rc, "%s", what);
         }
         free(log);
         return -1;

@@ -40,10 +40,7 @@ static void last_line(const char *log, char *out, size_t size)
     while (start > log && start[-1] != '\n') {
         start--;
     }
-    /* libbpf starts its messages with "libbpf: ": the caller's text already says where it comes from */
-    if ((size_t)(end - start) > 8 && strncmp(start, "libbpf: ", 8) == 0) {
-        start += 8;
-    }
+    start = cbpf_libbpf_text(start); /* the caller's text says "libbpf: " once */
     if (end > start) {
         snprintf(out, size, "%.*s", (int)(end - start), start);
     }
@@ -51,7 +48,7 @@ static void last_line(const char *log, char *out, size_t size)
 
 /* An object whose code libbpf finds no program in (old LLVM's NOTYPE function symbols...) must not "load" with 0
  * programs: the sections it could not use are named. */
-static int check_code_used(cbpf_state *st, libbpf_backend *b, const void *elf, size_t size, const char *cname)
+static int check_code_used(ObjectObject *obj, libbpf_backend *b, const void *elf, size_t size, const char *cname)
 {
     const char **secs = PyMem_Calloc(b->nprogs ? b->nprogs : 1, sizeof(*secs));
     if (secs == NULL) {
@@ -65,10 +62,10 @@ static int check_code_used(cbpf_state *st, libbpf_backend *b, const void *elf, s
     size_t nunused = cbpf_elf_unused_code_sections(elf, size, secs, b->nprogs, unused, sizeof(unused));
     PyMem_Free(secs);
     if (nunused) {
-        cbpf_set_error(st, EINVAL,
-                       "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
-                       "symbol: compiled by an old LLVM?)",
-                       cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
+        cbpf_object_error(obj, EINVAL,
+                          "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
+                          "symbol: compiled by an old LLVM?)",
+                          cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
         return -1;
     }
     return 0;
@@ -113,13 +110,14 @@ static void libbpf_close(void *b)
     PyMem_RawFree(b);
 }
 
-static int libbpf_open(cbpf_state *st, const void *elf, size_t size, const cbpf_open_args *args, void **out)
+static int libbpf_open(ObjectObject *obj, const void *elf, size_t size, const cbpf_open_args *args, void **out)
 {
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(obj));
     const char *cname = args->name;
     char bad[200];
     if (cbpf_elf_precheck(elf, size, bad, sizeof(bad)) < 0 || cbpf_elf_check_functions(elf, size, bad,
                                                                                         sizeof(bad)) < 0) {
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
+        cbpf_object_error(obj, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
         return -1;
     }
     libbpf_backend *b = PyMem_RawCalloc(1, sizeof(*b));
@@ -141,11 +139,11 @@ static int libbpf_open(cbpf_state *st, const void *elf, size_t size, const cbpf_
         last_line(log, reason, sizeof(reason));
         cbpf_strerror(err, code, sizeof(code));
         if (err == ENOMEM) {
-            cbpf_set_error(st, err, "opening BPF object '%s'", cname);
+            cbpf_object_error(obj, err, "opening BPF object '%s'", cname);
         }
         else {
-            cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)", cname,
-                           reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
+            cbpf_object_error(obj, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)",
+                              cname, reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
         }
         free(log);
         PyMem_RawFree(b);
@@ -153,7 +151,7 @@ static int libbpf_open(cbpf_state *st, const void *elf, size_t size, const cbpf_
     }
     free(log);
     cbpf_elf_license(elf, size, b->license, sizeof(b->license));
-    if (index_object(b) < 0 || check_code_used(st, b, elf, size, cname) < 0) {
+    if (index_object(b) < 0 || check_code_used(obj, b, elf, size, cname) < 0) {
         libbpf_close(b);
         return -1;
     }
@@ -172,11 +170,13 @@ static bool refused_program(const char *log, char *out, size_t size)
         if (m == NULL) {
             continue;
         }
+        /* "prog 'NAME" on the marker's own line: a walk past its start would take other messages (and their
+         * "libbpf: " prefixes) into the name */
         const char *start = m;
-        while (start > log && strncmp(start - 1, "prog '", 6) != 0) {
+        while (start > log && start[-1] != '\n' && strncmp(start - 1, "prog '", 6) != 0) {
             start--;
         }
-        if (start > log) {
+        if (start > log && start[-1] != '\n') {
             start += 5;
             snprintf(out, size, "%.*s", (int)(m - start), start);
             return true;
@@ -185,8 +185,9 @@ static bool refused_program(const char *log, char *out, size_t size)
     return false;
 }
 
-static int libbpf_load(cbpf_state *st, void *b, const char *name, const char *path_note)
+static int libbpf_load(ObjectObject *obj, void *b, const char *name, const char *path_note)
 {
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(obj));
     int err;
     cbpf_log_begin();
     Py_BEGIN_ALLOW_THREADS
@@ -198,10 +199,11 @@ static int libbpf_load(cbpf_state *st, void *b, const char *name, const char *pa
         snprintf(what, sizeof(what), "loading BPF object '%s'%s", name, path_note);
         if (refused_program(log, program, sizeof(program))) {
             struct bpf_program *p = bpf_object__find_program_by_name(B->obj, program);
-            cbpf_set_program_load_error(st, err, what, program, p != NULL ? (uint32_t)bpf_program__type(p) : 0, log);
+            cbpf_set_program_load_error(obj, err, what, program, p != NULL ? (uint32_t)bpf_program__type(p) : 0,
+                                        log);
         }
         else {
-            cbpf_set_load_error(st, err, what, log);
+            cbpf_set_load_error(obj, err, what, log);
         }
         free(log);
         return -1; /* libbpf unloads what it loaded when load fails */

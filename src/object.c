@@ -20,12 +20,11 @@ static PyObject *read_file(PyObject *path)
     fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) < 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        cbpf_set_file_error(NULL, errno, path);
         goto done;
     }
     if (S_ISDIR(sb.st_mode)) {
-        errno = EISDIR;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        cbpf_set_file_error(NULL, EISDIR, path);
         goto done;
     }
     if (!S_ISREG(sb.st_mode)) {
@@ -47,7 +46,7 @@ static PyObject *read_file(PyObject *path)
             if (n == 0) {
                 errno = EIO; /* the file shrank under us */
             }
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+            cbpf_set_file_error(NULL, errno, path);
             Py_CLEAR(data);
             goto done;
         }
@@ -192,7 +191,7 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
     /* busy until the maps know their fds: logging libbpf's messages and making the maps' regions run Python code,
      * which may switch threads while the backend's state is loaded but the maps still look unloaded */
     self->busy = true;
-    int rc = self->ops->load(st, self->backend, cbpf_utf8(self->name), path_note(self));
+    int rc = self->ops->load(self, self->backend, cbpf_utf8(self->name), path_note(self));
     if (rc < 0) {
         self->busy = false;
         close_object(self); /* the backend unloaded what it loaded: the object can only be closed now */
@@ -266,7 +265,7 @@ error:
 
 /* An ELF of the other byte order (-target bpfeb here): libbpf opens it, reads its globals byte-swapped and fails
  * at load with "Endian mismatch"; the legacy loader cannot read it. Refused up front, whichever format. */
-static int check_byte_order(cbpf_state *st, const char *cname, const unsigned char *elf, size_t size)
+static int check_byte_order(ObjectObject *self, const char *cname, const unsigned char *elf, size_t size)
 {
     static const unsigned char magic[4] = {0x7f, 'E', 'L', 'F'};
     if (size < 6 || memcmp(elf, magic, 4) != 0) {
@@ -279,9 +278,9 @@ static int check_byte_order(cbpf_state *st, const char *cname, const unsigned ch
 #endif
     if (elf[5] != native) {
         const char *order = elf[5] == 1 ? "little-endian" : elf[5] == 2 ? "big-endian" : "of no known byte order";
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
-                       "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
-                       native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
+        cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
+                          "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
+                          native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
         return -1;
     }
     return 0;
@@ -428,7 +427,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cname == NULL) {
         goto error;
     }
-    if (check_byte_order(st, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
+    if (check_byte_order(self, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
                          (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
         goto error;
     }
@@ -453,14 +452,14 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         goto error;
     }
     if (btf_path_b != NULL && access(PyBytes_AS_STRING(btf_path_b), R_OK) != 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, btf_path);
+        cbpf_set_file_error(st, errno, btf_path);
         goto error;
     }
     cbpf_open_args open_args = {.name = cname,
                                 .pin_root = pin_root_b ? PyBytes_AS_STRING(pin_root_b) : NULL,
                                 .btf_path = btf_path_b ? PyBytes_AS_STRING(btf_path_b) : NULL,
                                 .kconfig = kconfig_s ? PyUnicode_AsUTF8(kconfig_s) : NULL};
-    if ((kconfig_s != NULL && open_args.kconfig == NULL) || ops->open(st, elf, size, &open_args, &self->backend) < 0) {
+    if ((kconfig_s != NULL && open_args.kconfig == NULL) || ops->open(self, elf, size, &open_args, &self->backend) < 0) {
         goto error;
     }
     self->ops = ops;
