@@ -342,6 +342,20 @@ PyObject *cbpf_map_get(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 PyObject *cbpf_map_get_key_type(MapObject *self, void *closure);
 PyObject *cbpf_map_get_value_type(MapObject *self, void *closure);
 
+/* map.c: the buffers of one single-key call ({0} to start, then cbpf_map_io_release on every path). begin resolves
+ * the map's types, then encodes `key` (unless NULL) into io->key and `value` (unless NULL: the value to write; maps of
+ * fds also take an object with an fd) into io->value, each an int, a buffer of exactly the size or a typed value,
+ * and with `read` makes io->out room for the value a lookup reads (every possible CPU's). -1 with an exception. */
+typedef struct {
+    cbpf_keybuf kb, vb;
+    const void *key;
+    const void *value;
+    unsigned char *out;
+    uint64_t out_inline[8];
+} cbpf_map_io;
+int cbpf_map_io_begin(MapObject *self, PyObject *key, PyObject *value, bool read, cbpf_map_io *io);
+void cbpf_map_io_release(cbpf_map_io *io);
+
 /* Event streams (stream.c, ringbuf.c, perfbuf.c) -------------------------------------------------------------- */
 
 /* Where consumed events go: one call per event, one object back, appended to a batch, or only counted (the

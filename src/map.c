@@ -432,6 +432,39 @@ static int value_bytes(MapObject *self, PyObject *value, uint64_t *scratch, Py_b
     return to_bytes(value, self->value_size, "value", self->name, scratch, view, out);
 }
 
+int cbpf_map_io_begin(MapObject *self, PyObject *key, PyObject *value, bool read, cbpf_map_io *io)
+{
+    if (cbpf_map_types(self) < 0) {
+        return -1;
+    }
+    if (key != NULL && cbpf_map_encode_key(self, key, &io->kb, &io->key) < 0) {
+        return -1;
+    }
+    if (value != NULL && (holds_fds(self->type) ? value_bytes(self, value, io->vb.inline_, &io->vb.view, &io->value)
+                                                : cbpf_map_encode_value(self, value, &io->vb, &io->value)) < 0) {
+        return -1;
+    }
+    if (read) {
+        size_t full = cbpf_map_full_value_size(self);
+        io->out = full <= sizeof(io->out_inline) ? (unsigned char *)io->out_inline : PyMem_Malloc(full);
+        if (io->out == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void cbpf_map_io_release(cbpf_map_io *io)
+{
+    cbpf_keybuf_release(&io->kb);
+    cbpf_keybuf_release(&io->vb);
+    if (io->out != (unsigned char *)io->out_inline) {
+        PyMem_Free(io->out);
+    }
+    io->out = NULL;
+}
+
 /* Parses "positional arguments, then optional flags (by position or keyword)" for update-like calls. */
 static int parse_flags(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t npos,
                        const char *usage, unsigned long long *flags)
@@ -592,25 +625,18 @@ static PyObject *value_to_python(MapObject *self, const unsigned char *value)
 static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    cbpf_keybuf kb = {0};
-    const void *k = NULL;
-    unsigned char *value = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
     unsigned long long flags;
 
     if (parse_flags(args, nargs, kwnames, 1, "lookup() takes a key and optional flags (BPF_F_LOCK)", &flags) < 0 ||
-        cbpf_map_check_keyed(self, "lookup") < 0 || cbpf_map_types(self) < 0) {
+        cbpf_map_check_keyed(self, "lookup") < 0) {
         return NULL;
     }
-    PyObject *key = args[0];
-    value = PyMem_Malloc(cbpf_map_full_value_size(self) ? cbpf_map_full_value_size(self) : 1);
-    if (value == NULL) {
-        return PyErr_NoMemory();
-    }
-    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, args[0], NULL, true, &io) < 0) {
         goto done;
     }
-    if (bpf_map_lookup_elem_flags(self->fd, k, value, flags) != 0) {
+    if (bpf_map_lookup_elem_flags(self->fd, io.key, io.out, flags) != 0) {
         int err = errno;
         if (err == ENOENT) {
             result = Py_NewRef(Py_None);
@@ -620,64 +646,49 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
         }
         goto done;
     }
-    result = value_to_python(self, value);
+    result = value_to_python(self, io.out);
 done:
-    cbpf_keybuf_release(&kb);
-    PyMem_Free(value);
+    cbpf_map_io_release(&io);
     return result;
 }
 
 static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    cbpf_keybuf kb = {0}, vb = {0};
-    const void *k = NULL, *v = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
     unsigned long long flags;
 
-    if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
+    if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0 ||
+        cbpf_map_check_keyed(self, "update") < 0) {
         return NULL;
     }
-    if (cbpf_map_check_keyed(self, "update") < 0 || cbpf_map_types(self) < 0) {
-        return NULL;
-    }
-    if (cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, args[0], args[1], false, &io) < 0) {
         goto done;
     }
-    if (holds_fds(self->type)) {
-        if (value_bytes(self, args[1], vb.inline_, &vb.view, &v) < 0) {
-            goto done;
-        }
-    }
-    else if (cbpf_map_encode_value(self, args[1], &vb, &v) < 0) {
-        goto done;
-    }
-    if (bpf_map_update_elem(self->fd, k, v, flags) != 0) {
+    if (bpf_map_update_elem(self->fd, io.key, io.value, flags) != 0) {
         cbpf_set_error(st, errno, "update of map '%s'", cbpf_utf8(self->name));
         goto done;
     }
     result = Py_NewRef(Py_None);
 done:
-    cbpf_keybuf_release(&kb);
-    cbpf_keybuf_release(&vb);
+    cbpf_map_io_release(&io);
     return result;
 }
 
 static PyObject *Map_delete(MapObject *self, PyObject *key)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    cbpf_keybuf kb = {0};
-    const void *k = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
 
-    if (cbpf_map_check_keyed(self, "delete") < 0 || cbpf_map_types(self) < 0) {
+    if (cbpf_map_check_keyed(self, "delete") < 0) {
         return NULL;
     }
-    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
-        cbpf_keybuf_release(&kb);
-        return NULL;
+    if (cbpf_map_io_begin(self, key, NULL, false, &io) < 0) {
+        goto done;
     }
-    if (bpf_map_delete_elem(self->fd, k) == 0) {
+    if (bpf_map_delete_elem(self->fd, io.key) == 0) {
         result = Py_NewRef(Py_True);
     }
     else if (errno == ENOENT) {
@@ -686,7 +697,8 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     else {
         cbpf_set_error(st, errno, "delete from map '%s'", cbpf_utf8(self->name));
     }
-    cbpf_keybuf_release(&kb);
+done:
+    cbpf_map_io_release(&io);
     return result;
 }
 
@@ -832,9 +844,8 @@ done:
 static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    cbpf_keybuf kb = {0};
+    cbpf_map_io io = {0};
     Py_buffer out = {0};
-    const void *k = NULL;
     PyObject *result = NULL;
     if (nargs != 2) {
         return PyErr_Format(PyExc_TypeError, "lookup_into() takes a key and a writable buffer");
@@ -850,10 +861,10 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
                      cbpf_map_full_value_size(self), out.len);
         goto done;
     }
-    if (cbpf_map_types(self) < 0 || cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, args[0], NULL, false, &io) < 0) {
         goto done;
     }
-    if (bpf_map_lookup_elem(self->fd, k, out.buf) == 0) {
+    if (bpf_map_lookup_elem(self->fd, io.key, out.buf) == 0) {
         result = Py_NewRef(Py_True);
     }
     else if (errno == ENOENT) {
@@ -863,7 +874,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
         cbpf_set_error(st, errno, "lookup in map '%s'", cbpf_utf8(self->name));
     }
 done:
-    cbpf_keybuf_release(&kb);
+    cbpf_map_io_release(&io);
     PyBuffer_Release(&out);
     return result;
 }
@@ -895,28 +906,29 @@ static int check_keyless(MapObject *self, const char *op, bool bloom_too)
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0 || cbpf_map_types(self) < 0) {
+    cbpf_map_io io = {0};
+    PyObject *result = NULL;
+    if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0) {
         return NULL;
     }
-    PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
-    if (value == NULL) {
-        return NULL;
+    if (cbpf_map_io_begin(self, NULL, NULL, true, &io) < 0) {
+        goto done;
     }
-    int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, PyBytes_AS_STRING(value))
-                    : bpf_map_lookup_elem(self->fd, NULL, PyBytes_AS_STRING(value));
+    int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, io.out)
+                    : bpf_map_lookup_elem(self->fd, NULL, io.out);
     if (rc == 0) {
-        if (self->value_codec == NULL) {
-            return value;
-        }
-        PyObject *typed = cbpf_decoder_decode(self->value_codec, PyBytes_AS_STRING(value), self->value_size);
-        Py_DECREF(value);
-        return typed;
+        result = self->value_codec ? cbpf_decoder_decode(self->value_codec, io.out, self->value_size)
+                                   : PyBytes_FromStringAndSize((const char *)io.out, self->value_size);
     }
-    Py_DECREF(value);
-    if (errno == ENOENT) {
-        Py_RETURN_NONE;
+    else if (errno == ENOENT) {
+        result = Py_NewRef(Py_None);
     }
-    return cbpf_set_error(st, errno, "%s of map '%s'", remove ? "pop" : "peek", cbpf_utf8(self->name));
+    else {
+        cbpf_set_error(st, errno, "%s of map '%s'", remove ? "pop" : "peek", cbpf_utf8(self->name));
+    }
+done:
+    cbpf_map_io_release(&io);
+    return result;
 }
 
 static PyObject *Map_pop(MapObject *self, PyObject *Py_UNUSED(ignored))
@@ -933,20 +945,19 @@ static PyObject *Map_peek(MapObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
-    cbpf_keybuf vb = {0};
-    const void *v = NULL;
+    cbpf_map_io io = {0};
     unsigned long long flags;
-    if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
+    if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0 ||
+        check_keyless(self, "push()", true) < 0) {
         return NULL;
     }
-    if (check_keyless(self, "push()", true) < 0 || cbpf_map_types(self) < 0 ||
-        cbpf_map_encode_value(self, args[0], &vb, &v) < 0) {
-        cbpf_keybuf_release(&vb);
+    if (cbpf_map_io_begin(self, NULL, args[0], false, &io) < 0) {
+        cbpf_map_io_release(&io);
         return NULL;
     }
-    int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
+    int rc = bpf_map_update_elem(self->fd, NULL, io.value, flags);
     int err = errno;
-    cbpf_keybuf_release(&vb);
+    cbpf_map_io_release(&io);
     if (rc != 0 && err == E2BIG && self->type != BPF_MAP_TYPE_BLOOM_FILTER) {
         return cbpf_set_error(st, err, "push to map '%s': it is full (%u values; push(value, flags=BPF_EXIST) "
                               "drops the oldest to make room)", cbpf_utf8(self->name), self->max_entries);
@@ -983,15 +994,14 @@ static int Map_contains(MapObject *self, PyObject *key)
 {
     if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
         /* a bloom filter is asked about a value: "maybe there" or "surely not" */
-        cbpf_keybuf vb = {0};
-        const void *v = NULL;
-        if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, key, &vb, &v) < 0) {
-            cbpf_keybuf_release(&vb);
+        cbpf_map_io io = {0};
+        if (check_open(self) < 0 || cbpf_map_io_begin(self, NULL, key, false, &io) < 0) {
+            cbpf_map_io_release(&io);
             return -1;
         }
-        int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)v);
+        int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)io.value);
         int err = errno;
-        cbpf_keybuf_release(&vb);
+        cbpf_map_io_release(&io);
         if (rc == 0 || err == ENOENT) {
             return rc == 0;
         }

@@ -127,6 +127,58 @@ def test_wrong_sizes_and_types():
         Map()
 
 
+def test_single_key_calls_release_their_buffers_on_every_path():
+    """A bytearray cannot grow while a buffer of it is held: after each call, whether it succeeded, found nothing or
+    raised (before or after the system call), the key's and the value's buffers were released."""
+
+    def released(*arrays: bytearray) -> bool:
+        for a in arrays:
+            a.extend(b"x")  # BufferError if an export was left behind
+            del a[-1]
+        return True
+
+    key, value, short = bytearray(u32(1)), bytearray(u64(10)), bytearray(3)
+    with Map.create("hash", 4, 8, 1, name=f"rel{PID % 10000}") as m:
+        m.update(key, value)
+        assert released(key, value) and m.lookup(key) == u64(10) and released(key)
+        assert m[key] == u64(10) and m.get(key) == u64(10) and key in m and released(key)
+        out = bytearray(8)
+        assert m.lookup_into(key, out) is True and out == u64(10) and released(key)
+        with pytest.raises(ValueError, match="value of 8 bytes, got a buffer of 3 bytes"):
+            m.update(key, short)  # the key was taken before the value failed
+        assert released(key, short)
+        with pytest.raises(TypeError, match="not str"):
+            m.update(key, "x")
+        assert released(key)
+        with pytest.raises(OSError) as info:
+            m.update(bytearray(u32(2)), value)  # full: the kernel refuses after both were taken
+        assert info.value.errno == errno.E2BIG and released(value)
+        with pytest.raises(ValueError, match="output buffer of 8 bytes"):
+            m.lookup_into(key, short)
+        assert released(key, short)
+        assert m.delete(key) is True and m.delete(key) is False and released(key)
+        assert m.lookup(key) is None and m.get(key, 0) == 0 and key not in m and released(key)
+        with pytest.raises(KeyError):
+            m[key]
+        assert released(key)
+        with pytest.raises(ValueError, match="key of 4 bytes, got a buffer of 3 bytes"):
+            m.lookup(short)
+        assert released(short)
+    with Map.create("queue", 0, 8, 1) as q:
+        q.push(value)
+        assert released(value)
+        with pytest.raises(OSError) as info:
+            q.push(value)  # full
+        assert info.value.errno == errno.E2BIG and released(value)
+        assert q.peek() == u64(10) and q.pop() == u64(10) and q.pop() is None
+    with Map.create("bloom_filter", 0, 8, 16, map_extra=3) as b:
+        b.push(value)
+        assert value in b and released(value)
+        with pytest.raises(ValueError, match="value of 8 bytes, got a buffer of 3 bytes"):
+            short in b
+        assert released(short)
+
+
 def test_queue_and_stack_and_bloom_filter():
     with Map.create("queue", 0, 4, 8) as q:
         assert q.pop() is None and q.peek() is None
