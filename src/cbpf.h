@@ -54,6 +54,7 @@ typedef struct {
     PyTypeObject *RingBuffer_type;
     PyTypeObject *PerfBuffer_type;
     PyTypeObject *Decoder_type;
+    PyTypeObject *MapIter_type;
     PyTypeObject *Program_type;
     PyTypeObject *Link_type;
     PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
@@ -187,6 +188,7 @@ extern PyType_Spec cbpf_region_spec;
 extern PyType_Spec cbpf_ringbuf_spec;
 extern PyType_Spec cbpf_perfbuf_spec;
 extern PyType_Spec cbpf_decoder_spec;
+extern PyType_Spec cbpf_mapiter_spec;
 
 /* Memory the kernel filled through a bpf() command valgrind does not know (the batch commands of valgrind 3.19):
  * without this, memcheck takes it for uninitialised. A no-op unless built with CBPF_VALGRIND=1. */
@@ -310,7 +312,7 @@ static inline size_t cbpf_map_full_value_size(MapObject *self)
 PyObject *cbpf_map_dump_raw(MapObject *self, PyObject *ignored);
 PyObject *cbpf_map_dump_dict(MapObject *self, PyObject *ignored);
 PyObject *cbpf_map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
-PyObject *cbpf_map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *cbpf_map_iter_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
 Py_ssize_t cbpf_map_length(MapObject *self);
 
 /* program.c: before load */

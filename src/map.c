@@ -1862,8 +1862,9 @@ static PyMethodDef Map_methods[] = {
     {"reuse", (PyCFunction)Map_reuse, METH_O,
      "reuse($self, source, /)\n--\n\nBefore load: the object uses an existing map (a Map, a file descriptor or a "
      "path pinned in bpffs) instead of creating this one, so that objects share it."},
-    {"_read_decoded", FASTCALL(cbpf_map_read_decoded), METH_FASTCALL,
-     "_read_decoded($self, cursor, n, what, /)\n--\n\nOne chunk of keys, values or items, decoded."},
+    {"_iter_decoded", FASTCALL(cbpf_map_iter_decoded), METH_FASTCALL,
+     "_iter_decoded($self, what, n, /)\n--\n\nAn iterator over the keys (what 0), values (1) or items (2), "
+     "decoded, read n entries at a time."},
     {"get", FASTCALL(cbpf_map_get), METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nThe value at key, decoded by the map's types, or default."},
     {"_set_codecs", FASTCALL(cbpf_map_set_codecs), METH_FASTCALL,

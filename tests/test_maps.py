@@ -179,6 +179,36 @@ def test_single_key_calls_release_their_buffers_on_every_path():
         assert released(short)
 
 
+def test_iterators_read_lazily_and_fail_cleanly():
+    """keys(), values() and items() read a chunk at a time when iterated (not when called), keep the map alive, and
+    fail with a clear error when the map is closed between chunks or has no keys."""
+    n = 3 * cbpf._maps._CHUNK + 5  # four chunks
+    with Map.create("hash", 4, 8, n, name=f"it{PID % 10000}") as m:
+        m.update_batch(np.arange(n, dtype=np.uint32), np.arange(n, dtype=np.uint64) * 2)
+        items = m.items()
+        m[n - 1] = 7  # written after items() was called, before it is iterated: seen
+        got = dict(items)
+        assert len(got) == n and got[u32(n - 1)] == u64(7) and got[u32(5)] == u64(10)
+        assert sorted(int.from_bytes(k, sys.byteorder) for k in m.keys()) == list(range(n))
+        assert sum(int.from_bytes(v, sys.byteorder) for v in m.values()) == n * (n - 1) - 2 * (n - 1) + 7
+        it = m.values()
+        first = [next(it) for _ in range(10)]
+        assert len(first) == 10
+        m.close()
+        rest = 0
+        with pytest.raises(ValueError, match="closed"):
+            for _ in it:  # the rest of the first chunk, then the next read finds the map closed
+                rest += 1
+        assert rest == cbpf._maps._CHUNK - 10
+        assert list(it) == []  # and stays ended
+    with Map.create("queue", 0, 4, 4) as q:
+        keys = q.keys()  # no error yet: nothing read
+        with pytest.raises(TypeError, match="no keys"):
+            next(keys)
+    orphan = Map.create("array", 4, 4, 3).items()  # the iterator keeps its map alive
+    assert list(orphan) == [(u32(i), u32(0)) for i in range(3)]
+
+
 def test_queue_and_stack_and_bloom_filter():
     with Map.create("queue", 0, 4, 8) as q:
         assert q.pop() is None and q.peek() is None
