@@ -223,9 +223,10 @@ static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py
     return array(f, p, f->count);
 }
 
-/* untrack: leave the collector a record that can hold no cycle (see untrack_if_atomic). Nested records and arrays
- * always are; a top-level one only for map reads, which keep many (an event is mostly dropped at once, and
- * untracking it would cost the stream path). */
+/* A record is made untracked and tracked only if it may hold a cycle. Every field atomic (self->atomic): never
+ * tracked. Otherwise, with `untrack` (nested records, map reads, which keep many) its items are looked at and it
+ * stays untracked when they are all atomic; without (the top level of an event, mostly dropped at once) it is
+ * tracked without looking. */
 static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail, bool untrack)
 {
     if (self->type == NULL) {
