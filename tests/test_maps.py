@@ -182,8 +182,8 @@ def test_single_key_calls_release_their_buffers_on_every_path():
 def test_iterators_read_lazily_and_fail_cleanly():
     """keys(), values() and items() read a chunk at a time when iterated (not when called), keep the map alive, and
     fail with a clear error when the map is closed between chunks or has no keys."""
-    n = 3 * cbpf._maps._CHUNK + 5  # four chunks
-    with Map.create("hash", 4, 8, n, name=f"it{PID % 10000}") as m:
+    n = 3 * cbpf._maps._CHUNK + 5  # four chunks, each whole (a hash's batch may stop short at a bucket)
+    with Map.create("array", 4, 8, n, name=f"it{PID % 10000}") as m:
         m.update_batch(np.arange(n, dtype=np.uint32), np.arange(n, dtype=np.uint64) * 2)
         items = m.items()
         m[n - 1] = 7  # written after items() was called, before it is iterated: seen
