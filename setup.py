@@ -204,9 +204,9 @@ if flag("CBPF_SANITIZE"):
 ext = Extension(
     "cbpf._cbpf",
     # listed, not globbed: a file being written in src/ must not break everyone's build
-    sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapvalues", "pin",
-                                          "region", "stream", "ringbuf", "perfbuf", "decoder", "encoder", "legacy",
-                                          "legacy_load", "elfcheck", "btfdump", "probe")],
+    sources=[f"src/{name}.c" for name in ("module", "errors", "object", "program", "link", "map", "mapread",
+                                          "mapvalues", "pin", "region", "stream", "ringbuf", "perfbuf", "decoder",
+                                          "encoder", "legacy", "legacy_load", "elfcheck", "btfdump", "probe")],
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src").glob("*.h")] + ["src/cbpf.map"],
     # libbpf's bundled UAPI headers come before the system's: the extension uses what Linux added after the
     # distribution's headers were cut (PERF_COUNT_SW_CGROUP_SWITCHES is not in Linux 5.10's, Debian bullseye's);

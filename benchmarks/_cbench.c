@@ -48,11 +48,6 @@ static MapObject *open_map(PyObject *module, PyObject *arg)
     return map;
 }
 
-static size_t full_value_size(MapObject *map)
-{
-    return (size_t)map->value_stride * map->ncpus;
-}
-
 static double seconds_since(const struct timespec *t0)
 {
     struct timespec t1;
@@ -93,7 +88,7 @@ static PyObject *lookup_loop(PyObject *module, PyObject *const *args, Py_ssize_t
         }
         key = view.buf;
     }
-    value = PyMem_Malloc(full_value_size(map) ? full_value_size(map) : 1);
+    value = PyMem_Malloc(cbpf_map_full_value_size(map) ? cbpf_map_full_value_size(map) : 1);
     if (value == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -123,7 +118,7 @@ static PyObject *batch_loop(PyObject *module, PyObject *arg)
     uint32_t chunk = 8192;
     size_t token = map->key_size > 8 ? map->key_size : 8;
     unsigned char *keys = PyMem_RawMalloc((size_t)chunk * map->key_size + 2 * token);
-    unsigned char *values = PyMem_RawMalloc((size_t)chunk * full_value_size(map));
+    unsigned char *values = PyMem_RawMalloc((size_t)chunk * cbpf_map_full_value_size(map));
     if (keys == NULL || values == NULL) {
         PyMem_RawFree(keys);
         PyMem_RawFree(values);

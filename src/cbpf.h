@@ -297,6 +297,21 @@ int cbpf_map_key(cbpf_state *st, MapObject *self, PyObject *key, void *scratch, 
 int cbpf_map_check_before_load(MapObject *self);
 void cbpf_map_loaded(MapObject *self);
 bool cbpf_map_autocreate(MapObject *self);
+int cbpf_map_check_keyed(MapObject *self, const char *op);
+uint64_t cbpf_map_value_sum(MapObject *self, const unsigned char *value);
+
+/* What one lookup reads: a value per possible CPU on per-CPU maps, one value otherwise. */
+static inline size_t cbpf_map_full_value_size(MapObject *self)
+{
+    return (size_t)self->value_stride * self->ncpus;
+}
+
+/* mapread.c: many entries at once (whole-map reads, chunks of an iteration) */
+PyObject *cbpf_map_dump_raw(MapObject *self, PyObject *ignored);
+PyObject *cbpf_map_dump_dict(MapObject *self, PyObject *ignored);
+PyObject *cbpf_map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *cbpf_map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
+Py_ssize_t cbpf_map_length(MapObject *self);
 
 /* program.c: before load */
 int cbpf_program_check_before_load(ProgramObject *self);
