@@ -12,7 +12,8 @@ import os
 from typing import TYPE_CHECKING, Any, Union
 
 from cbpf._cbpf import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Link, LoadError, Program, fetch, libbpf_version
-from cbpf._cbpf import _booted_maps, num_possible_cpus
+from cbpf._cbpf import num_possible_cpus
+from cbpf._boot import registry as _registry
 from cbpf._maps import Globals, Map, MapFlag, MapType, Object
 from cbpf._btf import Struct, Type
 from cbpf._symbols import ksym, usym
@@ -59,8 +60,6 @@ __version__ = "0.1.0"
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
-_booted: list[Object] = []
-
 
 def boot(source: Source, *, name: str | None = None) -> Object:
     """Loads every map and program of a BPF ELF object and attaches every program by its section name.
@@ -72,30 +71,18 @@ def boot(source: Source, *, name: str | None = None) -> Object:
     name through fetch(); a name that several booted objects share must be read through Object.maps instead.
     """
     obj = Object(source, name=name)
-    _booted.append(obj)
-    for map_name, m in obj.maps.items():
-        seen = _booted_maps.get(map_name)
-        if seen is None:
-            _booted_maps[map_name] = m
-        elif isinstance(seen, tuple):
-            _booted_maps[map_name] = seen + (obj.name,)
-        else:
-            owner = seen.object
-            assert owner is not None  # a booted map belongs to its object until shutdown()
-            _booted_maps[map_name] = (owner.name, obj.name)
+    _registry.add(obj)
     return obj
 
 
 def booted() -> tuple[Object, ...]:
     """The objects boot() has loaded, oldest first."""
-    return tuple(_booted)
+    return tuple(_registry.objects)
 
 
 def shutdown() -> None:
     """Closes every object boot() loaded (detaching their programs) and forgets their map names."""
-    while _booted:
-        _booted.pop().close()
-    _booted_maps.clear()
+    _registry.close_all()
 
 
 def include_dir() -> str:

@@ -235,7 +235,6 @@ class Map(_cbpf.Map):
                     self.delete(keys[i * self.key_size:(i + 1) * self.key_size])
 
 
-_cbpf._register_map_class(Map)
 
 
 class Globals(Mapping[str, Any]):
@@ -310,8 +309,14 @@ class Object(_cbpf.Object):
 
             name = name if name is not None else _compile.object_name(source)
             source = _compile.compile(source)
-        return super().__new__(cls, source, name=name, load=load, attach=attach, pin_root=pin_root,
-                               btf_path=btf_path, kconfig=kconfig)
+        obj = super().__new__(cls, source, name=name, load=load, attach=attach, pin_root=pin_root,
+                              btf_path=btf_path, kconfig=kconfig)
+        # C makes an object's maps as its own Map type, knowing nothing of this layer; they are handed out here as
+        # cbpf.Map, which adds methods and no state (__slots__ = ()), so changing their class is all it takes
+        for m in obj.maps.values():
+            if type(m) is _cbpf.Map:
+                m.__class__ = Map
+        return obj
 
     @classmethod
     def from_c(cls, text: str | bytes, *, name: str | None = None, load: bool = True, attach: bool = True,

@@ -103,7 +103,7 @@ PyObject *cbpf_btf_c_header(PyObject *module, PyObject *path)
     free(cbpf_log_end(st));
     if (btf == NULL) {
         if (err == ENOENT || err == EACCES || err == EPERM || err == EISDIR) {
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+            cbpf_set_file_error(st, err, path);
         }
         else {
             /* libbpf's answer for a file that is neither raw BTF nor an ELF with a .BTF section */

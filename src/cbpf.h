@@ -56,11 +56,14 @@ typedef struct {
     PyTypeObject *Decoder_type;
     PyTypeObject *Program_type;
     PyTypeObject *Link_type;
-    PyTypeObject *map_class;  /* what C creates Maps as: cbpf.Map (a Python subclass) once registered */
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
-    PyObject *booted_maps;   /* dict: map name -> Map, or tuple of object names when ambiguous */
     PyObject *logger;        /* logging.getLogger("cbpf.libbpf"), imported on first use */
+    PyObject *find_binary;   /* cbpf._binaries.find: a uprobe's binary by name, imported on first use */
+    PyObject *find_map;      /* cbpf._boot.find: a booted map by name, imported on first use */
     PyObject *str_log;       /* interned "log" */
+    PyObject *str_object;    /* interned "object", "program", "map": the error context's attributes */
+    PyObject *str_program;
+    PyObject *str_map;
 } cbpf_state;
 
 typedef struct LinkObject LinkObject;
@@ -234,13 +237,21 @@ cbpf_state *cbpf_state_from_type(PyTypeObject *tp);
 
 /* errors.c: every errno or libbpf error becomes a Python exception here. */
 void cbpf_log_begin(void);
+const char *cbpf_libbpf_text(const char *s);
 char *cbpf_log_end(cbpf_state *st);
 void cbpf_log_emit_pending(cbpf_state *st);
 int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap);
-PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...);
 int cbpf_strerror(int err, char *buf, size_t size);
-PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log);
-PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *object_what, const char *program,
+/* One error path: each raises the OSError subclass the errno selects, "<context>: <what>: <reason><hint>", and the
+ * exception carries .object, .program and .map (names, or None). cbpf_set_error is about none of them. */
+#define CBPF_PRINTF(f) __attribute__((format(printf, f, f + 1)))
+PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...) CBPF_PRINTF(3);
+PyObject *cbpf_map_error(MapObject *map, int err, const char *fmt, ...) CBPF_PRINTF(3);
+PyObject *cbpf_program_error(ProgramObject *program, int err, const char *fmt, ...) CBPF_PRINTF(3);
+PyObject *cbpf_object_error(ObjectObject *object, int err, const char *fmt, ...) CBPF_PRINTF(3);
+PyObject *cbpf_set_file_error(cbpf_state *st, int err, PyObject *filename);
+PyObject *cbpf_set_load_error(ObjectObject *object, int err, const char *what, const char *log);
+PyObject *cbpf_set_program_load_error(ObjectObject *object, int err, const char *object_what, const char *program,
                                       uint32_t prog_type, const char *log);
 
 /* module.c: O& converters for unsigned arguments (uint32_t, uint64_t) that raise OverflowError out of range, and a
@@ -330,6 +341,7 @@ typedef struct {
     Py_buffer view;
     void *heap;
 } cbpf_keybuf;
+PyObject *cbpf_map_resolve_no_types(PyObject *self, PyObject *ignored);
 int cbpf_map_types(MapObject *self);
 PyObject *cbpf_map_decode_key(MapObject *self, const unsigned char *key);
 PyObject *cbpf_map_decode_value(MapObject *self, const unsigned char *value);

@@ -55,6 +55,19 @@ int cbpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap
     return n;
 }
 
+/* A libbpf message without the "libbpf: " libbpf starts it with (every one of them, should a message quote another):
+ * where it goes names libbpf already, the "cbpf.libbpf" logger or a message's "(libbpf: ...)". */
+const char *cbpf_libbpf_text(const char *s)
+{
+    while (strncmp(s, "libbpf:", 7) == 0) {
+        s += 7;
+        while (*s == ' ') {
+            s++;
+        }
+    }
+    return s;
+}
+
 void cbpf_log_begin(void)
 {
     tl_log.len = 0;
@@ -111,11 +124,12 @@ char *cbpf_log_end(cbpf_state *st)
             continue;
         }
         int pylevel = level == LIBBPF_WARN ? 30 : level == LIBBPF_INFO ? 20 : 10;
-        size_t shown = n;
-        while (shown && text[shown - 1] == '\n') {
-            shown--;
+        const char *shown = cbpf_libbpf_text(text); /* "cbpf.libbpf: libbpf: ..." would say it twice */
+        size_t len = n - (size_t)(shown - text);
+        while (len && shown[len - 1] == '\n') {
+            len--;
         }
-        PyObject *r = PyObject_CallMethod(logger, "log", "is#", pylevel, text, (Py_ssize_t)shown);
+        PyObject *r = PyObject_CallMethod(logger, "log", "is#", pylevel, shown, (Py_ssize_t)len);
         if (r == NULL) {
             PyErr_Clear(); /* a broken logging handler must not turn a successful load into a failure */
         }
@@ -210,28 +224,133 @@ int cbpf_strerror(int err, char *buf, size_t size)
     return err;
 }
 
-/* Raises the OSError subclass that matches err (so EPERM gives PermissionError, ENOENT FileNotFoundError) with
- * a message of its own. err may be given negative, as libbpf returns it. Always returns NULL. */
-PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...)
+/* What an error is about: names (str, borrowed) or NULL. The message begins with them ("map 'counts' of object
+ * 'demo': ", "program 'handle' of object 'demo': ", "object 'demo': ") and the exception carries them as .object,
+ * .program and .map (None where the error is about no such thing). */
+typedef struct {
+    PyObject *object;
+    PyObject *program;
+    PyObject *map;
+    bool named; /* the message names them already (a load's "loading BPF object 'demo' (from ...): ...") */
+} error_context;
+
+static PyObject *object_name(ObjectObject *obj)
 {
-    (void)st;
-    char what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof(what), fmt, ap);
-    va_end(ap);
+    return obj != NULL ? obj->name : NULL;
+}
+
+/* "map 'counts' of object 'demo'", "program 'handle'", "object 'demo'"... or NULL (and no exception) for none. */
+static PyObject *context_text(const error_context *ctx)
+{
+    const char *kind = ctx->map ? "map" : ctx->program ? "program" : NULL;
+    PyObject *name = ctx->map ? ctx->map : ctx->program;
+    if (kind != NULL && ctx->object != NULL) {
+        return PyUnicode_FromFormat("%s '%U' of object '%U'", kind, name, ctx->object);
+    }
+    if (kind != NULL) {
+        return PyUnicode_FromFormat("%s '%U'", kind, name);
+    }
+    return ctx->object != NULL ? PyUnicode_FromFormat("object '%U'", ctx->object) : NULL;
+}
+
+/* .object, .program and .map on exc: the context's names, None for what it lacks. st gives the attributes' interned
+ * names; without it (pin.c's helpers have none), plain C strings. */
+static int set_context(cbpf_state *st, PyObject *exc, const error_context *ctx)
+{
+    PyObject *names[3] = {ctx->object, ctx->program, ctx->map};
+    PyObject *attrs[3] = {st ? st->str_object : NULL, st ? st->str_program : NULL, st ? st->str_map : NULL};
+    static const char *const cattrs[3] = {"object", "program", "map"};
+    for (int i = 0; i < 3; i++) {
+        PyObject *v = names[i] ? names[i] : Py_None;
+        if ((attrs[i] ? PyObject_SetAttr(exc, attrs[i], v) : PyObject_SetAttrString(exc, cattrs[i], v)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The one place an errno becomes an exception: the OSError subclass err selects (EPERM gives PermissionError,
+ * ENOENT FileNotFoundError), "<context>: <what>: <reason><hint>", the context's names as attributes. err may be
+ * negative, as libbpf returns it. Always returns NULL. */
+static PyObject *raise_os_error(cbpf_state *st, const error_context *ctx, int err, const char *what)
+{
+    PyObject *where = NULL, *msg = NULL, *exc = NULL;
     char reason[160];
     err = cbpf_strerror(err, reason, sizeof(reason));
-    PyObject *msg = PyUnicode_FromFormat("%s: %s%s", what, reason, hint_for(err));
-    if (msg == NULL) {
-        return NULL;
+    where = ctx->named ? NULL : context_text(ctx);
+    if (where == NULL && PyErr_Occurred()) {
+        goto done;
     }
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, msg);
-    Py_DECREF(msg);
-    if (exc != NULL) {
+    msg = where ? PyUnicode_FromFormat("%U: %s: %s%s", where, what, reason, hint_for(err))
+                : PyUnicode_FromFormat("%s: %s%s", what, reason, hint_for(err));
+    exc = msg ? PyObject_CallFunction(PyExc_OSError, "iO", err, msg) : NULL;
+    if (exc != NULL && set_context(st, exc, ctx) == 0) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
     }
+done:
+    Py_XDECREF(where);
+    Py_XDECREF(msg);
+    Py_XDECREF(exc);
+    return NULL;
+}
+
+#define FORMAT_WHAT(what, fmt)                                                                                         \
+    char what[768];                                                                                                   \
+    do {                                                                                                               \
+        va_list ap;                                                                                                    \
+        va_start(ap, fmt);                                                                                             \
+        vsnprintf(what, sizeof(what), fmt, ap);                                                                        \
+        va_end(ap);                                                                                                    \
+    } while (0)
+
+/* An error about nothing in particular (a file, a system setting): .object, .program and .map are None. */
+PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...)
+{
+    FORMAT_WHAT(what, fmt);
+    error_context ctx = {0};
+    return raise_os_error(st, &ctx, err, what);
+}
+
+/* An error about a map (and the object it belongs to, if any). */
+PyObject *cbpf_map_error(MapObject *map, int err, const char *fmt, ...)
+{
+    FORMAT_WHAT(what, fmt);
+    error_context ctx = {.object = object_name(map->owner), .map = map->name};
+    return raise_os_error(cbpf_state_from_type(Py_TYPE(map)), &ctx, err, what);
+}
+
+/* An error about a program (and its object). */
+PyObject *cbpf_program_error(ProgramObject *program, int err, const char *fmt, ...)
+{
+    FORMAT_WHAT(what, fmt);
+    error_context ctx = {.object = object_name(program->owner), .program = program->name};
+    return raise_os_error(cbpf_state_from_type(Py_TYPE(program)), &ctx, err, what);
+}
+
+/* An error about an object as a whole, whose message names it as every one of those does ("loading BPF object
+ * 'demo' (from /path/demo.bpf.o): ..."): the context is carried, not repeated. */
+PyObject *cbpf_object_error(ObjectObject *object, int err, const char *fmt, ...)
+{
+    FORMAT_WHAT(what, fmt);
+    error_context ctx = {.object = object->name, .named = true};
+    return raise_os_error(cbpf_state_from_type(Py_TYPE(object)), &ctx, err, what);
+}
+
+/* A system call on a file failed: the OSError subclass err selects, with .filename, as open() would raise it; the
+ * context's attributes None. st may be NULL. Always returns NULL. */
+PyObject *cbpf_set_file_error(cbpf_state *st, int err, PyObject *filename)
+{
+    error_context ctx = {0};
+    PyObject *exc = NULL, *text = NULL;
+    char reason[160];
+    err = cbpf_strerror(err, reason, sizeof(reason));
+    text = PyUnicode_FromString(reason);
+    exc = text ? PyObject_CallFunction(PyExc_OSError, "iOO", err, text, filename ? filename : Py_None) : NULL;
+    if (exc != NULL && set_context(st, exc, &ctx) == 0) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    }
+    Py_XDECREF(text);
+    Py_XDECREF(exc);
     return NULL;
 }
 
@@ -252,79 +371,55 @@ static PyObject *extract_verifier_log(const char *log)
     return PyUnicode_DecodeUTF8(log, (Py_ssize_t)strlen(log), "replace");
 }
 
-/* LoadError(errno, message) with .log (the verifier log: text) and .program (a str or None). The message says what
- * happened, the errno's text in parentheses (it is rarely the reason: EACCES is the verifier's "no"), then the
- * log's last lines. Always returns NULL. */
-static PyObject *raise_load_error(cbpf_state *st, int err, const char *what, const char *program, PyObject *text)
+/* LoadError(errno, message) with .log (the verifier log: text), .program (a str or None) and .object. The message
+ * says what happened, the errno's text in parentheses (it is rarely the reason: EACCES is the verifier's "no"),
+ * then the log's last lines. Always returns NULL. */
+static PyObject *raise_load_error(cbpf_state *st, const error_context *ctx, int err, const char *what, PyObject *text)
 {
-    PyObject *lines = NULL, *tail = NULL, *msg = NULL, *exc = NULL, *prog = NULL;
-    if (text == NULL) {
-        goto done;
-    }
-    lines = PyUnicode_Splitlines(text, 0);
-    if (lines == NULL) {
+    PyObject *lines = NULL, *last = NULL, *sep = NULL, *tail = NULL, *msg = NULL, *exc = NULL;
+    char reason[160];
+    if (text == NULL || (lines = PyUnicode_Splitlines(text, 0)) == NULL) {
         goto done;
     }
     Py_ssize_t n = PyList_GET_SIZE(lines);
-    Py_ssize_t from = n > 8 ? n - 8 : 0;
-    PyObject *last = PyList_GetSlice(lines, from, n);
-    if (last == NULL) {
+    if ((last = PyList_GetSlice(lines, n > 8 ? n - 8 : 0, n)) == NULL ||
+        (sep = PyUnicode_FromString("\n  ")) == NULL || (tail = PyUnicode_Join(sep, last)) == NULL) {
         goto done;
     }
-    PyObject *sep = PyUnicode_FromString("\n  ");
-    if (sep == NULL) {
-        Py_DECREF(last);
-        goto done;
-    }
-    tail = PyUnicode_Join(sep, last);
-    Py_DECREF(sep);
-    Py_DECREF(last);
-    if (tail == NULL) {
-        goto done;
-    }
-    char reason[160];
     err = cbpf_strerror(err, reason, sizeof(reason));
-    if (n) {
-        msg = PyUnicode_FromFormat("%s (%s); last lines of the log:\n  %U", what, reason, tail);
-    }
-    else {
-        msg = PyUnicode_FromFormat("%s (%s)", what, reason);
-    }
-    if (msg == NULL) {
+    msg = n ? PyUnicode_FromFormat("%s (%s); last lines of the log:\n  %U", what, reason, tail)
+            : PyUnicode_FromFormat("%s (%s)", what, reason);
+    if (msg == NULL || (exc = PyObject_CallFunction(st->LoadError, "iO", err, msg)) == NULL) {
         goto done;
     }
-    exc = PyObject_CallFunction(st->LoadError, "iO", err, msg);
-    if (exc == NULL) {
-        goto done;
+    if (PyObject_SetAttr(exc, st->str_log, text) == 0 && set_context(st, exc, ctx) == 0) {
+        PyErr_SetObject(st->LoadError, exc);
     }
-    prog = program != NULL ? cbpf_elf_name(program) : Py_NewRef(Py_None);
-    if (prog == NULL || PyObject_SetAttr(exc, st->str_log, text) < 0 ||
-        PyObject_SetAttrString(exc, "program", prog) < 0) {
-        goto done;
-    }
-    PyErr_SetObject(st->LoadError, exc);
 done:
-    Py_XDECREF(prog);
     Py_XDECREF(lines);
+    Py_XDECREF(last);
+    Py_XDECREF(sep);
     Py_XDECREF(tail);
     Py_XDECREF(msg);
     Py_XDECREF(exc);
     return NULL;
 }
 
-/* A failed load: LoadError whose .log holds the verifier log. A load refused for lack of privilege stays a
- * PermissionError. Always returns NULL. */
-PyObject *cbpf_set_load_error(cbpf_state *st, int err, const char *what, const char *log)
+/* A failed load of object (what says so and names it): LoadError whose .log holds the verifier log. A load refused
+ * for lack of privilege stays a PermissionError. Always returns NULL. */
+PyObject *cbpf_set_load_error(ObjectObject *object, int err, const char *what, const char *log)
 {
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(object));
+    error_context ctx = {.object = object->name, .named = true};
     if (err < 0) {
         err = -err;
     }
     if (err == EPERM && (log == NULL || strstr(log, "PROG LOAD LOG") == NULL)) {
-        return cbpf_set_error(st, err, "%s", what);
+        return raise_os_error(st, &ctx, err, what);
     }
     PyObject *text = extract_verifier_log(log);
     if (text != NULL) {
-        raise_load_error(st, err, what, NULL, text);
+        raise_load_error(st, &ctx, err, what, text);
         Py_DECREF(text);
     }
     return NULL;
@@ -351,51 +446,57 @@ static bool quoted_after(const char *log, const char *marker, char *out, size_t 
     return true;
 }
 
-/* The load of program (of type prog_type) failed: say which program and why, in the words that fit the cause:
+/* The load of program (of type prog_type) of object failed (object_what says what was loaded and names it): say
+ * which program and why, in the words that fit the cause:
  *   - its attach target is not in the kernel's BTF: FileNotFoundError naming the function;
  *   - a trampoline program (fentry/fexit/LSM/freplace) refused with EPERM although we are root: LoadError saying the
  *     kernel refuses those, with what the probes point to;
  *   - the verifier refused it: LoadError saying so, with .program and .log.
- * Always returns NULL. */
-PyObject *cbpf_set_program_load_error(cbpf_state *st, int err, const char *object_what, const char *program,
+ * Every one carries .object and .program. Always returns NULL. */
+PyObject *cbpf_set_program_load_error(ObjectObject *object, int err, const char *object_what, const char *program,
                                       uint32_t prog_type, const char *log)
 {
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(object));
     char target[256], why[512], what[1024];
+    PyObject *text = NULL;
+    error_context ctx = {.object = object->name, .program = cbpf_elf_name(program), .named = true};
+    if (ctx.program == NULL) {
+        return NULL;
+    }
     if (err < 0) {
         err = -err;
     }
-    if (quoted_after(log, "failed to find kernel BTF type ID of '", target, sizeof(target))) {
-        return cbpf_set_error(st, ENOENT,
-                              "%s: program '%s' attaches to '%s', which is not a function (or type) in the running "
-                              "kernel's BTF: there is no such kernel function, or it cannot be traced",
-                              object_what, program, target);
-    }
-    if (quoted_after(log, "failed to find BPF program (FD ", target, sizeof(target))) {
-        return cbpf_set_error(st, err ? err : ENOENT, "%s: program '%s': its target program has no function named "
-                              "as its attach_target", object_what, program);
-    }
     bool verified = log != NULL && strstr(log, "PROG LOAD LOG") != NULL;
-    if ((err == EPERM || err == EACCES) && !verified && geteuid() != 0) {
+    if (quoted_after(log, "failed to find kernel BTF type ID of '", target, sizeof(target))) {
+        snprintf(what, sizeof(what), "%s: program '%s' attaches to '%s', which is not a function (or type) in the "
+                 "running kernel's BTF: there is no such kernel function, or it cannot be traced", object_what,
+                 program, target);
+        raise_os_error(st, &ctx, ENOENT, what);
+    }
+    else if (quoted_after(log, "failed to find BPF program (FD ", target, sizeof(target))) {
+        snprintf(what, sizeof(what), "%s: program '%s': its target program has no function named as its "
+                 "attach_target", object_what, program);
+        raise_os_error(st, &ctx, err ? err : ENOENT, what);
+    }
+    else if ((err == EPERM || err == EACCES) && !verified && geteuid() != 0) {
         /* refused before any verifying, to a process without privilege: that is the reason */
-        return cbpf_set_error(st, err, "%s: program '%s'", object_what, program);
+        snprintf(what, sizeof(what), "%s: program '%s'", object_what, program);
+        raise_os_error(st, &ctx, err, what);
     }
-    PyObject *text = extract_verifier_log(verified ? log : NULL);
-    if (text == NULL) {
-        return NULL;
+    else if ((text = extract_verifier_log(verified ? log : NULL)) != NULL) {
+        if ((err == EPERM || err == EACCES) && is_trampoline(prog_type) && geteuid() == 0 &&
+            PyUnicode_GET_LENGTH(text) == 0) {
+            cbpf_trampoline_diagnosis(why, sizeof(why));
+            snprintf(what, sizeof(what), "%s: program '%s' was refused: this kernel refuses trampoline programs "
+                     "(fentry/fexit/fmod_ret, LSM, freplace) even to root (%s)", object_what, program, why);
+        }
+        else {
+            snprintf(what, sizeof(what), "%s: the %s refused program '%s'", object_what,
+                     verified ? "verifier" : "kernel", program);
+        }
+        raise_load_error(st, &ctx, err, what, text);
+        Py_DECREF(text);
     }
-    if ((err == EPERM || err == EACCES) && is_trampoline(prog_type) && geteuid() == 0 &&
-        PyUnicode_GET_LENGTH(text) == 0) {
-        cbpf_trampoline_diagnosis(why, sizeof(why));
-        snprintf(what, sizeof(what), "%s: program '%s' was refused: this kernel refuses trampoline programs "
-                 "(fentry/fexit/fmod_ret, LSM, freplace) even to root (%s)", object_what, program, why);
-    }
-    else if (verified) {
-        snprintf(what, sizeof(what), "%s: the verifier refused program '%s'", object_what, program);
-    }
-    else {
-        snprintf(what, sizeof(what), "%s: the kernel refused program '%s'", object_what, program);
-    }
-    raise_load_error(st, err, what, program, text);
-    Py_DECREF(text);
+    Py_DECREF(ctx.program);
     return NULL;
 }

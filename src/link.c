@@ -326,7 +326,6 @@ static char *read_iterator(int fd, size_t *len)
 
 static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (check_attached(self) < 0) {
         return NULL;
     }
@@ -341,7 +340,8 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     }
     int iter_fd = bpf_iter_create(link_fd(self));
     if (iter_fd < 0) {
-        return cbpf_set_error(st, errno, "creating an iterator from link %s", cbpf_utf8(self->target));
+        return cbpf_program_error(self->program, errno, "creating an iterator from link %s",
+                                  cbpf_utf8(self->target));
     }
     size_t len = 0;
     char *data;
@@ -353,7 +353,8 @@ static PyObject *Link_read(LinkObject *self, PyObject *Py_UNUSED(ignored))
     close(iter_fd);
     Py_END_ALLOW_THREADS
     if (data == NULL) {
-        return cbpf_set_error(st, err, "reading the iterator of link %s", cbpf_utf8(self->target));
+        return cbpf_program_error(self->program, err, "reading the iterator of link %s",
+                                  cbpf_utf8(self->target));
     }
     PyObject *result = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     PyMem_RawFree(data);

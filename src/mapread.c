@@ -154,7 +154,7 @@ static int read_all(cbpf_state *st, MapObject *self, entries *e)
     int fd = dup(self->fd);
     if (fd < 0) {
         PyMem_Free(c);
-        cbpf_set_error(st, errno, "reading map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "reading");
         return -1;
     }
     uint32_t n = self->max_entries < 8192 ? (self->max_entries ? self->max_entries : 1) : 8192;
@@ -167,7 +167,7 @@ static int read_all(cbpf_state *st, MapObject *self, entries *e)
     close(fd);
     PyMem_Free(c);
     if (rc < 0) {
-        cbpf_set_error(st, rc, "reading map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, rc, "reading");
         return -1;
     }
     return 0;
@@ -296,7 +296,7 @@ PyObject *cbpf_map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     p.n = self->max_entries < 16384 ? (self->max_entries ? self->max_entries : 1) : 16384;
     p.fd = dup(self->fd);
     if (p.fd < 0) {
-        cbpf_set_error(st, errno, "reading map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, errno, "reading");
         goto done;
     }
     for (int i = 0; i < 2; i++) {
@@ -333,7 +333,7 @@ PyObject *cbpf_map_dump_dict(MapObject *self, PyObject *Py_UNUSED(ignored))
     pthread_join(reader, NULL);
     Py_END_ALLOW_THREADS
     if (err) {
-        cbpf_set_error(st, err, "reading map '%s'", cbpf_utf8(self->name));
+        cbpf_map_error(self, err, "reading");
     }
     else if (!PyErr_Occurred()) {
         result = Py_NewRef(dict);
@@ -358,7 +358,6 @@ done:
  * the cursor to pass next (a new bytes), or NULL with an exception set. */
 static PyObject *chunk_step(MapObject *self, PyObject *cursor_arg, PyObject *n_arg, entries *e)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     PyObject *state = NULL;
     Py_ssize_t n = PyLong_AsSsize_t(n_arg);
     if (n <= 0 || n > (1 << 20)) {
@@ -387,7 +386,7 @@ static PyObject *chunk_step(MapObject *self, PyObject *cursor_arg, PyObject *n_a
     int rc = read_chunk(self, self->fd, (cursor *)PyBytes_AS_STRING(state), e, (uint32_t)n);
     if (rc < 0) {
         Py_DECREF(state);
-        return cbpf_set_error(st, rc, "reading map '%s'", cbpf_utf8(self->name));
+        return cbpf_map_error(self, rc, "reading");
     }
     return state;
 }

@@ -6,7 +6,8 @@
  */
 #include "codec.h"
 
-/* The codecs, found on first use: Map._resolve_types() (the Python layer) reads the BTF. */
+/* The codecs, found on first use by the _resolve_types() hook: the C type's resolves none (keys and values stay
+ * bytes); the Python layer's Map reads them from the BTF and hands them over with _set_codecs(). */
 int cbpf_map_types(MapObject *self)
 {
     if (self->types_resolved) {
@@ -14,17 +15,17 @@ int cbpf_map_types(MapObject *self)
     }
     PyObject *r = PyObject_CallMethod((PyObject *)self, "_resolve_types", NULL);
     if (r == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_AttributeError) && !PyObject_HasAttrString((PyObject *)self,
-                                                                                     "_resolve_types")) {
-            PyErr_Clear(); /* the bare C type: untyped */
-            self->types_resolved = true;
-            return 0;
-        }
         return -1;
     }
     Py_DECREF(r);
     self->types_resolved = true; /* _set_codecs() has run (the types are set before the flag another thread sees) */
     return 0;
+}
+
+PyObject *cbpf_map_resolve_no_types(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    (void)self;
+    Py_RETURN_NONE;
 }
 
 static PyObject *decode_per_cpu(MapObject *self, PyObject *codec, const unsigned char *value)
@@ -201,7 +202,6 @@ PyObject *cbpf_map_get_value_type(MapObject *self, void *Py_UNUSED(closure))
 /* The value at key, decoded; NULL with *found false when absent (no exception), NULL with an exception on error. */
 static PyObject *typed_lookup(MapObject *self, PyObject *key, bool *found)
 {
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     cbpf_keybuf kb = {0};
     const void *k = NULL;
     PyObject *result = NULL;
@@ -224,7 +224,7 @@ static PyObject *typed_lookup(MapObject *self, PyObject *key, bool *found)
     }
     if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
         if (errno != ENOENT) {
-            cbpf_set_error(st, errno, "lookup in map '%s'", cbpf_utf8(self->name));
+            cbpf_map_error(self, errno, "lookup");
         }
         goto done;
     }

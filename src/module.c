@@ -75,18 +75,19 @@ const char *cbpf_c_string(PyObject *s, const char *what)
     return p;
 }
 
-static PyObject *booted_names(cbpf_state *st)
+/* A booted map by name: the registry is the Python layer's (cbpf/_boot.py, which raises the KeyError of a name no
+ * booted object has, or several have); C asks it, as it asks cbpf._binaries for a path. A new reference. */
+static PyObject *booted_map(cbpf_state *st, PyObject *name)
 {
-    PyObject *keys = PyDict_Keys(st->booted_maps);
-    if (keys == NULL || PyList_Sort(keys) < 0) {
-        Py_XDECREF(keys);
-        return NULL;
+    if (st->find_map == NULL) {
+        PyObject *module = PyImport_ImportModule("cbpf._boot");
+        st->find_map = module ? PyObject_GetAttrString(module, "find") : NULL;
+        Py_XDECREF(module);
+        if (st->find_map == NULL) {
+            return NULL;
+        }
     }
-    PyObject *sep = PyUnicode_FromString(", ");
-    PyObject *joined = sep ? PyUnicode_Join(sep, keys) : NULL;
-    Py_XDECREF(sep);
-    Py_DECREF(keys);
-    return joined;
+    return PyObject_CallOneArg(st->find_map, name);
 }
 
 /* fetch(map, key): map is a Map or the name of a map of a booted object. */
@@ -97,48 +98,21 @@ static PyObject *module_fetch(PyObject *module, PyObject *const *args, Py_ssize_
         return PyErr_Format(PyExc_TypeError, "fetch() takes exactly 2 arguments (%zd given)", nargs);
     }
     PyObject *target = args[0];
-    if (PyUnicode_Check(target)) {
-        PyObject *found = PyDict_GetItemWithError(st->booted_maps, target);
-        if (found == NULL) {
-            if (PyErr_Occurred()) {
-                return NULL;
-            }
-            PyObject *names = booted_names(st);
-            if (names == NULL) {
-                return NULL;
-            }
-            PyObject *msg = PyUnicode_FromFormat("no booted object has a map named %R; booted maps: %s%U", target,
-                                                 PyUnicode_GET_LENGTH(names) ? "" : "(none)", names);
-            Py_DECREF(names);
-            if (msg != NULL) {
-                PyErr_SetObject(PyExc_KeyError, msg);
-                Py_DECREF(msg);
-            }
-            return NULL;
-        }
-        if (PyTuple_Check(found)) {
-            PyObject *sep = PyUnicode_FromString(", ");
-            PyObject *where = sep ? PyUnicode_Join(sep, found) : NULL;
-            Py_XDECREF(sep);
-            if (where == NULL) {
-                return NULL;
-            }
-            PyObject *msg = PyUnicode_FromFormat(
-                "map name %R is ambiguous: booted objects %U all have it; use Object.maps[name]", target, where);
-            Py_DECREF(where);
-            if (msg != NULL) {
-                PyErr_SetObject(PyExc_KeyError, msg);
-                Py_DECREF(msg);
-            }
-            return NULL;
-        }
-        target = found;
+    if (PyObject_TypeCheck(target, st->Map_type)) {
+        return cbpf_map_fetch(st, (MapObject *)target, args[1]);
     }
-    if (!PyObject_TypeCheck(target, st->Map_type)) {
+    if (!PyUnicode_Check(target)) {
         return PyErr_Format(PyExc_TypeError, "fetch() takes a Map or a map name, not %.100s",
                             Py_TYPE(target)->tp_name);
     }
-    return cbpf_map_fetch(st, (MapObject *)target, args[1]);
+    PyObject *found = booted_map(st, target);
+    if (found == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_TypeCheck(found, st->Map_type) ? cbpf_map_fetch(st, (MapObject *)found, args[1])
+                                                              : PyErr_Format(PyExc_TypeError, "not a Map: %R", found);
+    Py_DECREF(found);
+    return value;
 }
 
 static PyObject *module_libbpf_version(PyObject *module, PyObject *Py_UNUSED(ignored))
@@ -154,17 +128,6 @@ static PyObject *module_num_possible_cpus(PyObject *module, PyObject *Py_UNUSED(
         return cbpf_set_error(cbpf_get_state(module), n, "reading /sys/devices/system/cpu/possible");
     }
     return PyLong_FromLong(n);
-}
-
-/* The Python package subclasses Map to add its conveniences; C then creates Maps of that class. */
-static PyObject *module_register_map_class(PyObject *module, PyObject *cls)
-{
-    cbpf_state *st = cbpf_get_state(module);
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, st->Map_type)) {
-        return PyErr_Format(PyExc_TypeError, "expected a subclass of Map");
-    }
-    Py_XSETREF(st->map_class, (PyTypeObject *)Py_NewRef(cls));
-    Py_RETURN_NONE;
 }
 
 static const char *map_type_str(int t)
@@ -253,8 +216,6 @@ static PyMethodDef module_methods[] = {
      "_attach_types()\n--\n\n{name: number} of the BPF attach types libbpf knows."},
     {"_perf_constants", module_perf_constants, METH_NOARGS,
      "_perf_constants()\n--\n\nperf_event_open(2) numbers: {'type': {...}, 'hardware': {...}, 'software': {...}}."},
-    {"_register_map_class", module_register_map_class, METH_O,
-     "_register_map_class(cls, /)\n--\n\nMaps are created as instances of cls from now on."},
     {"_btf_c_header", cbpf_btf_c_header, METH_O,
      "_btf_c_header(path, /)\n--\n\nEvery type of the BTF in path (raw BTF such as /sys/kernel/btf/vmlinux, or an "
      "ELF with a .BTF section) as C declarations: the text of a vmlinux.h, as bytes."},
@@ -306,14 +267,15 @@ static int module_exec(PyObject *module)
         add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0) {
         return -1;
     }
-    PyObject *attrs = Py_BuildValue("{sssO}", "log", "", "program", Py_None);
+    PyObject *attrs = Py_BuildValue("{sssOsOsO}", "log", "", "program", Py_None, "object", Py_None, "map", Py_None);
     if (attrs == NULL) {
         return -1;
     }
     st->LoadError = PyErr_NewExceptionWithDoc(
         "cbpf.LoadError",
-        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log and "
-        ".program the name of the program refused (None when no one program was).",
+        "The kernel refused to load a BPF program. errno is the kernel's code; .log holds the verifier log, "
+        ".object the name of the object loaded and .program the name of the program refused (None when no one "
+        "program was).",
         PyExc_OSError, attrs);
     Py_DECREF(attrs);
     if (st->LoadError == NULL || PyModule_AddObjectRef(module, "LoadError", st->LoadError) < 0) {
@@ -322,12 +284,11 @@ static int module_exec(PyObject *module)
     if (PyModule_AddFunctions(module, cbpf_probe_methods) < 0) {
         return -1;
     }
-    st->booted_maps = PyDict_New();
-    if (st->booted_maps == NULL || PyModule_AddObjectRef(module, "_booted_maps", st->booted_maps) < 0) {
-        return -1;
-    }
     st->str_log = PyUnicode_InternFromString("log");
-    if (st->str_log == NULL) {
+    st->str_object = PyUnicode_InternFromString("object");
+    st->str_program = PyUnicode_InternFromString("program");
+    st->str_map = PyUnicode_InternFromString("map");
+    if (st->str_log == NULL || st->str_object == NULL || st->str_program == NULL || st->str_map == NULL) {
         return -1;
     }
     if (PyModule_AddIntConstant(module, "BPF_F_NO_PREALLOC", BPF_F_NO_PREALLOC) < 0 ||
@@ -357,10 +318,10 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->Decoder_type);
     Py_VISIT(st->Program_type);
     Py_VISIT(st->Link_type);
-    Py_VISIT(st->map_class);
     Py_VISIT(st->LoadError);
-    Py_VISIT(st->booted_maps);
     Py_VISIT(st->logger);
+    Py_VISIT(st->find_binary);
+    Py_VISIT(st->find_map);
     return 0;
 }
 
@@ -376,11 +337,14 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->Decoder_type);
     Py_CLEAR(st->Program_type);
     Py_CLEAR(st->Link_type);
-    Py_CLEAR(st->map_class);
     Py_CLEAR(st->LoadError);
-    Py_CLEAR(st->booted_maps);
     Py_CLEAR(st->logger);
+    Py_CLEAR(st->find_binary);
+    Py_CLEAR(st->find_map);
     Py_CLEAR(st->str_log);
+    Py_CLEAR(st->str_object);
+    Py_CLEAR(st->str_program);
+    Py_CLEAR(st->str_map);
     return 0;
 }
 

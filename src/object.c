@@ -20,12 +20,11 @@ static PyObject *read_file(PyObject *path)
     fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) < 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        cbpf_set_file_error(NULL, errno, path);
         goto done;
     }
     if (S_ISDIR(sb.st_mode)) {
-        errno = EISDIR;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        cbpf_set_file_error(NULL, EISDIR, path);
         goto done;
     }
     if (!S_ISREG(sb.st_mode)) {
@@ -47,7 +46,7 @@ static PyObject *read_file(PyObject *path)
             if (n == 0) {
                 errno = EIO; /* the file shrank under us */
             }
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+            cbpf_set_file_error(NULL, errno, path);
             Py_CLEAR(data);
             goto done;
         }
@@ -166,11 +165,13 @@ static bool libbpf_refused_program(const char *log, char *out, size_t size)
         if (m == NULL) {
             continue;
         }
+        /* "prog 'NAME" on the marker's own line: a walk past its start would take other messages (and their
+         * "libbpf: " prefixes) into the name */
         const char *start = m;
-        while (start > log && strncmp(start - 1, "prog '", 6) != 0) {
+        while (start > log && start[-1] != '\n' && strncmp(start - 1, "prog '", 6) != 0) {
             start--;
         }
-        if (start > log) {
+        if (start > log && start[-1] != '\n') {
             start += 5;
             snprintf(out, size, "%.*s", (int)(m - start), start);
             return true;
@@ -272,12 +273,11 @@ static PyObject *legacy_load(cbpf_state *st, ObjectObject *self)
             }
             /* legacy.c's words stay: they carry hints of their own (a missing license section...) */
             snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
-            cbpf_set_program_load_error(st, rc, what, program, program_type(self, program), marked ? marked : log);
+            cbpf_set_program_load_error(self, rc, what, program, program_type(self, program), marked ? marked : log);
             free(marked);
         }
         else {
-            snprintf(what, sizeof(what), "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
-            cbpf_set_error(st, rc, "%s", what);
+            cbpf_object_error(self, rc, "loading BPF object '%s'%s (legacy format): %s", name, path_note(self), err);
         }
         free(log);
         close_object(self);
@@ -339,10 +339,10 @@ static PyObject *do_load(cbpf_state *st, ObjectObject *self)
         char what[768], program[256];
         snprintf(what, sizeof(what), "loading BPF object '%s'%s", cbpf_utf8(self->name), path_note(self));
         if (libbpf_refused_program(log, program, sizeof(program))) {
-            cbpf_set_program_load_error(st, err, what, program, program_type(self, program), log);
+            cbpf_set_program_load_error(self, err, what, program, program_type(self, program), log);
         }
         else {
-            cbpf_set_load_error(st, err, what, log);
+            cbpf_set_load_error(self, err, what, log);
         }
         free(log);
         /* libbpf unloads what it loaded when load fails; the object can only be closed now. */
@@ -432,10 +432,7 @@ static void last_line(const char *log, char *out, size_t size)
     while (start > log && start[-1] != '\n') {
         start--;
     }
-    /* libbpf starts its messages with "libbpf: ": the caller's text already says where it comes from */
-    if ((size_t)(end - start) > 8 && strncmp(start, "libbpf: ", 8) == 0) {
-        start += 8;
-    }
+    start = cbpf_libbpf_text(start); /* the caller's text says "libbpf: " once */
     if (end > start) {
         snprintf(out, size, "%.*s", (int)(end - start), start);
     }
@@ -443,7 +440,7 @@ static void last_line(const char *log, char *out, size_t size)
 
 /* An ELF of the other byte order (-target bpfeb here): libbpf opens it, reads its globals byte-swapped and fails
  * at load with "Endian mismatch"; the legacy loader cannot read it. Refused up front, whichever format. */
-static int check_byte_order(cbpf_state *st, const char *cname, const unsigned char *elf, size_t size)
+static int check_byte_order(ObjectObject *self, const char *cname, const unsigned char *elf, size_t size)
 {
     static const unsigned char magic[4] = {0x7f, 'E', 'L', 'F'};
     if (size < 6 || memcmp(elf, magic, 4) != 0) {
@@ -456,9 +453,9 @@ static int check_byte_order(cbpf_state *st, const char *cname, const unsigned ch
 #endif
     if (elf[5] != native) {
         const char *order = elf[5] == 1 ? "little-endian" : elf[5] == 2 ? "big-endian" : "of no known byte order";
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
-                       "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
-                       native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
+        cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object for this machine (the "
+                          "object is %s, this machine is %s: compile with clang -target bpf, or bpf%s)", cname, order,
+                          native == 1 ? "little-endian" : "big-endian", native == 1 ? "el" : "eb");
         return -1;
     }
     return 0;
@@ -495,7 +492,7 @@ static int open_legacy(cbpf_state *st, ObjectObject *self, const char *cname)
     rc = cbpf_legacy_parse(data, size, &spec, err, sizeof(err));
     Py_END_ALLOW_THREADS
     if (rc < 0) {
-        cbpf_set_error(st, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
+        cbpf_object_error(self, rc, "opening BPF object '%s' (legacy format): %s", cname, err);
         return -1;
     }
     self->is_legacy = true;
@@ -592,10 +589,10 @@ static int check_code_used(cbpf_state *st, ObjectObject *self, const char *cname
                                                    secs, n, unused, sizeof(unused));
     PyMem_Free(secs);
     if (nunused) {
-        cbpf_set_error(st, EINVAL,
-                       "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
-                       "symbol: compiled by an old LLVM?)",
-                       cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
+        cbpf_object_error(self, EINVAL,
+                          "opening BPF object '%s': code section%s %s hold%s no program libbpf could use (no function "
+                          "symbol: compiled by an old LLVM?)",
+                          cname, nunused > 1 ? "s" : "", unused, nunused > 1 ? "" : "s");
         return -1;
     }
     return 0;
@@ -679,7 +676,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cname == NULL) {
         goto error;
     }
-    if (check_byte_order(st, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
+    if (check_byte_order(self, cname, (const unsigned char *)PyBytes_AS_STRING(self->elf),
                          (size_t)PyBytes_GET_SIZE(self->elf)) < 0) {
         goto error;
     }
@@ -703,7 +700,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (cbpf_elf_precheck(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad, sizeof(bad)) < 0 ||
         cbpf_elf_check_functions(PyBytes_AS_STRING(self->elf), (size_t)PyBytes_GET_SIZE(self->elf), bad,
                                  sizeof(bad)) < 0) {
-        cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
+        cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (%s)", cname, bad);
         goto error;
     }
     if ((pin_root != Py_None && !PyUnicode_FSConverter(pin_root, &pin_root_b)) ||
@@ -712,7 +709,7 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         goto error;
     }
     if (btf_path_b != NULL && access(PyBytes_AS_STRING(btf_path_b), R_OK) != 0) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, btf_path);
+        cbpf_set_file_error(st, errno, btf_path);
         goto error;
     }
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = cname,
@@ -731,11 +728,11 @@ static PyObject *Object_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         last_line(log, reason, sizeof(reason));
         cbpf_strerror(err, code, sizeof(code));
         if (err == ENOMEM) {
-            cbpf_set_error(st, err, "opening BPF object '%s'", cname);
+            cbpf_object_error(self, err, "opening BPF object '%s'", cname);
         }
         else {
-            cbpf_set_error(st, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)", cname,
-                           reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
+            cbpf_object_error(self, EINVAL, "opening BPF object '%s': not a valid BPF ELF object (libbpf: %s%s%s)",
+                              cname, reason[0] ? reason : code, reason[0] ? ": " : "", reason[0] ? code : "");
         }
         free(log);
         goto error;

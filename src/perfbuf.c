@@ -176,7 +176,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     self->generation = cbpf_process_generation();
     self->map_fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
     if (self->map_fd < 0) {
-        cbpf_set_error(st, errno, "duplicating the fd of map '%s'", cbpf_utf8(m->name));
+        cbpf_map_error(m, errno, "duplicating its fd");
         goto error;
     }
     struct perf_event_attr attr = {
@@ -192,8 +192,7 @@ static PyObject *PerfBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kw
     int err = self->pb == NULL ? errno : 0;
     free(cbpf_log_end(st));
     if (self->pb == NULL) {
-        cbpf_set_error(st, err, "opening perf buffers for map '%s' (%zd pages per CPU)", cbpf_utf8(m->name),
-                       page_cnt);
+        cbpf_map_error(m, err, "opening perf buffers (%zd pages per CPU)", page_cnt);
         goto error;
     }
     if (cbpf_stream_watch(st, &self->base, perf_buffer__epoll_fd(self->pb)) < 0) {

@@ -59,7 +59,7 @@ static PyObject *absolute_path(PyObject *path)
     char cwd[PATH_MAX];
     if (getcwd(cwd, sizeof(cwd)) == NULL) {
         Py_DECREF(encoded);
-        return PyErr_SetFromErrno(PyExc_OSError);
+        return cbpf_set_file_error(NULL, errno, NULL);
     }
     const char *rest = p;
     while (rest[0] == '.' && rest[1] == '/') {
@@ -207,7 +207,7 @@ int cbpf_unpin(PyObject **pin_path, const char *what)
     int rc = unlink(PyBytes_AS_STRING(encoded));
     Py_DECREF(encoded);
     if (rc != 0 && errno != ENOENT) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, *pin_path);
+        cbpf_set_file_error(NULL, errno, *pin_path);
         return -1;
     }
     Py_CLEAR(*pin_path);

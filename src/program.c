@@ -1,7 +1,6 @@
 /* cbpf.Program: a program of an Object, and the ways to attach it. Each attach_* call returns a cbpf.Link. */
 #include "cbpf.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,16 +23,6 @@
 #define CBPF_XDP_FLAGS_SKB_MODE (1U << 1)
 #define CBPF_XDP_FLAGS_DRV_MODE (1U << 2)
 #define CBPF_XDP_FLAGS_HW_MODE (1U << 3)
-
-#if defined(__x86_64__)
-#define MULTIARCH "x86_64-linux-gnu"
-#elif defined(__aarch64__)
-#define MULTIARCH "aarch64-linux-gnu"
-#else
-#define MULTIARCH "unknown"
-#endif
-#define LIBRARY_DIRS "/lib/" MULTIARCH ":/usr/lib/" MULTIARCH ":/lib64:/usr/lib64:/lib:/usr/lib:/usr/local/lib"
-
 
 /* An int argument (PyLong_AsInt is 3.13+). */
 static int int_arg(PyObject *o, const char *what, int *out)
@@ -281,9 +270,8 @@ static int check_kprobes(cbpf_state *st, ProgramObject *self, const char *target
         access("/sys/kernel/debug/tracing/kprobe_events", F_OK) == 0) {
         return ensure_probe_support(st, "kprobe");
     }
-    cbpf_set_error(st, EOPNOTSUPP,
-                   "cannot attach program '%s' to %s: this kernel has no kprobes (built without CONFIG_KPROBES)",
-                   cbpf_utf8(self->name), target);
+    cbpf_program_error(self, EOPNOTSUPP,
+                       "cannot attach to %s: this kernel has no kprobes (built without CONFIG_KPROBES)", target);
     return -1;
 }
 
@@ -306,10 +294,9 @@ static int section_prerequisites(cbpf_state *st, ProgramObject *self, const char
 static PyObject *attach_error(cbpf_state *st, ProgramObject *self, int err, PyObject *target, const char *missing)
 {
     if (err == ENOENT && missing != NULL) {
-        return cbpf_set_error(st, err, "cannot attach program '%s' to %s: %s", cbpf_utf8(self->name), cbpf_utf8(target),
-                              missing);
+        return cbpf_program_error(self, err, "cannot attach to %s: %s", cbpf_utf8(target), missing);
     }
-    return cbpf_set_error(st, err, "cannot attach program '%s' to %s", cbpf_utf8(self->name), cbpf_utf8(target));
+    return cbpf_program_error(self, err, "cannot attach to %s", cbpf_utf8(target));
 }
 
 /* libbpf's messages go to logging; the errno of the call that failed survives that. */
@@ -372,7 +359,7 @@ static PyObject *legacy_attach(cbpf_state *st, ProgramObject *self, enum cbpf_le
     }
     int rc = cbpf_legacy_attach_fd(program_fd(self), kind, where, offset, &link_fd, &perf_fd, err, sizeof(err));
     if (rc < 0) {
-        cbpf_set_error(st, rc, "cannot attach program '%s': %s", cbpf_utf8(self->name), err);
+        cbpf_program_error(self, rc, "cannot attach: %s", err);
         Py_DECREF(target);
         return NULL;
     }
@@ -610,109 +597,53 @@ static bool is_elf(const char *path)
     return elf;
 }
 
-/* dir/name[suffix] into out; false when it does not fit. */
-static bool join_path(char *out, size_t size, const char *dir, const char *name, const char *suffix)
+/* The path of a binary given as a path or a name: the Python layer's cbpf._binaries.find() looks names up as the
+ * dynamic loader and the shell would (LD_LIBRARY_PATH, the loader's cache, PATH). None when there is none. */
+static PyObject *find_binary(cbpf_state *st, PyObject *name)
 {
-    int n = snprintf(out, size, "%s/%s%s", dir, name, suffix);
-    return n > 0 && (size_t)n < size;
-}
-
-/* In dir: base.so, else the shortest base.so.N... that is an ELF file (libc -> libc.so.6). */
-static bool library_in(const char *dir, const char *base, char *out, size_t size)
-{
-    if (join_path(out, size, dir, base, ".so") && is_elf(out)) {
-        return true;
-    }
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return false;
-    }
-    char prefix[NAME_MAX + 8], best[NAME_MAX + 1] = "";
-    snprintf(prefix, sizeof(prefix), "%s.so.", base);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!has_prefix(e->d_name, prefix) || (best[0] && strlen(e->d_name) >= strlen(best))) {
-            continue;
-        }
-        if (join_path(out, size, dir, e->d_name, "") && is_elf(out)) {
-            memcpy(best, e->d_name, strlen(e->d_name) + 1);
+    if (st->find_binary == NULL) {
+        PyObject *module = PyImport_ImportModule("cbpf._binaries");
+        st->find_binary = module ? PyObject_GetAttrString(module, "find") : NULL;
+        Py_XDECREF(module);
+        if (st->find_binary == NULL) {
+            return NULL;
         }
     }
-    closedir(d);
-    return best[0] != '\0' && join_path(out, size, dir, best, "");
-}
-
-enum find_kind { FIND_EXECUTABLE, FIND_ELF, FIND_LIBRARY };
-
-/* Looks for name in each directory of a colon-separated list. */
-static bool find_in(const char *dirs, const char *name, enum find_kind kind, char *out, size_t size)
-{
-    for (const char *s = dirs; s != NULL && *s;) {
-        const char *colon = strchr(s, ':');
-        size_t len = colon ? (size_t)(colon - s) : strlen(s);
-        char dir[PATH_MAX];
-        if (len > 0 && len < sizeof(dir)) {
-            memcpy(dir, s, len);
-            dir[len] = '\0';
-            struct stat sb;
-            bool fits = join_path(out, size, dir, name, "");
-            if ((kind == FIND_EXECUTABLE && fits && stat(out, &sb) == 0 && S_ISREG(sb.st_mode) &&
-                 access(out, X_OK) == 0) ||
-                (kind == FIND_ELF && fits && is_elf(out)) || (kind == FIND_LIBRARY && library_in(dir, name, out, size))) {
-                return true;
-            }
-        }
-        s = colon ? colon + 1 : NULL;
-    }
-    return false;
-}
-
-/* A path, a library's file name ("libc.so.6"), a library's name ("libc", "c") or an executable in PATH. */
-static bool resolve_binary(const char *name, char *out, size_t size)
-{
-    if (strchr(name, '/') != NULL) {
-        snprintf(out, size, "%s", name);
-        return access(name, R_OK) == 0;
-    }
-    if (strstr(name, ".so") != NULL) {
-        return find_in(getenv("LD_LIBRARY_PATH"), name, FIND_ELF, out, size) ||
-               find_in(LIBRARY_DIRS, name, FIND_ELF, out, size);
-    }
-    if (find_in(getenv("PATH"), name, FIND_EXECUTABLE, out, size)) {
-        return true;
-    }
-    char base[NAME_MAX + 1];
-    snprintf(base, sizeof(base), "%s%s", has_prefix(name, "lib") ? "" : "lib", name);
-    return find_in(getenv("LD_LIBRARY_PATH"), base, FIND_LIBRARY, out, size) ||
-           find_in(LIBRARY_DIRS, base, FIND_LIBRARY, out, size);
+    return PyObject_CallOneArg(st->find_binary, name);
 }
 
 static int binary_path(cbpf_state *st, ProgramObject *self, PyObject *binary, char *out, size_t size)
 {
-    PyObject *encoded = NULL;
-    if (!PyUnicode_FSConverter(binary, &encoded)) {
-        return -1;
-    }
-    const char *name = PyBytes_AS_STRING(encoded);
-    int rc = 0;
+    PyObject *name = NULL, *found = NULL, *encoded = NULL;
+    int rc = -1;
     struct stat sb;
-    if (!resolve_binary(name, out, size)) {
-        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no binary or library '%s' (looked in PATH, "
-                                   "LD_LIBRARY_PATH and the library directories)",
-                       cbpf_utf8(self->name), name);
-        rc = -1;
+    if (!PyUnicode_FSDecoder(binary, &name) || (found = find_binary(st, name)) == NULL) {
+        goto done;
     }
-    else if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        cbpf_set_error(st, EISDIR, "cannot attach program '%s' to %s: a directory, not an ELF file (an executable "
-                       "or a shared library)", cbpf_utf8(self->name), out);
-        rc = -1;
+    if (found == Py_None) {
+        cbpf_program_error(self, ENOENT, "cannot attach: no binary or library '%s' (looked in PATH, "
+                           "LD_LIBRARY_PATH and the dynamic loader's cache)", cbpf_utf8(name));
+        goto done;
+    }
+    if (!PyUnicode_FSConverter(found, &encoded)) {
+        goto done;
+    }
+    snprintf(out, size, "%s", PyBytes_AS_STRING(encoded));
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cbpf_program_error(self, EISDIR, "cannot attach to %s: a directory, not an ELF file (an executable or a "
+                           "shared library)", out);
     }
     else if (!is_elf(out)) {
-        cbpf_set_error(st, ENOEXEC, "cannot attach program '%s' to %s: not an ELF file (an executable or a shared "
-                       "library)", cbpf_utf8(self->name), out);
-        rc = -1;
+        cbpf_program_error(self, ENOEXEC, "cannot attach to %s: not an ELF file (an executable or a shared "
+                           "library)", out);
     }
-    Py_DECREF(encoded);
+    else {
+        rc = 0;
+    }
+done:
+    Py_XDECREF(name);
+    Py_XDECREF(found);
+    Py_XDECREF(encoded);
     return rc;
 }
 
@@ -897,9 +828,8 @@ static PyObject *Program_attach_perf_event(ProgramObject *self, PyObject *args, 
         int pfd = (int)syscall(__NR_perf_event_open, &attr, pid, cpus[i], -1, PERF_FLAG_FD_CLOEXEC);
         if (pfd < 0) {
             int err = errno;
-            cbpf_set_error(st, err, "cannot attach program '%s' to %s: perf_event_open on CPU %d%s",
-                           cbpf_utf8(self->name),
-                           cbpf_utf8(target), cpus[i],
+            cbpf_program_error(self, err, "cannot attach to %s: perf_event_open on CPU %d%s", cbpf_utf8(target),
+                               cpus[i],
                            err == ENOENT || err == EOPNOTSUPP ? " (no such event on this machine)" : "");
             goto error;
         }
@@ -934,9 +864,8 @@ static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface,
         }
         unsigned int index = strlen(s) < IF_NAMESIZE ? if_nametoindex(s) : 0;
         if (index == 0) {
-            cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface '%s' (in this network "
-                                       "namespace)",
-                           cbpf_utf8(self->name), s);
+            cbpf_program_error(self, ENOENT, "cannot attach: no network interface '%s' (in this network namespace)",
+                               s);
             return -1;
         }
         snprintf(name, IF_NAMESIZE, "%s", s);
@@ -947,9 +876,8 @@ static int interface_index(cbpf_state *st, ProgramObject *self, PyObject *iface,
         return -1;
     }
     if (index <= 0 || if_indextoname((unsigned int)index, name) == NULL) {
-        cbpf_set_error(st, ENOENT, "cannot attach program '%s': no network interface with index %d (in this "
-                                   "network namespace)",
-                       cbpf_utf8(self->name), index);
+        cbpf_program_error(self, ENOENT, "cannot attach: no network interface with index %d (in this network "
+                           "namespace)", index);
         return -1;
     }
     return index;
@@ -1074,10 +1002,10 @@ static PyObject *Program_attach_socket(ProgramObject *self, PyObject *sock)
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        return cbpf_set_error(st, errno, "cannot attach program '%s' to fd %d", cbpf_utf8(self->name), fd);
+        return cbpf_program_error(self, errno, "cannot attach to fd %d", fd);
     }
     if (!S_ISSOCK(sb.st_mode)) {
-        return cbpf_set_error(st, ENOTSOCK, "cannot attach program '%s' to fd %d", cbpf_utf8(self->name), fd);
+        return cbpf_program_error(self, ENOTSOCK, "cannot attach to fd %d", fd);
     }
     PyObject *target = PyUnicode_FromFormat("socket fd %d", fd);
     if (target == NULL) {
@@ -1151,8 +1079,8 @@ static PyObject *Program_attach_cgroup(ProgramObject *self, PyObject *args, PyOb
     int cgroup_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cgroup_fd < 0) {
         int err = errno;
-        cbpf_set_error(st, err, "cannot attach program '%s': %s %s", cbpf_utf8(self->name),
-                       err == ENOENT ? "no cgroup at" : "cannot open the cgroup", p);
+        cbpf_program_error(self, err, "cannot attach: %s %s", err == ENOENT ? "no cgroup at" : "cannot open the cgroup",
+                           p);
         goto done;
     }
     int fd = bpf_link_create(program_fd(self), cgroup_fd, type, NULL);
@@ -1202,8 +1130,7 @@ static PyObject *Program_get_insn_count(ProgramObject *self, void *Py_UNUSED(clo
         __u32 len = sizeof(info);
         memset(&info, 0, sizeof(info));
         if (bpf_prog_get_info_by_fd(self->pinned_fd, &info, &len) != 0) {
-            return cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), errno, "reading the info of program '%s'",
-                                  cbpf_utf8(self->name));
+            return cbpf_program_error(self, errno, "reading its info");
         }
         return PyLong_FromSize_t(info.xlated_prog_len / 8);
     }
@@ -1264,8 +1191,7 @@ static int Program_set_autoload(ProgramObject *self, PyObject *value, void *Py_U
     }
     int err = bpf_program__set_autoload(self->prog, on);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting autoload of program '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting autoload");
         return -1;
     }
     return 0;
@@ -1369,8 +1295,7 @@ static int Program_set_type(ProgramObject *self, PyObject *value, void *Py_UNUSE
     else {
         int err = bpf_program__set_type(self->prog, (enum bpf_prog_type)t);
         if (err != 0) {
-            cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting type of program '%s'",
-                           cbpf_utf8(self->name));
+            cbpf_program_error(self, err, "setting type");
             return -1;
         }
     }
@@ -1415,8 +1340,7 @@ static int Program_set_expected_attach_type(ProgramObject *self, PyObject *value
     }
     int err = bpf_program__set_expected_attach_type(self->prog, t);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting expected_attach_type of program '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting expected_attach_type");
         return -1;
     }
     return 0;
@@ -1471,13 +1395,14 @@ static int Program_set_attach_target(ProgramObject *self, PyObject *value, void 
     cbpf_log_begin();
     int err = log_done(st, bpf_program__set_attach_target(self->prog, fd, name));
     if (err == -ESRCH || err == -ENOENT) {
-        cbpf_set_error(st, ENOENT, "attach_target of program '%s': '%s' is not %s", cbpf_utf8(self->name), name,
-                       fd ? "a function of the target program (in its BTF)"
-                          : "in the running kernel's BTF (no such kernel function or type, or it cannot be traced)");
+        cbpf_program_error(self, ENOENT, "attach_target: '%s' is not %s", name,
+                           fd ? "a function of the target program (in its BTF)"
+                              : "in the running kernel's BTF (no such kernel function or type, or it cannot be "
+                                "traced)");
         return -1;
     }
     if (err != 0) {
-        cbpf_set_error(st, err, "setting attach_target of program '%s' to '%s'", cbpf_utf8(self->name), name);
+        cbpf_program_error(self, err, "setting attach_target to '%s'", name);
         return -1;
     }
     Py_XSETREF(self->attach_target, Py_NewRef(value));
@@ -1525,8 +1450,7 @@ static int Program_set_flags(ProgramObject *self, PyObject *value, void *Py_UNUS
     }
     int err = bpf_program__set_flags(self->prog, v);
     if (err != 0) {
-        cbpf_set_error(cbpf_state_from_type(Py_TYPE(self)), err, "setting flags of program '%s'",
-                       cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting flags");
         return -1;
     }
     return 0;
@@ -1546,7 +1470,6 @@ static PyObject *Program_get_log_level(ProgramObject *self, void *Py_UNUSED(clos
 static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     uint32_t level;
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     if (u32_setting(self, value, "log_level", &level) < 0) {
         return -1;
     }
@@ -1566,7 +1489,7 @@ static int Program_set_log_level(ProgramObject *self, PyObject *value, void *Py_
         if (buf != self->log_buf) {
             PyMem_RawFree(buf);
         }
-        cbpf_set_error(st, err, "setting log_level of program '%s'", cbpf_utf8(self->name));
+        cbpf_program_error(self, err, "setting log_level");
         return -1;
     }
     if (buf != self->log_buf) {
@@ -1640,7 +1563,6 @@ static bool test_runs(uint32_t type)
 static PyObject *Program_test_run(ProgramObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"data", "ctx", "repeat", "data_size_out", "flags", "cpu", NULL};
-    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
     Py_buffer data = {0}, ctx = {0};
     PyObject *ctx_obj = Py_None, *size_obj = Py_None, *cpu_obj = Py_None, *result = NULL;
     unsigned int repeat = 1, flags = 0;
@@ -1731,9 +1653,8 @@ static PyObject *Program_test_run(ProgramObject *self, PyObject *args, PyObject 
                          type_name(self->type));
         }
         else {
-            cbpf_set_error(st, err, "test_run of program '%s' (%s, %zd bytes of data, %zd of ctx)",
-                           cbpf_utf8(self->name),
-                           type_name(self->type), data.len, ctx.len);
+            cbpf_program_error(self, err, "test_run (%s, %zd bytes of data, %zd of ctx)", type_name(self->type),
+                               data.len, ctx.len);
         }
         goto done;
     }

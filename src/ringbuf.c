@@ -153,13 +153,13 @@ static int add_ring(cbpf_state *st, RingBufferObject *self, PyObject *map, PyObj
     r.producer_len = page + 2 * (size_t)m->max_entries;
     void *consumer = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
     if (consumer == MAP_FAILED) {
-        cbpf_set_error(st, errno, "mapping the consumer page of ring buffer '%s'", cbpf_utf8(m->name));
+        cbpf_map_error(m, errno, "mapping the ring buffer's consumer page");
         return -1;
     }
     r.consumer = consumer;
     void *producer = mmap(NULL, r.producer_len, PROT_READ, MAP_SHARED, m->fd, (off_t)page);
     if (producer == MAP_FAILED) {
-        cbpf_set_error(st, errno, "mapping the data of ring buffer '%s'", cbpf_utf8(m->name));
+        cbpf_map_error(m, errno, "mapping the ring buffer's data");
         ring_unmap(&r);
         return -1;
     }

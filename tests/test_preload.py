@@ -331,7 +331,8 @@ def test_map_reused_between_two_objects(bpf_objects, tmp_path):
             third.maps["shared_counts"].reuse(pinned)
     finally:
         first.maps["shared_counts"].unpin()
-    with pytest.raises(FileNotFoundError, match="reuse.. of map 'shared_counts': opening the pinned map"):
+    with pytest.raises(FileNotFoundError,
+                       match="map 'shared_counts' of object 'runs': reuse..: opening the pinned map"):
         cbpf.Object(bpf_objects["runs"], load=False).maps["shared_counts"].reuse(pinned)
     with pytest.raises(TypeError, match="reuse.. of map 'shared_counts' takes a Map, a file descriptor or a pinned"):
         cbpf.Object(bpf_objects["runs"], load=False).maps["shared_counts"].reuse(1.5)  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ def test_bad_arguments():
         cbpf.Object(b"x", name=3)
     with pytest.raises(TypeError, match="exactly 2 arguments"):
         cbpf.fetch("x")
+    with pytest.raises(TypeError, match="fetch.. takes a Map or a map name, not int"):
+        cbpf.fetch(3, 1)
     with pytest.raises(IsADirectoryError):
         cbpf.Object("/")
 

@@ -52,9 +52,10 @@ def test_fentry_placeholder_retargeted_before_load(bpf_objects):
     obj = retarget_object(bpf_objects["vm_retarget"], retargeted=True)
     prog = obj.programs["retargeted"]
     assert prog.section == "fentry/cbpf_placeholder_function"
-    with pytest.raises(FileNotFoundError, match="attach_target of program 'retargeted': 'cbpf_no_such_function' is "
-                                                "not in the running kernel's BTF"):
+    with pytest.raises(FileNotFoundError, match="program 'retargeted' of object 'vm_retarget': attach_target: "
+                                                "'cbpf_no_such_function' is not in the running kernel's BTF") as info:
         prog.attach_target = "cbpf_no_such_function"
+    assert (info.value.object, info.value.program, info.value.map) == ("vm_retarget", "retargeted", None)
     prog.attach_target = TARGET
     assert prog.attach_target == TARGET
     if not features.fentry(TARGET):
