@@ -6,7 +6,8 @@ cbpf needs the GIL (it does not declare Py_MOD_GIL_NOT_USED; on a free-threaded 
 GIL back on), and fetch() keeps the GIL across its lookup system call, which is shorter (about 1 us) than what
 releasing and taking the GIL back would cost. So 8 threads share one interpreter lock: their lookups add up to
 about what one thread does. This measures it, as fetches per second over all threads, against a C loop of
-bpf_map_lookup_elem() on the same map (Map._c_lookup_loop) in the same round, and prints whether the GIL is on.
+bpf_map_lookup_elem() on the same map (_cbench.lookup_loop, benchmarks/_cbench.c) in the same round, and prints
+whether the GIL is on.
 Each round times 1 thread, then 8, then 1 again (mirrored, so that a drift of the machine costs each the same);
 the figures are medians over the rounds.
 """
@@ -55,16 +56,17 @@ def main() -> None:
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(f"bench_threads: CPython {sys.version.split()[0]}, {'free-threaded' if free_threaded else 'GIL'} build,"
           f" GIL {'on' if gil else 'off'} after importing cbpf; {len(__import__('os').sched_getaffinity(0))} CPUs")
+    cbench = _measure.cbench()  # the C baselines (benchmarks/_cbench.c)
     with cbpf.Map.create("hash", 4, 8, 64) as m:
         for k in range(THREADS):
             m[k] = k
         one, many, c_loop = [], [], []
         for _ in range(args.rounds):
-            c_loop.append(args.lookups / m._c_lookup_loop(0, args.lookups))
+            c_loop.append(args.lookups / cbench.lookup_loop(m, 0, args.lookups))
             first = fetch_rate(m, 1, args.lookups)
             many.append(fetch_rate(m, THREADS, args.lookups))
             one.append((first + fetch_rate(m, 1, args.lookups)) / 2)
-            c_loop[-1] = (c_loop[-1] + args.lookups / m._c_lookup_loop(0, args.lookups)) / 2
+            c_loop[-1] = (c_loop[-1] + args.lookups / cbench.lookup_loop(m, 0, args.lookups)) / 2
     scaling = [b / a for a, b in zip(one, many)]
     med, lo, hi = _measure.median_ci(scaling)
     print(f"  C loop, 1 thread:     {statistics.median(c_loop) / 1e6:6.3f} M lookups/s")

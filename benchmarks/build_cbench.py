@@ -27,7 +27,9 @@ def main() -> None:
         extra_objects=[str(LIBBPF / "lib" / "libbpf.a")],
         libraries=["elf", "z"],
     )
-    build_temp = ROOT / "build" / f"cbench-{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    # a free-threaded build shares its cache tag with the same version's GIL build, not its ABI
+    abi = sys.implementation.cache_tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
+    build_temp = ROOT / "build" / f"cbench-{sysconfig.get_platform()}-{abi}"
     setup(
         name="cbpf-benchmarks",
         ext_modules=[ext],

@@ -119,12 +119,7 @@ class Map(_cbpf.Map):
     # -- values as Python sees them --------------------------------------------------------------------------
 
     def _decoded(self, what: int) -> Iterator[Any]:
-        cursor = None
-        while True:
-            chunk, cursor = self._read_decoded(cursor, _CHUNK, what)
-            yield from chunk
-            if cursor is None:
-                return
+        return self._iter_decoded(what, _CHUNK)
 
     def keys(self) -> Iterator[Any]:
         """The keys, decoded by key_type (bytes when untyped), read a chunk at a time."""

@@ -52,6 +52,7 @@ typedef struct {
     PyTypeObject *RingBuffer_type;
     PyTypeObject *PerfBuffer_type;
     PyTypeObject *Decoder_type;
+    PyTypeObject *MapIter_type;
     PyTypeObject *Program_type;
     PyTypeObject *Link_type;
     PyObject *LoadError;     /* OSError subclass carrying the verifier log */
@@ -185,6 +186,7 @@ extern PyType_Spec cbpf_region_spec;
 extern PyType_Spec cbpf_ringbuf_spec;
 extern PyType_Spec cbpf_perfbuf_spec;
 extern PyType_Spec cbpf_decoder_spec;
+extern PyType_Spec cbpf_mapiter_spec;
 
 /* Memory the kernel filled through a bpf() command valgrind does not know (the batch commands of valgrind 3.19):
  * without this, memcheck takes it for uninitialised. A no-op unless built with CBPF_VALGRIND=1. */
@@ -312,7 +314,7 @@ static inline size_t cbpf_map_full_value_size(MapObject *self)
 PyObject *cbpf_map_dump_raw(MapObject *self, PyObject *ignored);
 PyObject *cbpf_map_dump_dict(MapObject *self, PyObject *ignored);
 PyObject *cbpf_map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
-PyObject *cbpf_map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *cbpf_map_iter_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
 Py_ssize_t cbpf_map_length(MapObject *self);
 
 /* program.c: before load */
@@ -344,6 +346,20 @@ PyObject *cbpf_map_subscript(MapObject *self, PyObject *key);
 PyObject *cbpf_map_get(MapObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *cbpf_map_get_key_type(MapObject *self, void *closure);
 PyObject *cbpf_map_get_value_type(MapObject *self, void *closure);
+
+/* map.c: the buffers of one single-key call ({0} to start, then cbpf_map_io_release on every path). begin resolves
+ * the map's types, then encodes `key` (unless NULL) into io->key and `value` (unless NULL: the value to write; maps of
+ * fds also take an object with an fd) into io->value, each an int, a buffer of exactly the size or a typed value,
+ * and with `read` makes io->out room for the value a lookup reads (every possible CPU's). -1 with an exception. */
+typedef struct {
+    cbpf_keybuf kb, vb;
+    const void *key;
+    const void *value;
+    unsigned char *out;
+    uint64_t out_inline[8];
+} cbpf_map_io;
+int cbpf_map_io_begin(MapObject *self, PyObject *key, PyObject *value, bool read, cbpf_map_io *io);
+void cbpf_map_io_release(cbpf_map_io *io);
 
 /* Event streams (stream.c, ringbuf.c, perfbuf.c) -------------------------------------------------------------- */
 

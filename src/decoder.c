@@ -106,16 +106,23 @@ static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ss
 /* A tuple of ints, floats, strs, bytes and untracked tuples can never be part of a reference cycle: the
  * collector need not follow it. Untracked now, a whole map's worth of keys and values costs no collections (as
  * CPython untracks such tuples itself, later, once a collection has seen them). */
-static void untrack_if_atomic(PyObject *t)
+static bool atomic_items(PyObject *t)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(t);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = PyTuple_GET_ITEM(t, i);
         if (PyTuple_Check(v) ? PyObject_GC_IsTracked(v) : PyObject_IS_GC(v)) {
-            return;
+            return false;
         }
     }
-    PyObject_GC_UnTrack(t);
+    return true;
+}
+
+static void untrack_if_atomic(PyObject *t)
+{
+    if (atomic_items(t)) {
+        PyObject_GC_UnTrack(t);
+    }
 }
 
 static PyObject *text(const unsigned char *p, Py_ssize_t len)
@@ -216,40 +223,41 @@ static PyObject *decode_field(const cbpf_field *f, const unsigned char *base, Py
     return array(f, p, f->count);
 }
 
-/* untrack: leave the collector a record that can hold no cycle (see untrack_if_atomic). Nested records and arrays
- * always are; a top-level one only for map reads, which keep many (an event is mostly dropped at once, and
- * untracking it would cost the stream path). */
+/* A record is made untracked and tracked only if it may hold a cycle. Every field atomic (self->atomic): never
+ * tracked. Otherwise, with `untrack` (nested records, map reads, which keep many) its items are looked at and it
+ * stays untracked when they are all atomic; without (the top level of an event, mostly dropped at once) it is
+ * tracked without looking. */
 static PyObject *decode_at(DecoderObject *self, const unsigned char *base, Py_ssize_t avail, bool untrack)
 {
     if (self->type == NULL) {
         return decode_field(&self->fields[0], base, avail);
     }
-    /* a named tuple has the layout of a tuple: allocate it as one and fill it */
-    PyObject *record = self->type->tp_alloc(self->type, self->nfields);
+    /* A named tuple has the layout of a tuple: allocated as one, neither zero-filled nor tracked by the collector
+       (tp_alloc would do both, and a map read would untrack it again): every item is set below, and the record is
+       tracked last, unless it can hold no cycle. */
+    PyObject *record = (PyObject *)PyObject_GC_NewVar(PyTupleObject, self->type, self->nfields);
     if (record == NULL) {
         return NULL;
     }
 #if PY_VERSION_HEX >= 0x030E0000
-    /* CPython 3.14 caches a tuple's hash in the tuple, -1 meaning "not computed yet"; tp_alloc zero-fills, and a
-       cached 0 would make the record hash unlike the equal plain tuple (a dict lookup by (a, b) then misses) */
+    /* CPython 3.14 caches a tuple's hash in the tuple, -1 meaning "not computed yet" (a stale value would make the
+       record hash unlike the equal plain tuple, and a dict lookup by (a, b) then misses) */
     ((PyTupleObject *)record)->ob_hash = -1;
 #endif
     for (Py_ssize_t i = 0; i < self->nfields; i++) {
         const cbpf_field *f = &self->fields[i];
         PyObject *v = f->plain_int && f->end <= avail ? plain_int(f, base + f->offset) : decode_field(f, base, avail);
         if (v == NULL) {
+            for (Py_ssize_t j = i; j < self->nfields; j++) {
+                PyTuple_SET_ITEM(record, j, NULL); /* the tuple's dealloc skips what was never set */
+            }
             Py_DECREF(record);
             return NULL;
         }
         PyTuple_SET_ITEM(record, i, v);
     }
-    if (untrack) {
-        if (self->atomic) {
-            PyObject_GC_UnTrack(record);
-        }
-        else {
-            untrack_if_atomic(record);
-        }
+    if (!self->atomic && !(untrack && atomic_items(record))) {
+        PyObject_GC_Track(record);
     }
     return record;
 }

@@ -419,6 +419,39 @@ static int value_bytes(MapObject *self, PyObject *value, uint64_t *scratch, Py_b
     return to_bytes(value, self->value_size, "value", self->name, scratch, view, out);
 }
 
+int cbpf_map_io_begin(MapObject *self, PyObject *key, PyObject *value, bool read, cbpf_map_io *io)
+{
+    if (cbpf_map_types(self) < 0) {
+        return -1;
+    }
+    if (key != NULL && cbpf_map_encode_key(self, key, &io->kb, &io->key) < 0) {
+        return -1;
+    }
+    if (value != NULL && (holds_fds(self->type) ? value_bytes(self, value, io->vb.inline_, &io->vb.view, &io->value)
+                                                : cbpf_map_encode_value(self, value, &io->vb, &io->value)) < 0) {
+        return -1;
+    }
+    if (read) {
+        size_t full = cbpf_map_full_value_size(self);
+        io->out = full <= sizeof(io->out_inline) ? (unsigned char *)io->out_inline : PyMem_Malloc(full);
+        if (io->out == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void cbpf_map_io_release(cbpf_map_io *io)
+{
+    cbpf_keybuf_release(&io->kb);
+    cbpf_keybuf_release(&io->vb);
+    if (io->out != (unsigned char *)io->out_inline) {
+        PyMem_Free(io->out);
+    }
+    io->out = NULL;
+}
+
 /* Parses "positional arguments, then optional flags (by position or keyword)" for update-like calls. */
 static int parse_flags(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t npos,
                        const char *usage, unsigned long long *flags)
@@ -576,25 +609,18 @@ static PyObject *value_to_python(MapObject *self, const unsigned char *value)
 
 static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_keybuf kb = {0};
-    const void *k = NULL;
-    unsigned char *value = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
     unsigned long long flags;
 
     if (parse_flags(args, nargs, kwnames, 1, "lookup() takes a key and optional flags (BPF_F_LOCK)", &flags) < 0 ||
-        cbpf_map_check_keyed(self, "lookup") < 0 || cbpf_map_types(self) < 0) {
+        cbpf_map_check_keyed(self, "lookup") < 0) {
         return NULL;
     }
-    PyObject *key = args[0];
-    value = PyMem_Malloc(cbpf_map_full_value_size(self) ? cbpf_map_full_value_size(self) : 1);
-    if (value == NULL) {
-        return PyErr_NoMemory();
-    }
-    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, args[0], NULL, true, &io) < 0) {
         goto done;
     }
-    if (bpf_map_lookup_elem_flags(self->fd, k, value, flags) != 0) {
+    if (bpf_map_lookup_elem_flags(self->fd, io.key, io.out, flags) != 0) {
         int err = errno;
         if (err == ENOENT) {
             result = Py_NewRef(Py_None);
@@ -604,62 +630,47 @@ static PyObject *Map_lookup(MapObject *self, PyObject *const *args, Py_ssize_t n
         }
         goto done;
     }
-    result = value_to_python(self, value);
+    result = value_to_python(self, io.out);
 done:
-    cbpf_keybuf_release(&kb);
-    PyMem_Free(value);
+    cbpf_map_io_release(&io);
     return result;
 }
 
 static PyObject *Map_update(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_keybuf kb = {0}, vb = {0};
-    const void *k = NULL, *v = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
     unsigned long long flags;
 
-    if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0) {
+    if (parse_flags(args, nargs, kwnames, 2, "update() takes a key, a value and optional flags", &flags) < 0 ||
+        cbpf_map_check_keyed(self, "update") < 0) {
         return NULL;
     }
-    if (cbpf_map_check_keyed(self, "update") < 0 || cbpf_map_types(self) < 0) {
-        return NULL;
-    }
-    if (cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, args[0], args[1], false, &io) < 0) {
         goto done;
     }
-    if (holds_fds(self->type)) {
-        if (value_bytes(self, args[1], vb.inline_, &vb.view, &v) < 0) {
-            goto done;
-        }
-    }
-    else if (cbpf_map_encode_value(self, args[1], &vb, &v) < 0) {
-        goto done;
-    }
-    if (bpf_map_update_elem(self->fd, k, v, flags) != 0) {
+    if (bpf_map_update_elem(self->fd, io.key, io.value, flags) != 0) {
         cbpf_map_error(self, errno, "update");
         goto done;
     }
     result = Py_NewRef(Py_None);
 done:
-    cbpf_keybuf_release(&kb);
-    cbpf_keybuf_release(&vb);
+    cbpf_map_io_release(&io);
     return result;
 }
 
 static PyObject *Map_delete(MapObject *self, PyObject *key)
 {
-    cbpf_keybuf kb = {0};
-    const void *k = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
 
-    if (cbpf_map_check_keyed(self, "delete") < 0 || cbpf_map_types(self) < 0) {
+    if (cbpf_map_check_keyed(self, "delete") < 0) {
         return NULL;
     }
-    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
-        cbpf_keybuf_release(&kb);
-        return NULL;
+    if (cbpf_map_io_begin(self, key, NULL, false, &io) < 0) {
+        goto done;
     }
-    if (bpf_map_delete_elem(self->fd, k) == 0) {
+    if (bpf_map_delete_elem(self->fd, io.key) == 0) {
         result = Py_NewRef(Py_True);
     }
     else if (errno == ENOENT) {
@@ -668,7 +679,8 @@ static PyObject *Map_delete(MapObject *self, PyObject *key)
     else {
         cbpf_map_error(self, errno, "delete");
     }
-    cbpf_keybuf_release(&kb);
+done:
+    cbpf_map_io_release(&io);
     return result;
 }
 
@@ -810,9 +822,8 @@ done:
 
 static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    cbpf_keybuf kb = {0};
+    cbpf_map_io io = {0};
     Py_buffer out = {0};
-    const void *k = NULL;
     PyObject *result = NULL;
     if (nargs != 2) {
         return PyErr_Format(PyExc_TypeError, "lookup_into() takes a key and a writable buffer");
@@ -828,10 +839,10 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
                      cbpf_map_full_value_size(self), out.len);
         goto done;
     }
-    if (cbpf_map_types(self) < 0 || cbpf_map_encode_key(self, args[0], &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, args[0], NULL, false, &io) < 0) {
         goto done;
     }
-    if (bpf_map_lookup_elem(self->fd, k, out.buf) == 0) {
+    if (bpf_map_lookup_elem(self->fd, io.key, out.buf) == 0) {
         result = Py_NewRef(Py_True);
     }
     else if (errno == ENOENT) {
@@ -841,7 +852,7 @@ static PyObject *Map_lookup_into(MapObject *self, PyObject *const *args, Py_ssiz
         cbpf_map_error(self, errno, "lookup");
     }
 done:
-    cbpf_keybuf_release(&kb);
+    cbpf_map_io_release(&io);
     PyBuffer_Release(&out);
     return result;
 }
@@ -872,28 +883,29 @@ static int check_keyless(MapObject *self, const char *op, bool bloom_too)
 /* pop() and peek() give None when empty (the kernel's ENOENT). */
 static PyObject *keyless_read(MapObject *self, bool remove)
 {
-    if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0 || cbpf_map_types(self) < 0) {
+    cbpf_map_io io = {0};
+    PyObject *result = NULL;
+    if (check_keyless(self, remove ? "pop()" : "peek()", false) < 0) {
         return NULL;
     }
-    PyObject *value = PyBytes_FromStringAndSize(NULL, self->value_size);
-    if (value == NULL) {
-        return NULL;
+    if (cbpf_map_io_begin(self, NULL, NULL, true, &io) < 0) {
+        goto done;
     }
-    int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, PyBytes_AS_STRING(value))
-                    : bpf_map_lookup_elem(self->fd, NULL, PyBytes_AS_STRING(value));
+    int rc = remove ? bpf_map_lookup_and_delete_elem(self->fd, NULL, io.out)
+                    : bpf_map_lookup_elem(self->fd, NULL, io.out);
     if (rc == 0) {
-        if (self->value_codec == NULL) {
-            return value;
-        }
-        PyObject *typed = cbpf_decoder_decode(self->value_codec, PyBytes_AS_STRING(value), self->value_size);
-        Py_DECREF(value);
-        return typed;
+        result = self->value_codec ? cbpf_decoder_decode(self->value_codec, io.out, self->value_size)
+                                   : PyBytes_FromStringAndSize((const char *)io.out, self->value_size);
     }
-    Py_DECREF(value);
-    if (errno == ENOENT) {
-        Py_RETURN_NONE;
+    else if (errno == ENOENT) {
+        result = Py_NewRef(Py_None);
     }
-    return cbpf_map_error(self, errno, "%s", remove ? "pop" : "peek");
+    else {
+        cbpf_map_error(self, errno, "%s", remove ? "pop" : "peek");
+    }
+done:
+    cbpf_map_io_release(&io);
+    return result;
 }
 
 static PyObject *Map_pop(MapObject *self, PyObject *Py_UNUSED(ignored))
@@ -909,20 +921,19 @@ static PyObject *Map_peek(MapObject *self, PyObject *Py_UNUSED(ignored))
 /* push(value, flags=0): onto a queue or stack (BPF_EXIST overwrites the oldest when full), or into a bloom filter. */
 static PyObject *Map_push(MapObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    cbpf_keybuf vb = {0};
-    const void *v = NULL;
+    cbpf_map_io io = {0};
     unsigned long long flags;
-    if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0) {
+    if (parse_flags(args, nargs, kwnames, 1, "push() takes a value and optional flags", &flags) < 0 ||
+        check_keyless(self, "push()", true) < 0) {
         return NULL;
     }
-    if (check_keyless(self, "push()", true) < 0 || cbpf_map_types(self) < 0 ||
-        cbpf_map_encode_value(self, args[0], &vb, &v) < 0) {
-        cbpf_keybuf_release(&vb);
+    if (cbpf_map_io_begin(self, NULL, args[0], false, &io) < 0) {
+        cbpf_map_io_release(&io);
         return NULL;
     }
-    int rc = bpf_map_update_elem(self->fd, NULL, v, flags);
+    int rc = bpf_map_update_elem(self->fd, NULL, io.value, flags);
     int err = errno;
-    cbpf_keybuf_release(&vb);
+    cbpf_map_io_release(&io);
     if (rc != 0 && err == E2BIG && self->type != BPF_MAP_TYPE_BLOOM_FILTER) {
         return cbpf_map_error(self, err, "push: it is full (%u values; push(value, flags=BPF_EXIST) drops the "
                               "oldest to make room)", self->max_entries);
@@ -959,15 +970,14 @@ static int Map_contains(MapObject *self, PyObject *key)
 {
     if (self->type == BPF_MAP_TYPE_BLOOM_FILTER) {
         /* a bloom filter is asked about a value: "maybe there" or "surely not" */
-        cbpf_keybuf vb = {0};
-        const void *v = NULL;
-        if (check_open(self) < 0 || cbpf_map_types(self) < 0 || cbpf_map_encode_value(self, key, &vb, &v) < 0) {
-            cbpf_keybuf_release(&vb);
+        cbpf_map_io io = {0};
+        if (check_open(self) < 0 || cbpf_map_io_begin(self, NULL, key, false, &io) < 0) {
+            cbpf_map_io_release(&io);
             return -1;
         }
-        int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)v);
+        int rc = bpf_map_lookup_elem(self->fd, NULL, (void *)io.value);
         int err = errno;
-        cbpf_keybuf_release(&vb);
+        cbpf_map_io_release(&io);
         if (rc == 0 || err == ENOENT) {
             return rc == 0;
         }
@@ -1691,8 +1701,9 @@ static PyMethodDef Map_methods[] = {
     {"reuse", (PyCFunction)Map_reuse, METH_O,
      "reuse($self, source, /)\n--\n\nBefore load: the object uses an existing map (a Map, a file descriptor or a "
      "path pinned in bpffs) instead of creating this one, so that objects share it."},
-    {"_read_decoded", FASTCALL(cbpf_map_read_decoded), METH_FASTCALL,
-     "_read_decoded($self, cursor, n, what, /)\n--\n\nOne chunk of keys, values or items, decoded."},
+    {"_iter_decoded", FASTCALL(cbpf_map_iter_decoded), METH_FASTCALL,
+     "_iter_decoded($self, what, n, /)\n--\n\nAn iterator over the keys (what 0), values (1) or items (2), "
+     "decoded, read n entries at a time."},
     {"get", FASTCALL(cbpf_map_get), METH_FASTCALL,
      "get($self, key, default=None, /)\n--\n\nThe value at key, decoded by the map's types, or default."},
     {"_resolve_types", cbpf_map_resolve_no_types, METH_NOARGS,

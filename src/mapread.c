@@ -415,60 +415,149 @@ PyObject *cbpf_map_read_chunk(MapObject *self, PyObject *const *args, Py_ssize_t
     return result;
 }
 
-/* _read_decoded(cursor_or_None, n, what) -> (list, cursor_or_None): one step of keys() (what 0), values() (1)
- * or items() (2), decoded by type (bytes when untyped). */
-PyObject *cbpf_map_read_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* keys(), values() and items(): an iterator that reads a chunk at a time and decodes one entry per step, so that
+ * what the loop drops is freed before the next entry is made (the chunk's objects are not all alive at once, and
+ * memory stays in the cache). */
+typedef struct {
+    PyObject_HEAD MapObject *map;
+    cursor *c;
+    entries e;   /* the chunk being handed out */
+    size_t at;   /* its next entry */
+    uint32_t n;  /* entries per chunk */
+    int what;    /* 0: keys, 1: values, 2: (key, value) */
+    bool ended;  /* read to the end, or failed: as a generator that raised, it stays ended */
+} MapIterObject;
+
+/* _iter_decoded(what, n): keys (what 0), values (1) or items (2), decoded by type (bytes when untyped), read n
+ * entries at a time. */
+PyObject *cbpf_map_iter_decoded(MapObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    entries e = {0};
-    PyObject *state = NULL, *list = NULL, *result = NULL;
-    if (nargs != 3) {
-        return PyErr_Format(PyExc_TypeError, "_read_decoded(cursor, n, what)");
+    cbpf_state *st = cbpf_state_from_type(Py_TYPE(self));
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "_iter_decoded(what, n)");
     }
-    long what = PyLong_AsLong(args[2]);
+    long what = PyLong_AsLong(args[0]);
     if (what < 0 || what > 2) {
         return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "what is 0, 1 or 2");
     }
-    if (cbpf_map_check_open(self) < 0 || cbpf_map_types(self) < 0) {
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n <= 0 || n > (1 << 20)) {
+        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_ValueError, "chunk size out of range");
+    }
+    MapIterObject *it = PyObject_GC_New(MapIterObject, st->MapIter_type);
+    if (it == NULL) {
         return NULL;
     }
-    state = chunk_step(self, args[0], args[1], &e);
-    if (state == NULL) {
-        goto done;
-    }
-    size_t vs = cbpf_map_full_value_size(self);
-    list = PyList_New((Py_ssize_t)e.len);
-    if (list == NULL) {
-        goto done;
-    }
-    for (size_t i = 0; i < e.len; i++) {
-        PyObject *k = what == 1 ? NULL : cbpf_map_decode_key(self, e.keys + i * self->key_size);
-        PyObject *v = what == 0 ? NULL : cbpf_map_decode_value(self, e.values + i * vs);
-        PyObject *item = what == 0 ? k : what == 1 ? v : NULL;
-        if (what == 2) {
-            item = k && v ? PyTuple_New(2) : NULL;
-            if (item == NULL) {
-                Py_XDECREF(k);
-                Py_XDECREF(v);
-                goto done;
-            }
-            PyTuple_SET_ITEM(item, 0, k);
-            PyTuple_SET_ITEM(item, 1, v);
-            if (!PyObject_GC_IsTracked(k) && !PyObject_GC_IsTracked(v)) {
-                PyObject_GC_UnTrack(item); /* decoded keys and values hold no cycle: nor does the pair */
-            }
-        }
-        if (item == NULL) {
-            goto done;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-    }
-    result = PyTuple_Pack(2, list, next_cursor(state));
-done:
-    Py_XDECREF(state);
-    Py_XDECREF(list);
-    entries_free(&e);
-    return result;
+    it->map = (MapObject *)Py_NewRef(self);
+    it->c = NULL; /* made at the first step: as a generator, the iterator checks the map only when it is used */
+    it->e = (entries){0};
+    it->at = 0;
+    it->n = (uint32_t)n;
+    it->what = (int)what;
+    it->ended = false;
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
 }
+
+/* Reads the next chunk into it->e: 0 (it->ended at the end), or -1 with an exception. */
+static int MapIter_fill(MapIterObject *it)
+{
+    MapObject *m = it->map;
+    it->ended = true; /* until the chunk is read */
+    if (cbpf_map_check_keyed(m, "iterating") < 0) {
+        return -1;
+    }
+    if (it->c == NULL) {
+        if (cbpf_map_types(m) < 0) {
+            return -1;
+        }
+        it->c = PyMem_Calloc(1, sizeof(cursor) + token_size(m));
+        if (it->c == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    it->e.len = it->at = 0;
+    int rc = read_chunk(m, m->fd, it->c, &it->e, it->n);
+    if (rc < 0) {
+        cbpf_map_error(m, rc, "reading");
+        return -1;
+    }
+    it->ended = it->e.len == 0 && it->c->mode == 'E';
+    return 0;
+}
+
+static PyObject *MapIter_next(MapIterObject *it)
+{
+    MapObject *m = it->map;
+    while (it->at == it->e.len) { /* a walk's chunk may come back empty (its keys deleted meanwhile) */
+        if (it->ended || (it->c != NULL && it->c->mode == 'E') || MapIter_fill(it) < 0) {
+            it->ended = true;
+            return NULL;
+        }
+    }
+    size_t i = it->at++;
+    const unsigned char *key = it->e.keys + i * m->key_size;
+    const unsigned char *value = it->e.values + i * cbpf_map_full_value_size(m);
+    if (it->what == 0) {
+        return cbpf_map_decode_key(m, key);
+    }
+    if (it->what == 1) {
+        return cbpf_map_decode_value(m, value);
+    }
+    PyObject *k = cbpf_map_decode_key(m, key);
+    PyObject *v = k ? cbpf_map_decode_value(m, value) : NULL;
+    PyObject *item = v ? PyTuple_New(2) : NULL;
+    if (item == NULL) {
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(item, 0, k);
+    PyTuple_SET_ITEM(item, 1, v);
+    return item;
+}
+
+static int MapIter_traverse(MapIterObject *it, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(it));
+    Py_VISIT(it->map);
+    return 0;
+}
+
+static int MapIter_clear(MapIterObject *it)
+{
+    Py_CLEAR(it->map);
+    return 0;
+}
+
+static void MapIter_dealloc(MapIterObject *it)
+{
+    PyTypeObject *tp = Py_TYPE(it);
+    PyObject_GC_UnTrack(it);
+    MapIter_clear(it);
+    entries_free(&it->e);
+    PyMem_Free(it->c);
+    tp->tp_free((PyObject *)it);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot MapIter_slots[] = {
+    {Py_tp_doc, "An iteration over a Map's keys, values or items (Map.keys(), values(), items())."},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, MapIter_next},
+    {Py_tp_traverse, MapIter_traverse},
+    {Py_tp_clear, MapIter_clear},
+    {Py_tp_dealloc, MapIter_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec cbpf_mapiter_spec = {
+    .name = "cbpf._cbpf._MapIter",
+    .basicsize = sizeof(MapIterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | CBPF_TPFLAGS_NO_INSTANCES,
+    .slots = MapIter_slots,
+};
 
 /* Counts the entries (a whole read: the kernel keeps no count). */
 Py_ssize_t cbpf_map_length(MapObject *self)

@@ -202,39 +202,26 @@ PyObject *cbpf_map_get_value_type(MapObject *self, void *Py_UNUSED(closure))
 /* The value at key, decoded; NULL with *found false when absent (no exception), NULL with an exception on error. */
 static PyObject *typed_lookup(MapObject *self, PyObject *key, bool *found)
 {
-    cbpf_keybuf kb = {0};
-    const void *k = NULL;
+    cbpf_map_io io = {0};
     PyObject *result = NULL;
-    uint64_t small[4];
-    unsigned char *value = (unsigned char *)small;
-    size_t full = (size_t)self->value_stride * self->ncpus;
     *found = false;
 
-    if (cbpf_map_check_open(self) < 0 || cbpf_map_types(self) < 0) {
+    if (cbpf_map_check_open(self) < 0) {
         return NULL;
     }
-    if (full > sizeof(small)) {
-        value = PyMem_Malloc(full);
-        if (value == NULL) {
-            return PyErr_NoMemory();
-        }
-    }
-    if (cbpf_map_encode_key(self, key, &kb, &k) < 0) {
+    if (cbpf_map_io_begin(self, key, NULL, true, &io) < 0) {
         goto done;
     }
-    if (bpf_map_lookup_elem(self->fd, k, value) != 0) {
+    if (bpf_map_lookup_elem(self->fd, io.key, io.out) != 0) {
         if (errno != ENOENT) {
             cbpf_map_error(self, errno, "lookup");
         }
         goto done;
     }
     *found = true;
-    result = cbpf_map_decode_value(self, value);
+    result = cbpf_map_decode_value(self, io.out);
 done:
-    cbpf_keybuf_release(&kb);
-    if (value != (unsigned char *)small) {
-        PyMem_Free(value);
-    }
+    cbpf_map_io_release(&io);
     return result;
 }
 

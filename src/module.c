@@ -243,7 +243,7 @@ static int add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base, PyT
     }
 #if !CBPF_HAVE_DISALLOW_INSTANTIATION
     if (spec == &cbpf_map_spec || spec == &cbpf_region_spec || spec == &cbpf_stream_spec ||
-        spec == &cbpf_program_spec || spec == &cbpf_link_spec) {
+        spec == &cbpf_program_spec || spec == &cbpf_link_spec || spec == &cbpf_mapiter_spec) {
         (*slot)->tp_new = NULL;
     }
 #endif
@@ -264,7 +264,8 @@ static int module_exec(PyObject *module)
     if (add_type(module, &cbpf_stream_spec, NULL, &st->Stream_type) < 0 ||
         add_type(module, &cbpf_ringbuf_spec, st->Stream_type, &st->RingBuffer_type) < 0 ||
         add_type(module, &cbpf_perfbuf_spec, st->Stream_type, &st->PerfBuffer_type) < 0 ||
-        add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0) {
+        add_type(module, &cbpf_decoder_spec, NULL, &st->Decoder_type) < 0 ||
+        add_type(module, &cbpf_mapiter_spec, NULL, &st->MapIter_type) < 0) {
         return -1;
     }
     PyObject *attrs = Py_BuildValue("{sssOsOsO}", "log", "", "program", Py_None, "object", Py_None, "map", Py_None);
@@ -316,6 +317,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->RingBuffer_type);
     Py_VISIT(st->PerfBuffer_type);
     Py_VISIT(st->Decoder_type);
+    Py_VISIT(st->MapIter_type);
     Py_VISIT(st->Program_type);
     Py_VISIT(st->Link_type);
     Py_VISIT(st->LoadError);
@@ -335,6 +337,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->RingBuffer_type);
     Py_CLEAR(st->PerfBuffer_type);
     Py_CLEAR(st->Decoder_type);
+    Py_CLEAR(st->MapIter_type);
     Py_CLEAR(st->Program_type);
     Py_CLEAR(st->Link_type);
     Py_CLEAR(st->LoadError);

@@ -366,7 +366,9 @@ def test_top_counts_the_system_calls_of_a_process_under_its_own_name(busy_helper
 
 @kernel
 def test_profile_symbolizes_a_busy_function_and_writes_a_flame_graph(busy_helper: Path, tmp_path: Path):
-    busy = subprocess.Popen([str(busy_helper), "spin", "6"])
+    # it spins until killed below: the profiler symbolizes from /proc/PID/maps after its 2 s, however long its
+    # start took on a loaded machine (with 6 s the helper could exit first, and no frame was named)
+    busy = subprocess.Popen([str(busy_helper), "spin", "120"])
     try:
         svg, folded = tmp_path / "profile.svg", tmp_path / "profile.folded"
         r = subprocess.run(cbpf_cmd("profile", "--json", "--pid", str(busy.pid), "--duration", "2",

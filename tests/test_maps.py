@@ -127,6 +127,88 @@ def test_wrong_sizes_and_types():
         Map()
 
 
+def test_single_key_calls_release_their_buffers_on_every_path():
+    """A bytearray cannot grow while a buffer of it is held: after each call, whether it succeeded, found nothing or
+    raised (before or after the system call), the key's and the value's buffers were released."""
+
+    def released(*arrays: bytearray) -> bool:
+        for a in arrays:
+            a.extend(b"x")  # BufferError if an export was left behind
+            del a[-1]
+        return True
+
+    key, value, short = bytearray(u32(1)), bytearray(u64(10)), bytearray(3)
+    with Map.create("hash", 4, 8, 1, name=f"rel{PID % 10000}") as m:
+        m.update(key, value)
+        assert released(key, value) and m.lookup(key) == u64(10) and released(key)
+        assert m[key] == u64(10) and m.get(key) == u64(10) and key in m and released(key)
+        out = bytearray(8)
+        assert m.lookup_into(key, out) is True and out == u64(10) and released(key)
+        with pytest.raises(ValueError, match="value of 8 bytes, got a buffer of 3 bytes"):
+            m.update(key, short)  # the key was taken before the value failed
+        assert released(key, short)
+        with pytest.raises(TypeError, match="not str"):
+            m.update(key, "x")
+        assert released(key)
+        with pytest.raises(OSError) as info:
+            m.update(bytearray(u32(2)), value)  # full: the kernel refuses after both were taken
+        assert info.value.errno == errno.E2BIG and released(value)
+        with pytest.raises(ValueError, match="output buffer of 8 bytes"):
+            m.lookup_into(key, short)
+        assert released(key, short)
+        assert m.delete(key) is True and m.delete(key) is False and released(key)
+        assert m.lookup(key) is None and m.get(key, 0) == 0 and key not in m and released(key)
+        with pytest.raises(KeyError):
+            m[key]
+        assert released(key)
+        with pytest.raises(ValueError, match="key of 4 bytes, got a buffer of 3 bytes"):
+            m.lookup(short)
+        assert released(short)
+    with Map.create("queue", 0, 8, 1) as q:
+        q.push(value)
+        assert released(value)
+        with pytest.raises(OSError) as info:
+            q.push(value)  # full
+        assert info.value.errno == errno.E2BIG and released(value)
+        assert q.peek() == u64(10) and q.pop() == u64(10) and q.pop() is None
+    with Map.create("bloom_filter", 0, 8, 16, map_extra=3) as b:
+        b.push(value)
+        assert value in b and released(value)
+        with pytest.raises(ValueError, match="value of 8 bytes, got a buffer of 3 bytes"):
+            short in b
+        assert released(short)
+
+
+def test_iterators_read_lazily_and_fail_cleanly():
+    """keys(), values() and items() read a chunk at a time when iterated (not when called), keep the map alive, and
+    fail with a clear error when the map is closed between chunks or has no keys."""
+    n = 3 * cbpf._maps._CHUNK + 5  # four chunks, each whole (a hash's batch may stop short at a bucket)
+    with Map.create("array", 4, 8, n, name=f"it{PID % 10000}") as m:
+        m.update_batch(np.arange(n, dtype=np.uint32), np.arange(n, dtype=np.uint64) * 2)
+        items = m.items()
+        m[n - 1] = 7  # written after items() was called, before it is iterated: seen
+        got = dict(items)
+        assert len(got) == n and got[u32(n - 1)] == u64(7) and got[u32(5)] == u64(10)
+        assert sorted(int.from_bytes(k, sys.byteorder) for k in m.keys()) == list(range(n))
+        assert sum(int.from_bytes(v, sys.byteorder) for v in m.values()) == n * (n - 1) - 2 * (n - 1) + 7
+        it = m.values()
+        first = [next(it) for _ in range(10)]
+        assert len(first) == 10
+        m.close()
+        rest = 0
+        with pytest.raises(ValueError, match="closed"):
+            for _ in it:  # the rest of the first chunk, then the next read finds the map closed
+                rest += 1
+        assert rest == cbpf._maps._CHUNK - 10
+        assert list(it) == []  # and stays ended
+    with Map.create("queue", 0, 4, 4) as q:
+        keys = q.keys()  # no error yet: nothing read
+        with pytest.raises(TypeError, match="no keys"):
+            next(keys)
+    orphan = Map.create("array", 4, 4, 3).items()  # the iterator keeps its map alive
+    assert list(orphan) == [(u32(i), u32(0)) for i in range(3)]
+
+
 def test_queue_and_stack_and_bloom_filter():
     with Map.create("queue", 0, 4, 8) as q:
         assert q.pop() is None and q.peek() is None

@@ -327,3 +327,45 @@ def test_random_values_round_trip_through_the_codec(values_obj):
         assert got.u.word == word and got.u.bytes == word.to_bytes(4, "little")
         assert got.bits._asdict() == v["bits"]
         assert kinds.encode(got) == kinds.encode(v)  # a named tuple as reads give it encodes the same bytes
+
+
+def test_decoded_records_are_tracked_only_when_they_can_hold_a_cycle():
+    """Records of ints, strs and bytes can hold no reference cycle: the collector never tracks them (map reads and
+    events alike); a record holding what another decoder made is tracked unless a map read found it atomic."""
+    import collections
+    import gc
+    import struct
+    import weakref
+
+    Pair = collections.namedtuple("Pair", "a b")
+    atomic = cbpf._cbpf._Decoder(Pair, 8, [("u", 0, 4, 0, None, "a"), ("i", 4, 4, 0, None, "b")])
+    rec = atomic(struct.pack("=Ii", 7, -1))
+    assert rec == (7, -1) and type(rec) is Pair and rec.b == -1 and not gc.is_tracked(rec)
+    assert hash(rec) == hash((7, -1)) and {(7, -1): 1}[rec] == 1
+    class Box(list):  # a list a weak reference can watch
+        pass
+
+    holder = cbpf._cbpf._Decoder(Pair, 8, [("u", 0, 4, 0, None, "a"), ("p", 4, 4, 0, Box, "b")])
+    rec = holder(struct.pack("=I", 3) + b"wxyz")
+    assert rec == (3, list(b"wxyz")) and gc.is_tracked(rec)
+    rec.b.append(rec)  # a cycle through the record: only a tracked record lets the collector free it
+    box = weakref.ref(rec.b)
+    del rec
+    gc.collect()
+    assert box() is None
+
+    def refuse(raw: bytes) -> None:
+        raise RuntimeError("refused")
+
+    failing = cbpf._cbpf._Decoder(Pair, 8, [("u", 0, 4, 0, None, "a"), ("p", 4, 4, 0, refuse, "b")])
+    with pytest.raises(RuntimeError, match="refused"):  # the half-made record is freed (its unset item skipped)
+        failing(bytes(8))
+
+    with Map.create("hash", 8, 8, 4, name=f"gc{PID % 10000}") as m:
+        m.set_types(key=np.dtype([("pid", "u4"), ("cpu", "u4")]), value=np.dtype([("n", "u4"), ("f", "i4")]))
+        m[(1, 2)] = (3, -4)
+        (k, v), = m.items()
+        assert (k, v) == ((1, 2), (3, -4)) and not gc.is_tracked(k) and not gc.is_tracked(v)
+        (k, v), = m.to_dict().items()
+        assert (k, v) == ((1, 2), (3, -4)) and not gc.is_tracked(k) and not gc.is_tracked(v)
+        assert m[(1, 2)].f == -4 and not gc.is_tracked(m[(1, 2)])
