@@ -244,6 +244,7 @@ int cbpf_strerror(int err, char *buf, size_t size);
 #define CBPF_PRINTF(f) __attribute__((format(printf, f, f + 1)))
 PyObject *cbpf_set_error(cbpf_state *st, int err, const char *fmt, ...) CBPF_PRINTF(3);
 PyObject *cbpf_map_error(MapObject *map, int err, const char *fmt, ...) CBPF_PRINTF(3);
+PyObject *cbpf_new_map_error(cbpf_state *st, const char *name, int err, const char *fmt, ...) CBPF_PRINTF(4);
 PyObject *cbpf_program_error(ProgramObject *program, int err, const char *fmt, ...) CBPF_PRINTF(3);
 PyObject *cbpf_object_error(ObjectObject *object, int err, const char *fmt, ...) CBPF_PRINTF(3);
 PyObject *cbpf_set_file_error(cbpf_state *st, int err, PyObject *filename);
@@ -292,7 +293,9 @@ MapObject *cbpf_map_new(cbpf_state *st, ObjectObject *owner, size_t index);
 int cbpf_map_loaded(cbpf_state *st, MapObject *self);
 void cbpf_map_invalidate(MapObject *self);
 int cbpf_ensure_bpffs(cbpf_state *st, const char *path);
-int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path);
+/* pin.c: a pin failure is about map (or, for a link, program) when given: the exception carries its names. */
+int cbpf_pin_fd(cbpf_state *st, MapObject *map, ProgramObject *program, int fd, PyObject *path, const char *what,
+                PyObject **pin_path);
 int cbpf_unpin(PyObject **pin_path, const char *what);
 const char *cbpf_fd_kind(int fd);
 int cbpf_open_pinned(cbpf_state *st, PyObject *path, const char *want, PyObject **abs_path);

@@ -319,6 +319,19 @@ PyObject *cbpf_map_error(MapObject *map, int err, const char *fmt, ...)
     return raise_os_error(cbpf_state_from_type(Py_TYPE(map)), &ctx, err, what);
 }
 
+/* An error about a map being made, before it has a Map (Map.create): about the map named name (NULL: no name). */
+PyObject *cbpf_new_map_error(cbpf_state *st, const char *name, int err, const char *fmt, ...)
+{
+    FORMAT_WHAT(what, fmt);
+    error_context ctx = {0};
+    if (name != NULL && (ctx.map = PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "replace")) == NULL) {
+        return NULL;
+    }
+    raise_os_error(st, &ctx, err, what);
+    Py_XDECREF(ctx.map);
+    return NULL;
+}
+
 /* An error about a program (and its object). */
 PyObject *cbpf_program_error(ProgramObject *program, int err, const char *fmt, ...)
 {

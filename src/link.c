@@ -274,7 +274,7 @@ static PyObject *Link_pin(LinkObject *self, PyObject *path)
     }
     char what[256];
     snprintf(what, sizeof(what), "link %s", cbpf_utf8(self->target));
-    if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), fd, path, what, &self->pin_path) < 0) {
+    if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), NULL, self->program, fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
     self->pin_generation = cbpf_process_generation();

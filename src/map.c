@@ -1002,7 +1002,7 @@ static PyObject *Map_pin(MapObject *self, PyObject *path)
     }
     char what[160];
     snprintf(what, sizeof(what), "map '%s'", cbpf_utf8(self->name));
-    if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), self->fd, path, what, &self->pin_path) < 0) {
+    if (cbpf_pin_fd(cbpf_state_from_type(Py_TYPE(self)), self, NULL, self->fd, path, what, &self->pin_path) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1059,8 +1059,8 @@ static PyObject *Map_create(PyTypeObject *cls, PyObject *args, PyObject *kwargs)
     }
     int fd = bpf_map_create((enum bpf_map_type)type, name, key_size, value_size, max_entries, &opts);
     if (fd < 0) {
-        return cbpf_set_error(st, errno, "creating a map of type %u (key %u, value %u bytes, %u entries)", type,
-                              key_size, value_size, max_entries);
+        return cbpf_new_map_error(st, name, errno, "creating a map of type %u (key %u, value %u bytes, %u entries)",
+                                  type, key_size, value_size, max_entries);
     }
     return map_from_owned_fd(st, cls, fd);
 }

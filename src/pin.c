@@ -97,8 +97,11 @@ static bool on_bpffs(const char *path, bool parent)
 }
 
 /* Pins fd at path (bpffs mounted first when missing) and records the absolute path in *pin_path. what names the
- * thing. A thing pinned already is not pinned again: unpin() first (a second pin would be forgotten by unpin()). */
-int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObject **pin_path)
+ * thing; a failure is raised about map or program (a link's), when one is given, so that the OSError carries
+ * .map/.program and .object. A thing pinned already is not pinned again: unpin() first (a second pin would be
+ * forgotten by unpin()). */
+int cbpf_pin_fd(cbpf_state *st, MapObject *map, ProgramObject *program, int fd, PyObject *path, const char *what,
+                PyObject **pin_path)
 {
     PyObject *encoded = NULL;
     int rc = -1;
@@ -113,12 +116,17 @@ int cbpf_pin_fd(cbpf_state *st, int fd, PyObject *path, const char *what, PyObje
     const char *p = PyBytes_AS_STRING(encoded);
     if (bpf_obj_pin(fd, p) != 0) {
         int err = errno;
-        if (err != EEXIST && err != ENOENT && !on_bpffs(p, true)) {
-            cbpf_set_error(st, err, "pinning %s at %s: the directory is not on a bpffs (pin under /sys/fs/bpf, or "
-                           "mount -t bpf bpf DIR)", what, p);
+        const char *why = err != EEXIST && err != ENOENT && !on_bpffs(p, true)
+                              ? ": the directory is not on a bpffs (pin under /sys/fs/bpf, or mount -t bpf bpf DIR)"
+                              : "";
+        if (map != NULL) {
+            cbpf_map_error(map, err, "pinning at %s%s", p, why);
+        }
+        else if (program != NULL) {
+            cbpf_program_error(program, err, "pinning %s at %s%s", what, p, why);
         }
         else {
-            cbpf_set_error(st, err, "pinning %s at %s", what, p);
+            cbpf_set_error(st, err, "pinning %s at %s%s", what, p, why);
         }
         goto done;
     }

@@ -85,3 +85,38 @@ def test_libbpf_is_named_once_in_an_open_error():
     assert str(info.value) == (f"[Errno 22] opening BPF object '{name}': not a valid BPF ELF object (libbpf: elf: "
                                f"'{name}' is not a proper ELF object: BPF object format invalid): Invalid argument")
     assert (info.value.object, info.value.program, info.value.map) == (name, None, None)
+
+
+def test_a_failing_pin_names_its_map_or_the_links_program(bpf_objects):
+    missing = f"/sys/fs/bpf/cbpf-no-such-dir-{os.getpid()}"
+    with cbpf.Object(bpf_objects["counter"], attach=False) as obj:
+        with pytest.raises(FileNotFoundError) as info:
+            obj.maps["counts"].pin(f"{missing}/counts")
+        assert obj.maps["counts"].pin_path is None
+    e = info.value
+    assert str(e) == f"[Errno 2] map 'counts' of object 'counter': pinning at {missing}/counts: No such file or directory"
+    assert (e.errno, e.object, e.program, e.map) == (errno.ENOENT, "counter", None, "counts")
+
+    with cbpf.Object(bpf_objects["tracing"], attach=False) as obj:
+        link = obj.programs["tp_getpid"].attach_tracepoint("syscalls", "sys_enter_getpid")
+        with pytest.raises(FileNotFoundError) as info:
+            link.pin(f"{missing}/link")
+        assert link.pin_path is None
+    e = info.value
+    assert str(e) == (f"[Errno 2] program 'tp_getpid' of object 'tracing': pinning link {link.target} at "
+                      f"{missing}/link: No such file or directory")
+    assert (e.errno, e.object, e.program, e.map) == (errno.ENOENT, "tracing", "tp_getpid", None)
+
+
+def test_a_map_that_cannot_be_created_is_named():
+    with pytest.raises(OSError) as info:
+        cbpf.Map.create("hash", 4, 8, 0, name="empty")  # no entries: the kernel refuses the definition
+    e = info.value
+    assert str(e) == ("[Errno 22] map 'empty': creating a map of type 1 (key 4, value 8 bytes, 0 entries): "
+                      "Invalid argument")
+    assert (e.errno, e.object, e.program, e.map) == (errno.EINVAL, None, None, "empty")
+    with pytest.raises(OSError) as info:
+        cbpf.Map.create("hash", 4, 8, 0)
+    assert str(info.value) == ("[Errno 22] creating a map of type 1 (key 4, value 8 bytes, 0 entries): "
+                               "Invalid argument")
+    assert (info.value.object, info.value.program, info.value.map) == (None, None, None)
