@@ -176,16 +176,25 @@ static int sec_bytes(const struct elf *e, const Elf64_Shdr *sh, const unsigned c
     return 0;
 }
 
-static int elf_names(struct elf *e, const Elf64_Shdr *strsh, char *err, size_t errlen)
+/* The section name table, the one e_shstrndx names (elf_header checked that index). */
+static int elf_names(struct elf *e, char *err, size_t errlen)
 {
     const unsigned char *p;
     size_t len;
-    if (strsh->sh_type != SHT_STRTAB || sec_bytes(e, strsh, &p, &len) < 0)
+    Elf64_Shdr strsh;
+    elf_shdr(e, e->eh.e_shstrndx, &strsh);
+    if (strsh.sh_type != SHT_STRTAB || sec_bytes(e, &strsh, &p, &len) < 0)
         return fail(err, errlen, -EINVAL, "section name table (section %u) is not a string table inside the file",
                     e->eh.e_shstrndx);
     e->shstr = (const char *)p;
     e->shstr_size = len;
     return 0;
+}
+
+/* The lenient opening the checks below share: the header and the section names, no error text. */
+static int elf_open_names(struct elf *e, const void *data, size_t size)
+{
+    return elf_header(e, data, size, 0, NULL, 0) < 0 ? -1 : elf_names(e, NULL, 0);
 }
 
 static const char *sec_name(const struct elf *e, size_t idx)
@@ -322,10 +331,7 @@ int cbpf_legacy_is_legacy(const void *data, size_t size)
 {
     struct elf e;
     Elf64_Shdr sh;
-    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
-        return 0;
-    elf_shdr(&e, e.eh.e_shstrndx, &sh);
-    if (elf_names(&e, &sh, NULL, 0) < 0)
+    if (elf_open_names(&e, data, size) < 0)
         return 0;
     for (size_t i = 1; i < e.shnum; i++) {
         elf_shdr(&e, i, &sh);
@@ -343,10 +349,7 @@ void cbpf_elf_license(const void *data, size_t size, char *out, size_t outlen)
     if (!out || !outlen)
         return;
     out[0] = '\0';
-    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
-        return;
-    elf_shdr(&e, e.eh.e_shstrndx, &sh);
-    if (elf_names(&e, &sh, NULL, 0) < 0)
+    if (elf_open_names(&e, data, size) < 0)
         return;
     for (size_t i = 1; i < e.shnum; i++) {
         const unsigned char *b;
@@ -373,10 +376,7 @@ size_t cbpf_elf_unused_code_sections(const void *data, size_t size, const char *
     size_t unused = 0, len = 0;
     if (out && outlen)
         out[0] = '\0';
-    if (elf_header(&e, data, size, 0, NULL, 0) < 0)
-        return 0;
-    elf_shdr(&e, e.eh.e_shstrndx, &sh);
-    if (elf_names(&e, &sh, NULL, 0) < 0)
+    if (elf_open_names(&e, data, size) < 0)
         return 0;
     for (size_t i = 1; i < e.shnum; i++) {
         elf_shdr(&e, i, &sh);
@@ -2059,7 +2059,7 @@ int cbpf_legacy_parse(const void *data, size_t size, struct cbpf_legacy_spec **o
     }
     for (size_t i = 0; i < p.e.shnum; i++)
         elf_shdr(&p.e, i, &p.e.sh[i]);
-    if ((ret = elf_names(&p.e, &p.e.sh[p.e.eh.e_shstrndx], err, errlen)) < 0)
+    if ((ret = elf_names(&p.e, err, errlen)) < 0)
         goto done;
     if ((ret = scan_sections(&p)) < 0 || (ret = load_symtab(&p)) < 0 || (ret = read_license(&p, spec)) < 0 ||
         (ret = parse_maps(&p, spec)) < 0 || (ret = collect_funcs(&p)) < 0 || (ret = collect_rels(&p)) < 0 ||
